@@ -1,0 +1,1 @@
+"""jupyter_hub_ctl.engine"""
