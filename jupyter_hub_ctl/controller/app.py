@@ -1,0 +1,287 @@
+"""``python -m jupyter_hub_ctl.controller``: the controller process.
+
+Accepts the command line and environment that ipcontroller users and
+launchers (``ipyparallel.Cluster``, ``ipcluster``) use: ``--profile``,
+``--profile-dir``, ``--cluster-id``, ``--ip``, ``--location``, ``--ping``,
+``--scheme``, ``--hwm``, ``--ports``, ``--reuse``, ``--restore``, the DB flags,
+``IPP_PROFILE_DIR``, ``IPP_CLUSTER_ID``, ``IPP_SESSION_KEY`` and profile config
+files (``ipcontroller_config.py``, ``hubctl_controller_config.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Optional
+
+from jupyter_client.session import Session
+from traitlets import Bool, Dict, Unicode, default
+from traitlets.config import Application
+from traitlets.utils.importstring import import_item
+
+from .._version import __version__
+from ..wire.connection import (
+    connection_file_paths, ensure_profile_dir, ipython_dir, profile_dir_for, read_connection_file,
+    write_connection_file,
+)
+from ..wire.session import WireSession
+from .db import DB_CLASSES
+from .factory import HubFactory
+from .heartmonitor import HeartMonitor
+from .hub import Hub
+from .scheduler.task import TaskScheduler
+
+aliases = {
+    "ip": "HubFactory.ip",
+    "transport": "HubFactory.transport",
+    "location": "HubFactory.location",
+    "engine-ip": "HubFactory.engine_ip",
+    "client-ip": "HubFactory.client_ip",
+    "port": "HubFactory.registration_port",
+    "ports": "ControllerApp.port_pool",
+    "ping": "HeartMonitor.period",
+    "scheme": "TaskScheduler.scheme_name",
+    "hwm": "TaskScheduler.hwm",
+    "profile": "ControllerApp.profile",
+    "profile-dir": "ControllerApp.profile_dir",
+    "ipython-dir": "ControllerApp.ipython_dir",
+    "cluster-id": "ControllerApp.cluster_id",
+    "work-dir": "ControllerApp.work_dir",
+    "log-level": "Application.log_level",
+    "config": "ControllerApp.extra_config_file",
+    "ident": "Session.session",
+    "user": "Session.username",
+    "keyfile": "Session.keyfile",
+    "db-class": "ControllerApp.db_class",
+    "ssh": "ControllerApp.ssh_server",
+    "enginessh": "ControllerApp.engine_ssh_server",
+    "log-url": "ControllerApp.log_url",
+}
+
+flags = {
+    "reuse": ({"ControllerApp": {"reuse_files": True}}, "Keep and re-use existing connection files (same ports and key)."),
+    "restore": ({"ControllerApp": {"restore_engines": True, "reuse_files": True}},
+                "Restore the engine id map of the previous run (implies --reuse)."),
+    "dictdb": ({"ControllerApp": {"db_class": "dictdb"}}, "Keep task records in memory (bounded)."),
+    "sqlitedb": ({"ControllerApp": {"db_class": "sqlitedb"}}, "Keep task records in SQLite in the profile dir."),
+    "nodb": ({"ControllerApp": {"db_class": "nodb"}}, "Keep no task records (result/history queries fail)."),
+    "mongodb": ({"ControllerApp": {"db_class": "mongodb"}}, "Not supported: fails at start with a message."),
+    "usethreads": ({"ControllerApp": {"use_threads": True}}, "Accepted for compatibility; relays always run in threads."),
+    "log-to-file": ({"ControllerApp": {"log_to_file": True}}, "Log to a file in the profile's log dir."),
+    "clean-logs": ({"ControllerApp": {"clean_logs": True}}, "Accepted for compatibility."),
+    "secure": ({"ControllerApp": {"secure": True}}, "Sign messages with a key (the default)."),
+    "no-secure": ({"ControllerApp": {"secure": False}}, "Do not sign messages (empty key)."),
+    "debug": ({"Application": {"log_level": 10}}, "Log at debug level."),
+    "quiet": ({"Application": {"log_level": 30}}, "Log warnings and errors only."),
+}
+
+
+class ControllerApp(Application):
+    """The controller: hub, relays, heartbeat, schedulers and task-record store."""
+
+    name = "hubctl-controller"
+    description = "Run a jupyter_hub_ctl controller (an IPython-parallel compatible Hub)."
+    version = __version__
+    aliases = aliases
+    flags = flags
+    classes = [HubFactory, Hub, HeartMonitor, TaskScheduler, Session]
+
+    profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
+    profile_dir = Unicode("", config=True, help="Profile directory (overrides --profile); env IPP_PROFILE_DIR.")
+    ipython_dir = Unicode("", config=True, help="IPython directory holding profiles; env IPYTHONDIR.")
+    cluster_id = Unicode("", config=True, help="Cluster id, part of the connection file names; env IPP_CLUSTER_ID.")
+    work_dir = Unicode("", config=True, help="Directory to change to at start.")
+    extra_config_file = Unicode("", config=True, help="An extra config file to load.")
+    port_pool = Unicode("", config=True, help="Ports to use: a range 'A-B' or a comma list.")
+    reuse_files = Bool(False, config=True, help="Re-use existing connection files and keep them at exit.")
+    restore_engines = Bool(False, config=True, help="Accept engines of the previous run under their old ids.")
+    db_class = Unicode("dictdb", config=True,
+                       help="Task-record store: dictdb, sqlitedb, nodb, or an import string of a BaseDB class.")
+    use_threads = Bool(True, config=True, help="Compatibility flag; relays always run in threads.")
+    log_to_file = Bool(False, config=True, help="Write the log to <profile>/log/ instead of stderr.")
+    clean_logs = Bool(False, config=True, help="Compatibility flag; ignored.")
+    secure = Bool(True, config=True, help="Sign messages with an HMAC key.")
+    ssh_server = Unicode("", config=True, help="ssh server clients should tunnel through (written to the client file).")
+    engine_ssh_server = Unicode("", config=True, help="ssh server engines should tunnel through.")
+    log_url = Unicode("", config=True, help="Compatibility option; ignored.")
+    db_config = Dict(help="Resolved DB settings (for inspection).")
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO
+
+    def initialize(self, argv=None):
+        self.parse_command_line(argv)
+        cl_config = copy.deepcopy(self.config)
+        if not self.profile_dir and os.environ.get("IPP_PROFILE_DIR"):
+            self.profile_dir = os.environ["IPP_PROFILE_DIR"]
+        if not self.cluster_id and os.environ.get("IPP_CLUSTER_ID"):
+            self.cluster_id = os.environ["IPP_CLUSTER_ID"]
+        if not self.profile_dir:
+            self.profile_dir = profile_dir_for(self.profile, self.ipython_dir or ipython_dir())
+        self.profile_dir = ensure_profile_dir(self.profile_dir)
+        for name in ("ipcontroller_config.py", "hubctl_controller_config.py"):
+            if os.path.exists(os.path.join(self.profile_dir, name)):
+                self.load_config_file(name, path=[self.profile_dir])
+        if self.extra_config_file:
+            self.load_config_file(self.extra_config_file)
+        self.update_config(cl_config)  # the command line wins over files
+        if self.work_dir:
+            os.chdir(os.path.expanduser(self.work_dir))
+        if self.log_to_file:
+            path = os.path.join(self.profile_dir, "log", f"hubctl-controller-{self.cluster_id or 'default'}-{os.getpid()}.log")
+            handler = logging.FileHandler(path)
+            handler.setFormatter(logging.Formatter(self.log_format, self.log_datefmt))
+            self.log.handlers[:] = [handler]
+
+    # ------------------------------------------------------------------ pieces
+    def _ports(self) -> list:
+        spec = self.port_pool.strip()
+        if not spec:
+            return []
+        if "-" in spec:
+            a, b = spec.split("-", 1)
+            return list(range(int(a), int(b) + 1))
+        return [int(p) for p in spec.split(",") if p.strip()]
+
+    def _session(self, reused: Optional[dict]) -> WireSession:
+        s = Session(parent=self)
+        if reused is not None:
+            s.key = reused.get("key", "").encode("ascii")
+            s.signature_scheme = reused.get("signature_scheme", s.signature_scheme)
+        elif os.environ.get("IPP_SESSION_KEY"):
+            s.key = os.environ["IPP_SESSION_KEY"].encode("ascii")
+        if not self.secure:
+            s.key = b""
+        return WireSession.from_session(s)
+
+    def _db(self):
+        name = self.db_class
+        if name == "mongodb":
+            raise SystemExit("MongoDB task records are not supported; use --sqlitedb or --dictdb")
+        cls = DB_CLASSES.get(name.lower()) or name
+        if isinstance(cls, str):
+            cls = import_item(cls)
+        kwargs = {"parent": self, "config": self.config}
+        if "location" in getattr(cls, "class_trait_names", lambda: [])():
+            loc = self.config.get(cls.__name__, {}).get("location")
+            if not loc:
+                kwargs["location"] = self.profile_dir
+        return cls(**kwargs)
+
+    def _reused(self) -> Optional[dict]:
+        if not self.reuse_files:
+            return None
+        cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
+        if not (os.path.exists(cpath) and os.path.exists(epath)):
+            return None
+        try:
+            c, e = read_connection_file(cpath), read_connection_file(epath)
+        except (OSError, ValueError) as err:
+            self.log.warning("cannot re-use connection files: %s", err)
+            return None
+        if c.get("key") != e.get("key") or c.get("registration") != e.get("registration"):
+            self.log.warning("connection files disagree; writing new ones")
+            return None
+        return {"client": c, "engine": e, "key": c.get("key", ""), "signature_scheme": c.get("signature_scheme")}
+
+    def _engine_state_path(self) -> str:
+        return os.path.join(self.profile_dir, "log", f"engines{self.cluster_id}.json")
+
+    # ------------------------------------------------------------------ run
+    def start(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except KeyboardInterrupt:
+            pass
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        reused = self._reused()
+        session = self._session(reused)
+        factory = self.factory = HubFactory(parent=self, config=self.config)
+        if self._ports():
+            factory._pool = self._ports()
+        if reused is not None:
+            factory.preset_ports(
+                {k: v for k, v in reused["client"].items() if isinstance(v, int)},
+                {k: v for k, v in reused["engine"].items() if isinstance(v, (int, list))},
+            )
+        db = self.db = self._db()
+        try:
+            hub = factory.init_hub(loop, session, db, on_shutdown=self.stop, config=self.config)
+        except Exception as e:
+            db.close()
+            self.log.critical("controller failed to start: %s", e)
+            factory.stop()
+            raise SystemExit(1)
+        self.hub = hub
+        hub.engine_state_file = self._engine_state_path()
+        if self.restore_engines:
+            self._restore(hub)
+        cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
+        self.files = (cpath, epath)
+        cinfo = factory.client_info(session, hub.scheduler.scheme_name)
+        einfo = factory.engine_info(session)
+        if self.ssh_server:
+            cinfo["ssh"] = self.ssh_server
+        if self.engine_ssh_server:
+            einfo["ssh"] = self.engine_ssh_server
+        write_connection_file(epath, einfo)
+        write_connection_file(cpath, cinfo)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s",
+                      factory.client_url("registration"), self.profile_dir, self.cluster_id, type(db).__name__)
+        await self._stopped.wait()
+        self._cleanup()
+
+    def _restore(self, hub: Hub) -> None:
+        path = self._engine_state_path()
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            self.log.info("no engine state to restore at %s", path)
+            return
+        engines = state.get("engines", {})
+        hub.restore_engines = {uuid: int(eid) for eid, uuid in engines.items()}
+        hub._next_id = max(int(state.get("next_id", 0)), max((int(e) for e in engines), default=-1) + 1)
+        self.log.info("restoring %d engine ids from %s", len(engines), path)
+
+    def stop(self) -> None:
+        if not self._stopped.is_set():
+            self.log.info("controller stopping")
+            self._stopped.set()
+
+    def _cleanup(self) -> None:
+        try:
+            self.factory.stop()
+        finally:
+            try:
+                self.db.close()
+            except Exception as e:
+                self.log.error("closing the task store failed: %s", e)
+            if not self.reuse_files:
+                for path in self.files:
+                    try:
+                        os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+        self.log.info("controller stopped")
+
+
+def main(argv=None) -> None:
+    app = ControllerApp()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

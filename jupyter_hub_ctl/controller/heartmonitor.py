@@ -1,0 +1,192 @@
+"""Heartbeat monitor: pings engines and notices who answers and who stops.
+
+It runs in its own thread with its own sockets, waiting in ``zmq.Poller``
+(which releases the GIL), so slow work on the Hub's loop cannot delay pings or
+make live engines look dead.  Results go back to the Hub's loop with
+``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import zmq
+from traitlets import Bool, Float, Integer
+from traitlets.config import LoggingConfigurable
+
+
+class HeartMonitor(LoggingConfigurable):
+    """Ping PUB + pong ROUTER, evaluated once per ``period``."""
+
+    period = Integer(
+        3000,
+        config=True,
+        help="Milliseconds between heartbeats (the ``--ping`` option). Engines are told this value.",
+    )
+    max_heartmonitor_misses = Integer(
+        10,
+        config=True,
+        help="An engine that misses more than this many consecutive heartbeats is declared dead.",
+    )
+    debug = Bool(False, config=True, help="Log every beat at debug level.")
+    grace = Float(
+        0.0,
+        config=True,
+        help="Extra seconds of silence tolerated after the miss threshold before reporting a failure.",
+    )
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        ping_url: str,
+        pong_url: str,
+        on_new: Callable,
+        on_failed: Callable,
+        loop=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.context = context
+        self.ping_url = ping_url
+        self.pong_url = pong_url
+        self.on_new = on_new
+        self.on_failed = on_failed
+        self.loop = loop
+        self.hearts: dict = {}  # uuid bytes -> consecutive misses
+        self.responses: set = set()
+        self.last_seen: dict = {}  # uuid bytes -> monotonic time of last good pong
+        self.lifetime = 0.0
+        self.last_ping = b""
+        self.prev_ping = b""
+        self.beats = 0
+        self.stale = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._start_time = time.monotonic()
+        # bind in the caller's thread so ports are known (and errors surface) at once;
+        # the sockets are used only by the monitor thread afterwards.
+        self.pinger = context.socket(zmq.PUB)
+        self.pinger.setsockopt(zmq.LINGER, 0)
+        self.pinger.bind(ping_url)
+        self.ponger = context.socket(zmq.ROUTER)
+        self.ponger.setsockopt(zmq.LINGER, 0)
+        self.ponger.setsockopt(zmq.RCVHWM, 0)
+        self.ponger.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.ponger.bind(pong_url)
+
+    @property
+    def ping_port(self) -> int:
+        return _port(self.pinger)
+
+    @property
+    def pong_port(self) -> int:
+        return _port(self.ponger)
+
+    def beating(self, uuid: bytes) -> bool:
+        """Whether ``uuid`` is a heart currently answering."""
+        return uuid in self.hearts
+
+    def forget(self, uuid: bytes) -> None:
+        """Stop tracking a heart (called from the Hub's thread; dict ops are atomic)."""
+        self.hearts.pop(uuid, None)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hubctl-heartmonitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _report(self, fn: Callable, hearts: list) -> None:
+        if not hearts:
+            return
+        if self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(fn, hearts)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+        else:
+            fn(hearts)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.ponger, zmq.POLLIN)
+        period = self.period / 1000.0
+        next_beat = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.beat()
+                    next_beat = max(next_beat + period, now + period / 2)
+                timeout = max(0.0, min(next_beat - time.monotonic(), 0.25))
+                events = dict(poller.poll(timeout * 1000))
+                if self.ponger in events:
+                    self._drain_pongs()
+        except zmq.ZMQError as e:
+            if e.errno != zmq.ETERM:
+                self.log.exception("heart monitor stopped by an error")
+        finally:
+            self.pinger.close(0)
+            self.ponger.close(0)
+
+    def _drain_pongs(self) -> None:
+        while True:
+            try:
+                frames = self.ponger.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self.stale += 1
+                continue
+            ident, payload = frames
+            if payload == self.last_ping or (payload == self.prev_ping and payload):
+                self.responses.add(ident)
+                self.last_seen[ident] = time.monotonic()
+            else:
+                self.stale += 1
+                if self.debug:
+                    self.log.debug("stale or unexpected pong from %r", ident[:40])
+
+    def beat(self) -> None:
+        """Evaluate the last round of answers, then send the next ping."""
+        self.beats += 1
+        responders = self.responses
+        self.responses = set()
+        hearts = self.hearts
+        new = [u for u in responders if u not in hearts]
+        failed = []
+        for uuid in list(hearts):
+            if uuid in responders:
+                hearts[uuid] = 0
+                continue
+            misses = hearts.get(uuid, 0) + 1
+            hearts[uuid] = misses
+            if misses > self.max_heartmonitor_misses:
+                silent = time.monotonic() - self.last_seen.get(uuid, 0.0)
+                if silent >= self.grace:
+                    failed.append(uuid)
+        for uuid in failed:
+            hearts.pop(uuid, None)
+            self.last_seen.pop(uuid, None)
+        for uuid in new:
+            hearts[uuid] = 0
+        if self.debug:
+            self.log.debug("beat %d: %d hearts, %d new, %d failed", self.beats, len(hearts), len(new), len(failed))
+        self._report(self.on_new, new)
+        self._report(self.on_failed, failed)
+        self.prev_ping = self.last_ping
+        self.lifetime = time.monotonic() - self._start_time
+        self.last_ping = str(self.lifetime).encode("ascii")
+        self.pinger.send(self.last_ping)
+
+
+def _port(sock: zmq.Socket) -> int:
+    ep = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+    return int(ep.rsplit(":", 1)[1])
+

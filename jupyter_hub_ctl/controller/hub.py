@@ -1,0 +1,544 @@
+"""The Hub: engine registry, bookkeeping of all traffic, and the query service.
+
+Everything here runs on one asyncio loop.  Relays and the heartbeat run in
+their own threads and report through inproc sockets (traffic copies) or
+``call_soon_threadsafe`` (heart events); the task and broadcast schedulers
+call the Hub directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter, OrderedDict
+from typing import Optional
+
+from traitlets import Any, Dict, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..wire.connection import write_atomic
+from ..wire.session import DELIM, MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
+from .errors import error_content, wrap_exception
+from .queries import HubQueries
+from .records import buffers_of, empty_record, init_record
+
+__all__ = ["Hub", "EngineConnector", "init_record", "empty_record"]
+
+
+class EngineConnector:
+    """What the Hub knows about one engine."""
+
+    __slots__ = ("id", "uuid", "ident", "pending", "stallback", "registered", "queue", "tasks", "completed")
+
+    def __init__(self, id: int, uuid: str, ident: bytes, stallback=None):
+        self.id = id
+        self.uuid = uuid
+        self.ident = ident
+        self.pending: set = set()  # msg_ids sent to it and not answered (MUX + task)
+        self.stallback = stallback  # timer handle while registration is unfinished
+        self.registered = utcnow()
+        self.queue: "OrderedDict[str, None]" = OrderedDict()  # MUX msg_ids outstanding
+        self.tasks: "OrderedDict[str, None]" = OrderedDict()  # task msg_ids outstanding
+        self.completed: list = []
+
+    def info(self) -> dict:
+        return {"id": self.id, "uuid": self.uuid}
+
+
+class Hub(HubQueries, LoggingConfigurable):
+    """Registers engines, records tasks, answers clients' queries."""
+
+    registration_timeout = Float(
+        0.0,
+        config=True,
+        help="Seconds an accepted registration may wait for the engine's first heartbeat "
+        "before it is dropped (0: max(30, 10 heartbeat periods)).",
+    )
+    io_cache_size = Integer(
+        4096,
+        config=True,
+        help="How many tasks' accumulating stdout/stderr the Hub keeps in memory.",
+    )
+    shutdown_delay = Float(
+        0.5, config=True, help="Seconds between answering shutdown_request and exiting."
+    )
+    engine_state_file = Unicode(
+        "", config=True, help="Where to save the engine id map (used by --restore); empty: do not save."
+    )
+    restore_engines = Dict(
+        help="Engine ids and uuids to accept again after a restart (--restore)."
+    )
+    db = Any(help="The task-record store.")
+
+    def __init__(self, loop, session: WireSession, heartmonitor, notifier, query_reader,
+                 engine_info: dict, db, on_shutdown=None, **kwargs):
+        super().__init__(**kwargs)
+        self.loop = loop
+        self.session = session
+        self.heartmonitor = heartmonitor
+        self.notifier = notifier
+        self.query = query_reader
+        self.engine_info = engine_info
+        self.db = db
+        self.on_shutdown = on_shutdown
+        self.scheduler = None
+        self.broadcast = None
+        self.engines: dict = {}  # id -> EngineConnector
+        self.by_uuid: dict = {}  # uuid str -> id
+        self.incoming: dict = {}  # uuid str -> EngineConnector awaiting first heartbeat
+        self.dead_hearts: set = set()
+        self._next_id = 0
+        self.pending: set = set()
+        self.all_completed: set = set()
+        self.unassigned: set = set()
+        self.skeletons: set = set()
+        self.io: "OrderedDict[str, dict]" = OrderedDict()
+        self.errors: Counter = Counter()
+        self.tasks_seen = 0
+        if not self.registration_timeout:
+            self.registration_timeout = max(30.0, 10 * heartmonitor.period / 1000.0)
+
+    # ================================================================ utilities
+    def count_error(self, reason: str) -> None:
+        self.errors[reason] += 1
+
+    def _reply(self, idents, msg_type: str, content: dict, parent: Optional[dict] = None, buffers=()) -> None:
+        self.query.send(self.session.serialize(msg_type, content, parent=parent, buffers=buffers, idents=idents),
+                        copy=False)
+
+    def _notify(self, msg_type: str, content: dict, parent=None) -> None:
+        self.notifier.send_multipart(self.session.serialize(msg_type, content, parent=parent))
+
+    def _db_call(self, name: str, *args) -> None:
+        try:
+            getattr(self.db, name)(*args)
+        except KeyError:
+            self.log.debug("%s: no record %s", name, args[0] if args else "")
+        except Exception as e:
+            self.count_error("db-error")
+            self.log.error("task store %s failed: %s", name, e)
+
+    # ================================================================ queries
+    def dispatch_query(self, raw: list) -> None:
+        """Handle one message on the registration/query socket; always reply if possible."""
+        try:
+            idents, parts = self.session.split(raw)
+        except MessageError as e:
+            self.count_error(e.reason)
+            self.log.warning("query: dropped a message without delimiter")
+            return
+        if not idents:
+            self.count_error("no-ident")
+            return
+        try:
+            msg = self.session.parse(parts, idents=idents)
+        except MessageError as e:
+            self.count_error(e.reason)
+            if e.reason in ("unsigned", "bad-signature", "replay", "short"):
+                self.log.warning("query: dropped a message (%s)", e.reason)
+                return
+            self.log.warning("query: malformed message (%s)", e.reason)
+            self._reply(idents, "hub_error", error_content("ValueError", f"malformed message: {e.reason}"))
+            return
+        handler = self.query_handlers.get(msg.msg_type)
+        if handler is None:
+            self.count_error("unknown-msg-type")
+            self.log.warning("query: unknown message type %r", msg.msg_type[:60])
+            self._reply(idents, "hub_error", error_content("KeyError", f"Bad Message Type: {msg.msg_type[:60]}"),
+                        parent=msg.header)
+            return
+        try:
+            result = handler(self, idents, msg)
+        except Exception as e:
+            self._handler_failed(idents, msg, e)
+            return
+        if asyncio.iscoroutine(result):
+            task = self.loop.create_task(result)
+            task.add_done_callback(lambda t, i=idents, m=msg: self._async_done(t, i, m))
+
+    def _async_done(self, task, idents, msg) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._handler_failed(idents, msg, exc)
+
+    def _handler_failed(self, idents, msg: Msg, exc: BaseException) -> None:
+        self.count_error("handler-error")
+        if not isinstance(exc, (KeyError, ValueError, IndexError, TypeError)):
+            self.log.error("query %s failed", msg.msg_type, exc_info=exc)
+        reply_type = msg.msg_type.replace("_request", "_reply") if msg.msg_type.endswith("_request") else "hub_error"
+        self._reply(idents, reply_type, wrap_exception(exc), parent=msg.header)
+
+    # ================================================================ registration
+    def register_engine(self, idents, msg: Msg) -> None:
+        content = msg.content
+        uuid = content.get("uuid")
+        if not isinstance(uuid, str) or not uuid or len(uuid) > 256:
+            raise ValueError("registration_request needs a uuid string")
+        if uuid in self.by_uuid or uuid in self.incoming:
+            raise KeyError(f"uuid {uuid!r} in use")
+        requested = content.get("id")
+        if requested is None and uuid in self.restore_engines:
+            requested = self.restore_engines[uuid]
+        eid = self._pick_id(requested)
+        ec = EngineConnector(eid, uuid, frame_bytes(idents[0]))
+        reply = {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
+                 "connection_info": self.engine_info}
+        self._reply(idents, "registration_reply", reply, parent=msg.header)
+        self.log.info("registration: engine %d uuid %s", eid, uuid)
+        heart = uuid.encode()
+        if self.heartmonitor.beating(heart):
+            self.finish_registration(ec)
+        else:
+            ec.stallback = self.loop.call_later(self.registration_timeout, self._purge_stalled, uuid)
+            self.incoming[uuid] = ec
+
+    def _id_in_use(self, eid: int) -> bool:
+        return eid in self.engines or any(ec.id == eid for ec in self.incoming.values())
+
+    def _pick_id(self, requested) -> int:
+        if isinstance(requested, int) and not isinstance(requested, bool) and requested >= 0 \
+                and not self._id_in_use(requested):
+            self._next_id = max(self._next_id, requested + 1)
+            return requested
+        if requested is not None:
+            self.log.warning("registration: requested id %r unavailable; assigning another", requested)
+        while self._id_in_use(self._next_id):
+            self._next_id += 1
+        eid = self._next_id
+        self._next_id += 1
+        return eid
+
+    def _purge_stalled(self, uuid: str) -> None:
+        ec = self.incoming.pop(uuid, None)
+        if ec is not None:
+            self.count_error("registration-stalled")
+            self.log.warning("registration: engine %d (%s) never sent a heartbeat; dropped", ec.id, uuid)
+
+    def handle_new_heart(self, hearts: list) -> None:
+        for heart in hearts:
+            uuid = heart.decode("utf8", "replace")
+            ec = self.incoming.get(uuid)
+            if ec is not None:
+                self.finish_registration(ec)
+            elif uuid not in self.by_uuid:
+                self.log.debug("heartbeat from unknown engine %s", uuid[:64])
+
+    def handle_heart_failure(self, hearts: list) -> None:
+        for heart in hearts:
+            uuid = heart.decode("utf8", "replace")
+            if uuid in self.by_uuid:
+                eid = self.by_uuid[uuid]
+                self.log.warning("engine %d (%s) stopped answering heartbeats", eid, uuid)
+                self.unregister_engine(eid, reason="heart failure")
+            elif uuid in self.incoming:
+                self._drop_incoming(uuid)
+
+    def _drop_incoming(self, uuid: str) -> None:
+        ec = self.incoming.pop(uuid, None)
+        if ec is not None and ec.stallback is not None:
+            ec.stallback.cancel()
+
+    def finish_registration(self, ec: EngineConnector) -> None:
+        self.incoming.pop(ec.uuid, None)
+        if ec.stallback is not None:
+            ec.stallback.cancel()
+            ec.stallback = None
+        self.engines[ec.id] = ec
+        self.by_uuid[ec.uuid] = ec.id
+        if self.scheduler is not None:
+            self.scheduler.add_engine(ec.uuid)
+        self._notify("registration_notification", ec.info())
+        self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
+        self._save_engine_state()
+
+    def unregister_engine(self, eid: int, reason: str = "unregistration") -> None:
+        ec = self.engines.pop(eid, None)
+        if ec is None:
+            for uuid, inc in list(self.incoming.items()):
+                if inc.id == eid:
+                    self._drop_incoming(uuid)
+                    return
+            self.log.info("unregistration of unknown engine %r ignored", eid)
+            return
+        del self.by_uuid[ec.uuid]
+        self.heartmonitor.forget(ec.uuid.encode())
+        self.dead_hearts.add(ec.uuid)
+        if self.scheduler is not None:
+            self.scheduler.remove_engine(ec.uuid)
+        if self.broadcast is not None:
+            self.broadcast.remove_engine(ec.uuid, ec.id)
+        self._notify("unregistration_notification", ec.info())
+        self.log.info("engine %d (%s) unregistered: %s", eid, ec.uuid, reason)
+        delay = self.scheduler.stranded_delay if self.scheduler is not None else 5.0
+        self.loop.call_later(delay, self._handle_stranded_mux, ec)
+        self._save_engine_state()
+
+    def _handle_stranded_mux(self, ec: EngineConnector) -> None:
+        now = utcnow()
+        for msg_id in list(ec.queue):
+            if msg_id not in self.pending:
+                continue
+            self.pending.discard(msg_id)
+            self.all_completed.add(msg_id)
+            content = error_content("EngineError", f"Engine {ec.id} died while running task {msg_id!r}",
+                                    engine_info={"engine_uuid": ec.uuid, "engine_id": ec.id})
+            self._db_call("update_record", msg_id, {
+                "result_content": content,
+                "result_header": {"msg_id": "", "msg_type": "apply_reply", "engine": ec.uuid, "date": now},
+                "result_metadata": {"status": "error", "engine": ec.uuid},
+                "result_buffers": [],
+                "completed": now,
+                "engine_uuid": ec.uuid,
+            })
+        ec.queue.clear()
+
+    def unregistration_request(self, idents, msg: Msg) -> None:
+        eid = msg.content.get("id")
+        if not isinstance(eid, int):
+            uuid = msg.content.get("uuid") or frame_bytes(idents[0]).decode("utf8", "replace")
+            eid = self.by_uuid.get(uuid, eid)
+        self.unregister_engine(eid, reason="engine asked")
+        self._reply(idents, "unregistration_reply", {"status": "ok"}, parent=msg.header)
+
+    def _save_engine_state(self) -> None:
+        if not self.engine_state_file:
+            return
+        state = {"engines": {str(ec.id): ec.uuid for ec in self.engines.values()}, "next_id": self._next_id}
+        path = self.engine_state_file
+        self.loop.run_in_executor(None, _write_json, path, state)
+
+    # ================================================================ MUX traffic
+    def dispatch_monitor_traffic(self, raw: list) -> None:
+        """Copies from the MUX relay: ``[b"in", E, C, ...]`` or ``[b"out", C, E, ...]``."""
+        topic = raw[0]
+        try:
+            idents, parts = self.session.split(raw[1:])
+            msg = self.session.parse(parts, idents=idents)
+        except MessageError as e:
+            self.count_error("mux-" + e.reason)
+            return
+        if len(idents) < 2:
+            return
+        if topic == b"in":
+            self.save_queue_request(frame_bytes(idents[0]).decode("utf8", "replace"), msg)
+        elif topic == b"out":
+            self.save_queue_result(frame_bytes(idents[1]).decode("utf8", "replace"), msg)
+
+    def save_queue_request(self, uuid: str, msg: Msg) -> None:
+        eid = self.by_uuid.get(uuid)
+        if eid is None:
+            self.log.warning("MUX request %s to unknown engine %s not recorded", msg.msg_id, uuid[:64])
+            return
+        if msg.msg_type not in ("apply_request", "execute_request"):
+            return
+        rec = init_record(msg)
+        rec["engine_uuid"] = uuid
+        rec["queue"] = "mux"
+        self._store_request(msg.msg_id, rec)
+        self.pending.add(msg.msg_id)
+        self.engines[eid].queue[msg.msg_id] = None
+
+    def save_queue_result(self, uuid: str, msg: Msg) -> None:
+        eid = self.by_uuid.get(uuid)
+        msg_id = msg.parent.get("msg_id")
+        if eid is None or not msg_id:
+            return
+        ec = self.engines[eid]
+        if msg_id in self.pending:
+            self.pending.discard(msg_id)
+            ec.queue.pop(msg_id, None)
+            self.all_completed.add(msg_id)
+            ec.completed.append(msg_id)
+        elif msg_id not in self.all_completed:
+            return
+        self._store_result(msg_id, uuid, msg)
+
+    # ================================================================ task traffic
+    def save_task_request(self, msg, client, header, md, frames) -> None:
+        msg_id = header["msg_id"]
+        self.tasks_seen += 1
+        if msg is None:  # submitted by the Hub itself (resubmit); its record exists
+            self.pending.add(msg_id)
+            self.unassigned.add(msg_id)
+            return
+        msg.content = _safe_unpack(frames[4])
+        rec = init_record(msg)
+        rec["queue"] = "task"
+        self._store_request(msg_id, rec)
+        self.pending.add(msg_id)
+        self.unassigned.add(msg_id)
+
+    def save_task_destination(self, msg_id: str, uuid: str) -> None:
+        self.unassigned.discard(msg_id)
+        eid = self.by_uuid.get(uuid)
+        if eid is not None:
+            self.engines[eid].tasks[msg_id] = None
+        self._db_call("update_record", msg_id, {"engine_uuid": uuid})
+
+    def save_task_result(self, msg_id: str, uuid: Optional[str], msg, content, md) -> None:
+        self.unassigned.discard(msg_id)
+        self.pending.discard(msg_id)
+        self.all_completed.add(msg_id)
+        eid = self.by_uuid.get(uuid) if uuid else None
+        if eid is not None:
+            ec = self.engines[eid]
+            ec.tasks.pop(msg_id, None)
+            if md.get("status") != "aborted":
+                ec.completed.append(msg_id)
+        else:
+            for ec in self.engines.values():
+                if ec.tasks.pop(msg_id, 0) is None:
+                    break
+        if msg is not None:
+            self._store_result(msg_id, uuid, msg)
+            return
+        now = utcnow()
+        self._db_call("update_record", msg_id, {
+            "result_content": content,
+            "result_header": {"msg_id": "", "msg_type": "apply_reply", "date": now, "engine": uuid or ""},
+            "result_metadata": md,
+            "result_buffers": [],
+            "completed": now,
+            "received": now,
+            "engine_uuid": uuid or "",
+        })
+
+    # ================================================================ records
+    def _store_request(self, msg_id: str, rec: dict) -> None:
+        if msg_id in self.skeletons:
+            self.skeletons.discard(msg_id)
+            for key in ("stdout", "stderr", "execute_input", "execute_result", "error"):
+                rec.pop(key, None)
+            self._db_call("update_record", msg_id, rec)
+        else:
+            self._db_call("add_record", msg_id, rec)
+
+    def _store_result(self, msg_id: str, uuid: str, msg: Msg) -> None:
+        header = dict(msg.header)
+        completed = parse_date(header.get("date"))
+        header["date"] = completed
+        self._db_call("update_record", msg_id, {
+            "result_header": header,
+            "result_metadata": msg.metadata,
+            "result_content": msg.content,
+            "result_buffers": buffers_of(msg.buffers),
+            "started": parse_date(msg.metadata.get("started")),
+            "completed": completed,
+            "received": utcnow(),
+            "engine_uuid": uuid,
+        })
+
+    def save_iopub_message(self, raw: list) -> None:
+        """Record engine output against the request it belongs to."""
+        if raw and raw[0].endswith(b".status"):
+            return
+        try:
+            idents, parts = self.session.split(raw)
+            msg = self.session.parse(parts, idents=idents)
+        except MessageError as e:
+            self.count_error("iopub-" + e.reason)
+            return
+        msg_type = msg.msg_type
+        if msg_type == "shutdown_reply":
+            eid = self.by_uuid.get(msg.header.get("session", ""))
+            if eid is not None:
+                self.unregister_engine(eid, reason="engine shut down")
+            return
+        msg_id = msg.parent.get("msg_id")
+        if not msg_id or msg_type in ("status", "iopub_welcome"):
+            return
+        c = msg.content
+        update = None
+        if msg_type == "stream":
+            name = c.get("name")
+            if name in ("stdout", "stderr"):
+                io = self._io(msg_id)
+                io[name] += str(c.get("text", ""))
+                update = {name: io[name]}
+        elif msg_type == "execute_input":
+            update = {"execute_input": c.get("code")}
+        elif msg_type == "execute_result":
+            update = {"execute_result": c}
+        elif msg_type == "error":
+            update = {"error": c}
+        elif msg_type == "display_data":
+            io = self._io(msg_id)
+            io["display_data"].append(c)
+            update = {"display_data": list(io["display_data"])}
+        if update is None:
+            return
+        if msg_id not in self.pending and msg_id not in self.all_completed and msg_id not in self.skeletons:
+            rec = empty_record()
+            rec["msg_id"] = msg_id
+            rec.update(update)
+            self.skeletons.add(msg_id)
+            self._db_call("add_record", msg_id, rec)
+        else:
+            self._db_call("update_record", msg_id, update)
+
+    def _io(self, msg_id: str) -> dict:
+        io = self.io.get(msg_id)
+        if io is None:
+            io = self.io[msg_id] = {"stdout": "", "stderr": "", "display_data": []}
+            if len(self.io) > self.io_cache_size:
+                self.io.popitem(last=False)
+        else:
+            self.io.move_to_end(msg_id)
+        return io
+
+    # ================================================================ shutdown
+    def shutdown_request(self, idents, msg: Msg) -> None:
+        self._reply(idents, "shutdown_reply", {"status": "ok"}, parent=msg.header)
+        self._notify("shutdown_notification", {"status": "ok"}, parent=msg.header)
+        self.log.info("shutdown requested by a client")
+        if self.on_shutdown is not None:
+            self.loop.call_later(self.shutdown_delay, self.on_shutdown)
+
+    def health(self) -> dict:
+        db_health = {}
+        try:
+            db_health = self.db.health()
+        except Exception as e:  # a store without health() or a failing one
+            db_health = {"ok": False, "error": str(e)[:200]}
+        return {
+            "ok": bool(db_health.get("ok", True)),
+            "db": db_health,
+            "errors": dict(self.errors),
+            "engines": len(self.engines),
+            "pending": len(self.pending),
+        }
+
+
+def _safe_unpack(frame):
+    try:
+        v = unpack(frame_bytes(frame))
+        return v if isinstance(v, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _write_json(path: str, obj) -> None:
+    try:
+        write_atomic(path, json.dumps(obj).encode())
+    except OSError:
+        pass
+
+
+Hub.query_handlers = {
+    "connection_request": Hub.connection_request,
+    "registration_request": Hub.register_engine,
+    "unregistration_request": Hub.unregistration_request,
+    "queue_request": Hub.queue_status,
+    "result_request": Hub.get_results,
+    "history_request": Hub.get_history,
+    "db_request": Hub.db_query,
+    "purge_request": Hub.purge_results,
+    "resubmit_request": Hub.resubmit_task,
+    "shutdown_request": Hub.shutdown_request,
+    "load_request": Hub.load_status,
+    "become_dask_request": Hub.not_supported,
+    "stop_distributed_request": Hub.not_supported,
+}

@@ -1,0 +1,227 @@
+"""The Hub's answers to clients' queries (PROTOCOL.md §7)."""
+
+from __future__ import annotations
+
+from ..wire.session import parse_date, utcnow
+from .records import DATE_KEYS, RECORD_KEYS
+
+def _convert_dates(query):
+    """ISO date strings under date keys become datetimes (recursively in operator dicts)."""
+    if not isinstance(query, dict):
+        raise TypeError("query must be a dict")
+    out = {}
+    for key, value in query.items():
+        if key in DATE_KEYS:
+            value = _date_arg(value)
+        out[key] = value
+    return out
+
+
+def _date_arg(value):
+    if isinstance(value, str):
+        return parse_date(value) or value
+    if isinstance(value, dict):
+        return {op: _date_arg(v) for op, v in value.items()}
+    if isinstance(value, list):
+        return [_date_arg(v) for v in value]
+    return value
+
+
+class HubQueries:
+    """Mixed into `Hub`: one method per query message type."""
+
+    def connection_request(self, idents, msg) -> None:
+        engines = {str(ec.id): ec.uuid for ec in self.engines.values()}
+        self._reply(idents, "connection_reply", {"status": "ok", "engines": engines}, parent=msg.header)
+
+    def _targets(self, targets) -> list:
+        if targets is None:
+            return sorted(self.engines)
+        if isinstance(targets, (int, str)):
+            targets = [targets]
+        if not isinstance(targets, list):
+            raise TypeError(f"targets must be an int, uuid or list, not {type(targets).__name__}")
+        out = []
+        for t in targets:
+            if isinstance(t, str) and t in self.by_uuid:
+                t = self.by_uuid[t]
+            if isinstance(t, bool) or not isinstance(t, int) or t not in self.engines:
+                raise IndexError(f"No Such Engine: {t!r}")
+            out.append(t)
+        if not out:
+            raise IndexError("No Engines Registered")
+        return out
+
+    def queue_status(self, idents, msg) -> None:
+        content = msg.content
+        verbose = bool(content.get("verbose", False))
+        targets = self._targets(content.get("targets"))
+        reply = {"status": "ok"}
+        for eid in targets:
+            ec = self.engines[eid]
+            if verbose:
+                reply[str(eid)] = {"queue": list(ec.queue), "completed": list(ec.completed), "tasks": list(ec.tasks)}
+            else:
+                reply[str(eid)] = {"queue": len(ec.queue), "completed": len(ec.completed), "tasks": len(ec.tasks)}
+        reply["unassigned"] = sorted(self.unassigned) if verbose else len(self.unassigned)
+        self._reply(idents, "queue_reply", reply, parent=msg.header)
+
+    def load_status(self, idents, msg) -> None:
+        targets = self._targets(msg.content.get("targets"))
+        reply = {"status": "ok"}
+        for eid in targets:
+            ec = self.engines[eid]
+            reply[str(eid)] = len(ec.queue) + len(ec.tasks)
+        self._reply(idents, "load_reply", reply, parent=msg.header)
+
+    def not_supported(self, idents, msg) -> None:
+        raise NotImplementedError(f"{msg.msg_type} is not supported by this controller")
+
+    async def get_results(self, idents, msg) -> None:
+        content = msg.content
+        msg_ids = content.get("msg_ids")
+        if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
+            raise TypeError("msg_ids must be a list of strings")
+        msg_ids = sorted(set(msg_ids))
+        status_only = bool(content.get("status_only", False))
+        pending, completed, unknown = [], [], []
+        for m in msg_ids:
+            if m in self.pending:
+                pending.append(m)
+            elif m in self.all_completed:
+                completed.append(m)
+            else:
+                unknown.append(m)
+        records = {}
+        if unknown or (completed and not status_only):
+            wanted = unknown + ([] if status_only else completed)
+            keys = None if not status_only else ["msg_id", "completed"]
+            found = await self.db.afind_records({"msg_id": {"$in": wanted}}, keys)
+            records = {r["msg_id"]: r for r in found}
+            for m in unknown:
+                rec = records.get(m)
+                if rec is None:
+                    raise KeyError(f"No such message: {m}")
+                (completed if rec.get("completed") else pending).append(m)
+            completed.sort()
+            pending.sort()
+        reply = {"status": "ok", "pending": pending, "completed": completed}
+        buffers = []
+        if not status_only:
+            for m in completed:
+                rec = records.get(m)
+                if rec is None:
+                    continue
+                reply[m] = {
+                    "header": rec.get("header") or {"msg_id": m},
+                    "metadata": rec.get("metadata") or {},
+                    "result_header": rec.get("result_header") or {},
+                    "result_metadata": rec.get("result_metadata") or {},
+                    "result_content": rec.get("result_content") or {"status": "error", "ename": "KeyError",
+                                                                  "evalue": "result not recorded",
+                                                                  "traceback": [], "engine_info": {}},
+                    "received": rec.get("received"),
+                    "io": {k: rec.get(k) for k in ("execute_input", "execute_result", "error", "stdout", "stderr")},
+                }
+                buffers.extend(rec.get("result_buffers") or [])
+        self._reply(idents, "result_reply", reply, parent=msg.header, buffers=buffers)
+
+    async def get_history(self, idents, msg) -> None:
+        history = await self.db.aget_history()
+        self._reply(idents, "history_reply", {"status": "ok", "history": history}, parent=msg.header)
+
+    async def db_query(self, idents, msg) -> None:
+        content = msg.content
+        query = _convert_dates(content.get("query", {}) or {})
+        keys = content.get("keys")
+        if keys is not None:
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise TypeError("keys must be a list of record keys or null")
+            bad = [k for k in keys if k not in RECORD_KEYS and k != "display_data"]
+            if bad:
+                raise KeyError(f"unknown record keys: {bad}")
+        records = await self.db.afind_records(query, keys)
+        buffer_lens = [] if keys is not None and "buffers" in keys else None
+        result_buffer_lens = [] if keys is not None and "result_buffers" in keys else None
+        buffers = []
+        for rec in records:
+            b = rec.pop("buffers", None) or []
+            rb = rec.pop("result_buffers", None) or []
+            if buffer_lens is not None:
+                buffer_lens.append(len(b))
+                buffers.extend(b)
+            if result_buffer_lens is not None:
+                result_buffer_lens.append(len(rb))
+                buffers.extend(rb)
+        reply = {"status": "ok", "records": records, "buffer_lens": buffer_lens,
+                 "result_buffer_lens": result_buffer_lens}
+        self._reply(idents, "db_reply", reply, parent=msg.header, buffers=buffers)
+
+    async def purge_results(self, idents, msg) -> None:
+        content = msg.content
+        msg_ids = content.get("msg_ids", [])
+        engine_ids = content.get("engine_ids", []) or []
+        if msg_ids == "all":
+            await self.db.adrop_matching_records({"completed": {"$ne": None}})
+        else:
+            if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
+                raise TypeError("msg_ids must be a list of strings or 'all'")
+            busy = [m for m in msg_ids if m in self.pending]
+            if busy:
+                raise IndexError(f"msg pending: {busy[:10]}")
+            if msg_ids:
+                await self.db.adrop_matching_records({"msg_id": {"$in": msg_ids}})
+            if not isinstance(engine_ids, list):
+                raise TypeError("engine_ids must be a list of ints")
+            for eid in engine_ids:
+                ec = self.engines.get(eid) if isinstance(eid, int) else None
+                if ec is None:
+                    raise IndexError(f"No such engine: {eid!r}")
+                await self.db.adrop_matching_records({"engine_uuid": ec.uuid, "completed": {"$ne": None}})
+        self._reply(idents, "purge_reply", {"status": "ok"}, parent=msg.header)
+
+    async def resubmit_task(self, idents, msg) -> None:
+        msg_ids = msg.content.get("msg_ids")
+        if isinstance(msg_ids, str):
+            msg_ids = [msg_ids]
+        if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
+            raise TypeError("msg_ids must be a list of strings")
+        if self.scheduler is None:
+            raise RuntimeError("this controller has no task scheduler to resubmit to")
+        records = await self.db.afind_records({"msg_id": {"$in": msg_ids}},
+                                              ["header", "metadata", "content", "buffers"])
+        found = {r["msg_id"]: r for r in records}
+        missing = [m for m in msg_ids if m not in found]
+        if missing:
+            raise KeyError(f"No such msg(s): {missing}")
+        resubmitted = {}
+        now = utcnow()
+        for old_id in msg_ids:
+            rec = found[old_id]
+            header = dict(rec["header"] or {})
+            if not header:
+                raise KeyError(f"no request recorded for {old_id}")
+            new_id = self.session.new_msg_id()
+            header["msg_id"] = new_id
+            header["date"] = now
+            md = dict(rec.get("metadata") or {})
+            content = rec.get("content") or {}
+            buffers = [bytes(b) for b in rec.get("buffers") or []]
+            frames = self.session.serialize(header["msg_type"], content, parent={}, metadata=md,
+                                            header=header, buffers=buffers)[1:]
+            new_rec = dict(rec)
+            new_rec.update(msg_id=new_id, header=header, metadata=md, content=content, buffers=buffers,
+                           submitted=now, queue="task", engine_uuid=None, resubmitted=None,
+                           label=md.get("label"))
+            for key in ("started", "completed", "received", "result_header", "result_metadata",
+                        "result_content", "result_buffers", "execute_input", "execute_result", "error"):
+                new_rec[key] = None
+            new_rec["stdout"] = new_rec["stderr"] = ""
+            new_rec.setdefault("client_uuid", header.get("session"))
+            self._db_call("add_record", new_id, new_rec)
+            self.scheduler.submit(new_id, None, frames, header, md)
+            resubmitted[old_id] = new_id
+        self._reply(idents, "resubmit_reply", {"status": "ok", "resubmitted": resubmitted}, parent=msg.header)
+        for old_id, new_id in resubmitted.items():
+            self._db_call("update_record", old_id, {"resubmitted": new_id})
+

@@ -1,0 +1,181 @@
+"""Flat broadcast scheduler: one request in, one copy per target engine out.
+
+Every engine connects its shell to the single engine-side port (the engine
+connection file lists ``broadcast: [port]``).  Per-engine copies get msg_id
+``<original>_<uuid>`` and ``metadata.original_msg_id``; coalescing requests
+are answered by one message carrying every engine's buffers in target order
+and ``metadata.broadcast_targets = [[uuid, id], ...]``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from traitlets.config import LoggingConfigurable
+
+from ...wire.session import DELIM, MessageError, WireSession, frame_bytes, pack
+from ..errors import error_content
+
+
+class _Pending:
+    __slots__ = ("client", "header", "targets", "replies", "remaining", "coalescing", "msg_type")
+
+    def __init__(self, client, header, targets, coalescing, msg_type):
+        self.client = client
+        self.header = header
+        self.targets = targets  # [(uuid, id)]
+        self.replies: dict = {}
+        self.remaining = {u for u, _ in targets}
+        self.coalescing = coalescing
+        self.msg_type = msg_type
+
+
+class BroadcastScheduler(LoggingConfigurable):
+    """Fans broadcast requests out to engines and gathers the replies."""
+
+    def __init__(self, session: WireSession, client_reader, engine_reader,
+                 count_error: Callable = lambda reason: None, **kwargs):
+        super().__init__(**kwargs)
+        self.session = session
+        self.client_reader = client_reader
+        self.engine_reader = engine_reader
+        self.count_error = count_error
+        self.pending: dict = {}  # original msg_id -> _Pending
+        self.sub_ids: dict = {}  # per-engine msg_id -> (original msg_id, uuid)
+        self.by_engine: dict = {}  # uuid -> set of per-engine msg_ids outstanding
+
+    def dispatch_submission(self, raw: list) -> None:
+        try:
+            idents, parts = self.session.split(raw)
+            if not idents:
+                raise MessageError("no-ident")
+            msg = self.session.parse(parts, content=False, idents=idents)
+        except MessageError as e:
+            self.count_error(e.reason)
+            self.log.warning("broadcast: dropped a bad message (%s)", e.reason)
+            return
+        md = msg.metadata
+        targets = md.get("targets")
+        try:
+            pairs = [(str(t[0]), int(t[1])) for t in targets]
+        except (TypeError, ValueError, IndexError, KeyError):
+            self._reply_error(idents, msg.header, "ValueError",
+                              "broadcast metadata.targets must be a list of [uuid, id] pairs")
+            return
+        if not pairs:
+            self._reply_error(idents, msg.header, "ValueError", "broadcast request with no targets")
+            return
+        original = md.get("original_msg_id") or msg.msg_id
+        if original in self.pending:
+            self.count_error("duplicate-msg-id")
+            self._reply_error(idents, msg.header, "ValueError", f"duplicate msg_id {original!r}")
+            return
+        md = dict(md, original_msg_id=original)
+        coalescing = bool(md.get("is_coalescing"))
+        reply_type = msg.msg_type.replace("_request", "_reply")
+        self.pending[original] = _Pending(idents, msg.header, pairs, coalescing, reply_type)
+        m = pack(md)
+        p = parts[2]
+        c = parts[4]
+        bufs = parts[5:]
+        for uuid, _ in pairs:
+            sub_id = f"{original}_{uuid}"
+            h = pack(dict(msg.header, msg_id=sub_id))
+            sig = self.session.resign(h, frame_bytes(p), m, frame_bytes(c))
+            self.sub_ids[sub_id] = (original, uuid)
+            self.by_engine.setdefault(uuid, set()).add(sub_id)
+            self.engine_reader.send([uuid.encode(), *idents, DELIM, sig, h, p, m, c, *bufs], copy=False)
+
+    def dispatch_result(self, raw: list) -> None:
+        try:
+            idents, parts = self.session.split(raw)
+            if len(idents) < 2:
+                raise MessageError("no-ident")
+            msg = self.session.parse(parts, idents=idents)
+        except MessageError as e:
+            self.count_error(e.reason)
+            self.log.warning("broadcast: dropped a bad reply (%s)", e.reason)
+            return
+        sub_id = msg.parent.get("msg_id")
+        entry = self.sub_ids.pop(sub_id, None)
+        uuid = frame_bytes(idents[0]).decode("utf8", "replace")
+        if entry is None or entry[1] != uuid:
+            if entry is not None:
+                self.sub_ids[sub_id] = entry
+            self.count_error("unexpected-reply")
+            self.log.warning("broadcast: unexpected reply from %s; dropped", uuid)
+            return
+        self.by_engine.get(uuid, set()).discard(sub_id)
+        self._collect(entry[0], uuid, msg)
+
+    def _collect(self, original: str, uuid: str, msg) -> None:
+        pend = self.pending.get(original)
+        if pend is None:
+            return
+        if not pend.coalescing:
+            pend.remaining.discard(uuid)
+            if not pend.remaining:
+                del self.pending[original]
+            if msg is not None:
+                self.client_reader.send([*pend.client, msg.idents[0], DELIM, *msg.frames], copy=False)
+            return
+        pend.replies[uuid] = msg
+        pend.remaining.discard(uuid)
+        if not pend.remaining:
+            del self.pending[original]
+            self._send_coalesced(original, pend)
+
+    def _send_coalesced(self, original: str, pend: _Pending) -> None:
+        last = None
+        buffers = []
+        error = None
+        for uuid, _ in pend.targets:
+            msg = pend.replies.get(uuid)
+            if isinstance(msg, dict):  # a synthesized error
+                error = error or msg
+                continue
+            last = msg
+            if msg.content.get("status") != "ok":
+                error = error or msg.content
+            buffers.extend(msg.buffers)
+        md = dict(last.metadata if last is not None else {})
+        md.update(
+            is_broadcast=True,
+            is_coalescing=True,
+            original_msg_id=original,
+            broadcast_targets=[[u, i] for u, i in pend.targets],
+        )
+        if error is not None:
+            md["status"] = "error"
+            frames = self.session.serialize(pend.msg_type, error, parent=pend.header, metadata=md)
+        else:
+            frames = self.session.serialize(
+                last.msg_type, last.content, parent=last.parent, metadata=md,
+                header=last.header, buffers=buffers,
+            )
+        self.client_reader.send([*pend.client, *frames], copy=False)
+
+    def remove_engine(self, uuid: str, engine_id: int) -> None:
+        """Fail this engine's part of every broadcast still waiting on it."""
+        for sub_id in list(self.by_engine.pop(uuid, ())):
+            entry = self.sub_ids.pop(sub_id, None)
+            if entry is None:
+                continue
+            pend = self.pending.get(entry[0])
+            if pend is None:
+                continue
+            if pend.coalescing:
+                pend.replies[uuid] = error_content(
+                    "EngineError", f"Engine {engine_id} died while running task {sub_id!r}")
+                pend.remaining.discard(uuid)
+                if not pend.remaining:
+                    del self.pending[entry[0]]
+                    self._send_coalesced(entry[0], pend)
+            else:
+                self._collect(entry[0], uuid, None)
+
+    def _reply_error(self, client, header, ename, evalue) -> None:
+        content = error_content(ename, evalue)
+        reply_type = str(header.get("msg_type", "apply_request")).replace("_request", "_reply")
+        self.client_reader.send([*client, *self.session.serialize(
+            reply_type, content, parent=header, metadata={"status": "error"})])

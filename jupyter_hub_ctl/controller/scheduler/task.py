@@ -1,0 +1,438 @@
+"""The load-balancing task scheduler (PROTOCOL.md §11.3).
+
+It runs on the Hub's asyncio loop and talks to the Hub by direct calls
+(``monitor.save_task_request`` / ``save_task_destination`` /
+``save_task_result``): every message is parsed once, with its content left
+packed unless the Hub needs it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from typing import Callable, Optional
+
+import zmq
+from traitlets import Enum, Float, Integer
+from traitlets.config import LoggingConfigurable
+
+from ...wire.session import DELIM, MessageError, WireSession, frame_bytes
+from ..errors import error_content
+from .dependency import Dependency, DependencyError
+
+SCHEMES = ("leastload", "lru", "plainrandom", "twobin", "weighted")
+
+
+class Job:
+    """One load-balanced request waiting for, or running on, an engine."""
+
+    __slots__ = (
+        "msg_id", "client", "frames", "header", "targets", "after", "follow",
+        "retries", "timeout", "blacklist", "timer", "engine", "label",
+    )
+
+    def __init__(self, msg_id, client, frames, header, targets, after, follow, retries, timeout):
+        self.msg_id = msg_id
+        self.client = client  # list of routing frames, or None for hub-originated work
+        self.frames = frames  # [sig, header, parent, metadata, content, *buffers]
+        self.header = header
+        self.targets = targets
+        self.after = after
+        self.follow = follow
+        self.retries = retries
+        self.timeout = timeout
+        self.blacklist: set = set()
+        self.timer = None
+        self.engine: Optional[str] = None
+
+
+def _choose_lru(loads):
+    return 0
+
+
+def _choose_leastload(loads):
+    return loads.index(min(loads))
+
+
+def _choose_plainrandom(loads):
+    return random.randrange(len(loads))
+
+
+def _choose_twobin(loads):
+    n = len(loads)
+    return min(random.randrange(n), random.randrange(n))
+
+
+def _choose_weighted(loads):
+    weights = [1.0 / (x + 1e-6) for x in loads]
+    a, b = random.choices(range(len(loads)), weights=weights, k=2)
+    return a if loads[a] <= loads[b] else b
+
+
+CHOOSERS = {
+    "lru": _choose_lru,
+    "leastload": _choose_leastload,
+    "plainrandom": _choose_plainrandom,
+    "twobin": _choose_twobin,
+    "weighted": _choose_weighted,
+}
+
+
+class TaskScheduler(LoggingConfigurable):
+    """Assigns load-balanced tasks to engines, honouring dependencies."""
+
+    scheme_name = Enum(
+        list(SCHEMES),
+        default_value="leastload",
+        config=True,
+        help="How to pick an engine for a task: leastload (fewest outstanding tasks), lru, "
+        "plainrandom, twobin (better of two random picks in LRU order) or weighted.",
+    )
+    hwm = Integer(
+        1,
+        config=True,
+        help="Most tasks outstanding on one engine at a time (0 = no limit). 1 gives the "
+        "best balance; larger values hide latency for very short tasks.",
+    )
+    stranded_delay = Float(
+        5.0,
+        config=True,
+        help="Seconds to wait after an engine disappears before its unfinished tasks "
+        "fail with EngineError (replies still in flight may arrive meanwhile).",
+    )
+
+    def __init__(
+        self,
+        loop,
+        session: WireSession,
+        client_reader,
+        engine_reader,
+        monitor,
+        count_error: Callable = lambda reason: None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.loop = loop
+        self.session = session
+        self.client_reader = client_reader
+        self.engine_reader = engine_reader
+        self.monitor = monitor
+        self.count_error = count_error
+        self._choose = CHOOSERS[self.scheme_name]
+        self.engines: list = []  # uuid str, least recently used first
+        self.loads: dict = {}  # uuid -> outstanding count
+        self.pending: dict = {}  # uuid -> {msg_id: Job}
+        self.stranded: dict = {}  # uuid of a departed engine -> {msg_id: Job}
+        self.engine_done: dict = {}  # uuid -> set of msg_ids finished there
+        self.engine_failed: dict = {}
+        self.all_ids: set = set()
+        self.succeeded: set = set()
+        self.failed: set = set()
+        self.waiting: "OrderedDict[str, Job]" = OrderedDict()  # dependencies met, no engine yet
+        self.depending: dict = {}  # msg_id -> Job (unmet ``after``/``follow``)
+        self.graph: dict = {}  # dependency msg_id -> set of waiting job ids
+        self.dispatched = 0
+
+    # ------------------------------------------------------------------ engines
+    def add_engine(self, uuid: str) -> None:
+        if uuid in self.loads:
+            return
+        self.engines.insert(0, uuid)
+        self.loads[uuid] = 0
+        self.pending[uuid] = {}
+        self.engine_done.setdefault(uuid, set())
+        self.engine_failed.setdefault(uuid, set())
+        self._schedule()
+
+    def remove_engine(self, uuid: str) -> None:
+        if uuid not in self.loads:
+            return
+        self.engines.remove(uuid)
+        del self.loads[uuid]
+        stranded = self.pending.pop(uuid, {})
+        if stranded:
+            self.stranded.setdefault(uuid, {}).update(stranded)
+            self.loop.call_later(self.stranded_delay, self._fail_stranded, uuid)
+        self._fail_impossible()
+        self._schedule()
+
+    def _fail_stranded(self, uuid: str) -> None:
+        jobs = self.stranded.pop(uuid, {})
+        for msg_id, job in list(jobs.items()):
+            content = error_content(
+                "EngineError",
+                f"Engine {uuid!r} died while running task {msg_id!r}",
+            )
+            metadata = {"status": "error", "engine": uuid, "dependencies_met": True}
+            self._handle_result(job, uuid, content, metadata, None)
+
+    # ------------------------------------------------------------------ submissions
+    def dispatch_submission(self, raw: list) -> None:
+        try:
+            idents, parts = self.session.split(raw)
+            if not idents:
+                raise MessageError("no-ident")
+            msg = self.session.parse(parts, content=False, idents=idents)
+        except MessageError as e:
+            self.count_error(e.reason)
+            self.log.warning("task: dropped a bad message (%s)", e.reason)
+            return
+        self.submit(msg.msg_id, idents, parts, msg.header, msg.metadata, msg)
+
+    def submit(self, msg_id, client, frames, header, md, msg=None) -> None:
+        if msg_id in self.all_ids:
+            self.count_error("duplicate-msg-id")
+            self._reply_error(client, header, "ValueError", f"duplicate msg_id {msg_id!r}", record=False)
+            return
+        self.all_ids.add(msg_id)
+        self.monitor.save_task_request(msg, client, header, md, frames)
+        try:
+            targets = md.get("targets") or []
+            if isinstance(targets, str):
+                targets = [targets]
+            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                raise DependencyError("targets must be a list of engine uuids")
+            retries = md.get("retries") or 0
+            if not isinstance(retries, int) or retries < 0:
+                raise DependencyError("retries must be a non-negative int")
+            timeout = md.get("timeout")
+            if timeout is not None and not isinstance(timeout, (int, float)):
+                raise DependencyError("timeout must be a number of seconds or null")
+            after = Dependency.from_wire(md.get("after"))
+            follow = Dependency.from_wire(md.get("follow"))
+        except DependencyError as e:
+            self._fail(Job(msg_id, client, frames, header, set(), None, None, 0, None),
+                       "InvalidDependency", str(e))
+            return
+        job = Job(msg_id, client, frames, header, set(targets), after, follow, retries, timeout)
+        for dep in (after, follow):
+            if msg_id in dep or not dep.issubset(self.all_ids):
+                unknown = sorted(d for d in dep if d not in self.all_ids or d == msg_id)
+                self._fail(job, "InvalidDependency", f"unknown or self dependency: {unknown[:5]}")
+                return
+        if after.unreachable(self.succeeded, self.failed) or follow.unreachable(self.succeeded, self.failed):
+            self._fail(job, "ImpossibleDependency", "dependency can no longer be met")
+            return
+        if after.check(self.succeeded, self.failed):
+            job.after = Dependency()
+        self._enqueue(job)
+        self._schedule()
+
+    def _enqueue(self, job: Job) -> None:
+        if job.timeout:
+            job.timer = self.loop.call_later(job.timeout, self._on_timeout, job.msg_id)
+        unfinished = [d for d in (job.after | job.follow) if d not in self.succeeded and d not in self.failed]
+        if job.after and not job.after.check(self.succeeded, self.failed) or (job.follow and unfinished):
+            self.depending[job.msg_id] = job
+            for d in unfinished:
+                self.graph.setdefault(d, set()).add(job.msg_id)
+        else:
+            self.waiting[job.msg_id] = job
+
+    def _on_timeout(self, msg_id: str) -> None:
+        job = self.waiting.pop(msg_id, None) or self.depending.pop(msg_id, None)
+        if job is not None:
+            job.timer = None
+            self._fail(job, "TaskTimeout", f"task {msg_id} timed out waiting for an engine or its dependencies")
+            self._schedule()
+
+    # ------------------------------------------------------------------ scheduling
+    def _candidates(self, job: Job) -> list:
+        hwm = self.hwm
+        out = []
+        for uuid in self.engines:
+            if hwm and self.loads[uuid] >= hwm:
+                continue
+            if uuid in job.blacklist:
+                continue
+            if job.targets and uuid not in job.targets:
+                continue
+            if job.follow and not job.follow.check(self.engine_done[uuid], self.engine_failed[uuid]):
+                continue
+            out.append(uuid)
+        return out
+
+    def _impossible(self, job: Job) -> Optional[str]:
+        if job.targets:
+            live = (job.targets - job.blacklist).intersection(self.loads)
+            if not live:
+                return "no allowed target engine is available"
+        if job.follow and job.follow.all:
+            followed = {u for u in self.engine_done if job.follow & (self.engine_done[u] | self.engine_failed[u])}
+            if len(followed) > 1:
+                return "followed tasks ran on different engines"
+            if followed and not followed.issubset(self.loads):
+                return "the engine the followed tasks ran on is gone"
+        return None
+
+    def _has_capacity(self) -> bool:
+        if not self.engines:
+            return False
+        if not self.hwm:
+            return True
+        hwm = self.hwm
+        return any(load < hwm for load in self.loads.values())
+
+    def _schedule(self) -> None:
+        """Dispatch waiting jobs, oldest first, while any engine has room."""
+        while self.waiting and self._has_capacity():
+            found = None
+            doomed = []
+            for job in self.waiting.values():
+                cands = self._candidates(job)
+                if cands:
+                    found = (job, cands)
+                    break
+                reason = self._impossible(job)
+                if reason:
+                    doomed.append((job, reason))
+            for job, reason in doomed:
+                del self.waiting[job.msg_id]
+                self._fail(job, "ImpossibleDependency", reason)
+            if found is None:
+                if not doomed:
+                    return
+                continue
+            del self.waiting[found[0].msg_id]
+            self._dispatch(*found)
+
+    def _fail_impossible(self) -> None:
+        for msg_id in list(self.waiting):
+            job = self.waiting[msg_id]
+            reason = self._impossible(job)
+            if reason:
+                del self.waiting[msg_id]
+                self._fail(job, "ImpossibleDependency", reason)
+
+    def _dispatch(self, job: Job, candidates: list) -> None:
+        if len(candidates) == 1:
+            uuid = candidates[0]
+        else:
+            loads = [self.loads[u] for u in candidates]
+            uuid = candidates[self._choose(loads)]
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        self.loads[uuid] += 1
+        engines = self.engines
+        if engines[-1] != uuid:
+            engines.remove(uuid)
+            engines.append(uuid)
+        job.engine = uuid
+        self.pending[uuid][job.msg_id] = job
+        self.dispatched += 1
+        self.engine_reader.send([uuid.encode(), *(job.client or [b"hub"]), DELIM, *job.frames], copy=False)
+        self.monitor.save_task_destination(job.msg_id, uuid)
+
+    # ------------------------------------------------------------------ replies
+    def dispatch_result(self, raw: list) -> None:
+        try:
+            idents, parts = self.session.split(raw)
+            if len(idents) < 2:
+                raise MessageError("no-ident")
+            msg = self.session.parse(parts, idents=idents)
+        except MessageError as e:
+            self.count_error(e.reason)
+            self.log.warning("task: dropped a bad reply (%s)", e.reason)
+            return
+        uuid = frame_bytes(idents[0]).decode("utf8", "replace")
+        parent_id = msg.parent.get("msg_id")
+        job = self.pending.get(uuid, {}).get(parent_id) or self.stranded.get(uuid, {}).get(parent_id)
+        if job is None:
+            self.count_error("unexpected-reply")
+            self.log.warning("task: reply from %s for a task it does not hold (%s); dropped", uuid, str(parent_id)[:80])
+            return
+        self._handle_result(job, uuid, msg.content, msg.metadata, msg)
+
+    def _handle_result(self, job: Job, uuid: str, content, md, msg) -> None:
+        jobs = self.pending.get(uuid)
+        if jobs is not None:
+            jobs.pop(job.msg_id, None)
+        jobs = self.stranded.get(uuid)
+        if jobs is not None:
+            jobs.pop(job.msg_id, None)
+        if uuid in self.loads:
+            self.loads[uuid] -= 1
+        job.engine = None
+        if md.get("dependencies_met", True) is False:
+            job.blacklist.add(uuid)
+            if job.targets and job.blacklist >= job.targets:
+                self._fail(job, "ImpossibleDependency", "every allowed engine reported unmet dependencies")
+            else:
+                self._enqueue(job)
+            self._schedule()
+            return
+        status = md.get("status") or (content or {}).get("status")
+        if status != "ok" and job.retries > 0:
+            job.retries -= 1
+            job.blacklist.add(uuid)
+            self._enqueue(job)
+            self._schedule()
+            return
+        if msg is not None and job.client is not None:
+            self.client_reader.send([*job.client, msg.idents[0], DELIM, *msg.frames], copy=False)
+        elif msg is None and job.client is not None:
+            frames = self.session.serialize("apply_reply", content, parent=job.header, metadata=md)
+            self.client_reader.send([*job.client, uuid.encode(), *frames])
+        self.monitor.save_task_result(job.msg_id, uuid, msg, content, md)
+        self._finished(job.msg_id, status == "ok", uuid)
+        self._schedule()
+
+    def _fail(self, job: Job, ename: str, evalue: str) -> None:
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        self._reply_error(job.client, job.header, ename, evalue, record=True, msg_id=job.msg_id)
+        self._finished(job.msg_id, False, None)
+
+    def _reply_error(self, client, header, ename, evalue, record=True, msg_id=None) -> None:
+        content = error_content(ename, evalue)
+        md = {"status": "error", "dependencies_met": True}
+        if client is not None:
+            self.client_reader.send([*client, *self.session.serialize("apply_reply", content, parent=header, metadata=md)])
+        if record:
+            self.monitor.save_task_result(msg_id, None, None, content, md)
+
+    def _finished(self, msg_id: str, ok: bool, uuid: Optional[str]) -> None:
+        (self.succeeded if ok else self.failed).add(msg_id)
+        if uuid is not None:
+            (self.engine_done if ok else self.engine_failed).setdefault(uuid, set()).add(msg_id)
+        dependents = self.graph.pop(msg_id, None)
+        if not dependents:
+            return
+        for dep_id in dependents:
+            job = self.depending.get(dep_id)
+            if job is None:
+                continue
+            if job.after.unreachable(self.succeeded, self.failed) or job.follow.unreachable(self.succeeded, self.failed):
+                del self.depending[dep_id]
+                self._fail(job, "ImpossibleDependency", "a dependency finished with a disallowed outcome")
+                continue
+            if not job.after.check(self.succeeded, self.failed):
+                continue
+            unfinished = [d for d in job.follow if d not in self.succeeded and d not in self.failed]
+            if job.follow and unfinished and (job.follow.all or not job.follow.check(self.succeeded, self.failed)):
+                continue
+            del self.depending[dep_id]
+            job.after = Dependency()
+            self.waiting[dep_id] = job
+
+    # ------------------------------------------------------------------ status
+    def queue_counts(self) -> dict:
+        return {
+            "waiting": len(self.waiting),
+            "depending": len(self.depending),
+            "running": sum(self.loads.values()),
+            "engines": len(self.engines),
+        }
+
+
+def make_engine_router(ctx: zmq.Context, url: str, ident: bytes) -> zmq.Socket:
+    s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SNDHWM, 0)
+    s.setsockopt(zmq.RCVHWM, 0)
+    s.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    s.setsockopt(zmq.IDENTITY, ident)
+    s.bind(url)
+    return s

@@ -1,0 +1,263 @@
+"""Signing, packing and parsing of wire messages.
+
+The envelope is the Jupyter one: ``[ident*, DELIM, signature, header, parent,
+metadata, content, buffer*]``.  `WireSession` is a lean codec built from a
+`jupyter_client.session.Session` (which stays the holder of configuration:
+key, signature scheme, session id, username), tuned for the controller's hot
+path: one HMAC object copied per message, JSON only, dates left as strings
+unless asked for, and a bounded replay cache.
+"""
+
+from __future__ import annotations
+
+import hmac
+import hashlib
+import json
+import os
+from collections import deque
+from datetime import datetime, timezone
+from itertools import count
+from typing import Any, Iterable, Optional, Sequence
+
+DELIM = b"<IDS|MSG>"
+PROTOCOL_VERSION = "5.3"
+
+
+class MessageError(ValueError):
+    """A message that cannot be accepted; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        if obj.tzinfo is None:
+            obj = obj.replace(tzinfo=timezone.utc)
+        return obj.isoformat().replace("+00:00", "Z")
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf8", "replace")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(
+    default=_json_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+)
+
+
+def pack(obj: Any) -> bytes:
+    return _encoder.encode(obj).encode("utf8", "surrogateescape")
+
+
+def unpack(data) -> Any:
+    if not isinstance(data, (bytes, str)):
+        data = bytes(data)
+    return json.loads(data)
+
+
+def parse_date(value: Any) -> Optional[datetime]:
+    """ISO-8601 string (or datetime) to an aware UTC datetime; None if unparsable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def frame_bytes(frame) -> bytes:
+    """bytes of a frame received with copy=True (bytes) or copy=False (zmq.Frame)."""
+    if isinstance(frame, bytes):
+        return frame
+    b = getattr(frame, "bytes", None)
+    if b is not None:
+        return b
+    return bytes(frame)
+
+
+class Msg:
+    """A parsed message; ``frames`` keeps the raw signed part for relaying."""
+
+    __slots__ = (
+        "idents", "frames", "header", "parent", "metadata", "content",
+        "buffers", "msg_id", "msg_type",
+    )
+
+    def __init__(self, idents, frames, header, parent, metadata, content, buffers):
+        self.idents = idents
+        self.frames = frames
+        self.header = header
+        self.parent = parent
+        self.metadata = metadata
+        self.content = content
+        self.buffers = buffers
+        self.msg_id = header.get("msg_id")
+        self.msg_type = header.get("msg_type")
+
+    def as_dict(self) -> dict:
+        return {
+            "header": self.header,
+            "parent_header": self.parent,
+            "metadata": self.metadata,
+            "content": self.content,
+            "buffers": self.buffers,
+            "msg_id": self.msg_id,
+            "msg_type": self.msg_type,
+        }
+
+
+class WireSession:
+    """Codec for one identity (the controller's session id) and one key."""
+
+    def __init__(
+        self,
+        key: bytes = b"",
+        signature_scheme: str = "hmac-sha256",
+        session: Optional[str] = None,
+        username: str = "hubctl",
+        replay_cache: int = 65536,
+    ):
+        if isinstance(key, str):
+            key = key.encode("ascii")
+        self.key = key
+        self.signature_scheme = signature_scheme
+        if not signature_scheme.startswith("hmac-"):
+            raise ValueError(f"unsupported signature scheme {signature_scheme!r}")
+        digest = signature_scheme[len("hmac-"):]
+        try:
+            digestmod = getattr(hashlib, digest)
+        except AttributeError:
+            raise ValueError(f"unknown hash {digest!r} in signature scheme") from None
+        self._auth = hmac.new(key, digestmod=digestmod) if key else None
+        self.session = session or new_id()
+        self.username = username
+        self._counter = count()
+        self._pid = os.getpid()
+        self._seen: set = set()
+        self._seen_order: deque = deque()
+        self._replay_cache = replay_cache
+
+    @classmethod
+    def from_session(cls, s) -> "WireSession":
+        """Build from a configured `jupyter_client.session.Session`."""
+        return cls(
+            key=s.key,
+            signature_scheme=s.signature_scheme,
+            session=s.session,
+            username=s.username,
+            replay_cache=getattr(s, "digest_history_size", 65536),
+        )
+
+    # --- signing -------------------------------------------------------
+    def sign(self, parts: Sequence[bytes]) -> bytes:
+        if self._auth is None:
+            return b""
+        h = self._auth.copy()
+        for p in parts:
+            h.update(p)
+        return h.hexdigest().encode("ascii")
+
+    # --- building --------------------------------------------------------
+    def new_msg_id(self) -> str:
+        return f"{self.session}_{self._pid}_{next(self._counter)}"
+
+    def header(self, msg_type: str) -> dict:
+        return {
+            "msg_id": self.new_msg_id(),
+            "msg_type": msg_type,
+            "username": self.username,
+            "session": self.session,
+            "date": utcnow(),
+            "version": PROTOCOL_VERSION,
+        }
+
+    def serialize(
+        self,
+        msg_type: str,
+        content: Any = None,
+        parent: Optional[dict] = None,
+        metadata: Optional[dict] = None,
+        buffers: Iterable = (),
+        header: Optional[dict] = None,
+        idents: Sequence[bytes] = (),
+    ) -> list:
+        h = pack(header if header is not None else self.header(msg_type))
+        p = pack(parent or {})
+        m = pack(metadata or {})
+        c = content if isinstance(content, bytes) else pack({} if content is None else content)
+        parts = [h, p, m, c]
+        return [*idents, DELIM, self.sign(parts), *parts, *buffers]
+
+    def resign(self, header: bytes, parent: bytes, metadata: bytes, content: bytes) -> bytes:
+        return self.sign((header, parent, metadata, content))
+
+    # --- parsing ---------------------------------------------------------
+    @staticmethod
+    def split(frames: Sequence) -> tuple:
+        """(idents, rest) around the delimiter; raises MessageError."""
+        for i in range(min(len(frames), 16)):
+            if frame_bytes(frames[i]) == DELIM:
+                return list(frames[:i]), list(frames[i + 1:])
+        raise MessageError("no-delimiter", f"{len(frames)} frames")
+
+    def check(self, parts: Sequence) -> None:
+        """Verify signature (and replay) of ``[sig, h, p, m, c, ...]``."""
+        if len(parts) < 5:
+            raise MessageError("short", f"{len(parts)} frames after delimiter")
+        if self._auth is None:
+            return
+        sig = frame_bytes(parts[0])
+        if not sig:
+            raise MessageError("unsigned")
+        expected = self.sign([frame_bytes(p) for p in parts[1:5]])
+        if not hmac.compare_digest(sig, expected):
+            raise MessageError("bad-signature")
+        if sig in self._seen:
+            raise MessageError("replay")
+        self._seen.add(sig)
+        self._seen_order.append(sig)
+        if len(self._seen_order) > self._replay_cache:
+            self._seen.discard(self._seen_order.popleft())
+
+    def parse(self, frames: Sequence, content: bool = True, idents=None) -> Msg:
+        """Parse a multipart message (with idents unless ``idents`` given)."""
+        if idents is None:
+            idents, parts = self.split(frames)
+        else:
+            parts = list(frames)
+        self.check(parts)
+        try:
+            header = unpack(frame_bytes(parts[1]))
+            parent = unpack(frame_bytes(parts[2]))
+            metadata = unpack(frame_bytes(parts[3]))
+            body = unpack(frame_bytes(parts[4])) if content else None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise MessageError("bad-json", str(e)[:80]) from None
+        if not isinstance(header, dict) or not isinstance(header.get("msg_id"), str) \
+                or not isinstance(header.get("msg_type"), str):
+            raise MessageError("bad-header")
+        if not isinstance(parent, dict):
+            raise MessageError("bad-parent")
+        if not isinstance(metadata, dict):
+            raise MessageError("bad-metadata")
+        if content and not isinstance(body, dict):
+            raise MessageError("bad-content")
+        return Msg(idents, parts, header, parent, metadata, body, parts[5:])
+
+
+def new_id() -> str:
+    """A session/engine id in Jupyter's ``8hex-24hex`` shape."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:]}"
