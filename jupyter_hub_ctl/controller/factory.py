@@ -158,7 +158,7 @@ class HubFactory(LoggingConfigurable):
 
         bc_in_r = SocketReader(loop, bc_in, lambda f: None, copy=False, name="broadcast-in")
         bc_out_r = SocketReader(loop, bc_out, lambda f: None, copy=False, name="broadcast-out")
-        bsched = BroadcastScheduler(session, bc_in_r, bc_out_r, count_error=hub.count_error,
+        bsched = BroadcastScheduler(session, bc_in_r, bc_out_r, hub, count_error=hub.count_error,
                                     parent=self, config=cfg)
         bc_in_r.handler = bsched.dispatch_submission
         bc_out_r.handler = bsched.dispatch_result

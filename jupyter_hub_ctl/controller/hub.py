@@ -406,6 +406,37 @@ class Hub(HubQueries, LoggingConfigurable):
             "engine_uuid": uuid or "",
         })
 
+    # ================================================================ broadcast traffic
+    def save_broadcast_request(self, original: str, msg: Msg, subs: list) -> None:
+        msg.content = _safe_unpack(msg.frames[4])
+        rec = init_record(msg)
+        rec["msg_id"] = original
+        rec["queue"] = "broadcast"
+        self._store_request(original, rec)
+        self.pending.add(original)
+        for sub_id, uuid in subs:
+            sub = dict(rec, msg_id=sub_id, header=dict(rec["header"], msg_id=sub_id), engine_uuid=uuid)
+            self._store_request(sub_id, sub)
+            self.pending.add(sub_id)
+
+    def save_broadcast_result(self, msg_id: str, uuid: Optional[str], msg, content) -> None:
+        if msg_id not in self.pending:
+            return
+        self.pending.discard(msg_id)
+        self.all_completed.add(msg_id)
+        eid = self.by_uuid.get(uuid) if uuid else None
+        if eid is not None:
+            self.engines[eid].completed.append(msg_id)
+        if msg is not None:
+            self._store_result(msg_id, uuid, msg)
+        else:
+            now = utcnow()
+            self._db_call("update_record", msg_id, {
+                "result_content": content, "result_metadata": {"status": "error", "engine": uuid},
+                "result_header": {"msg_id": "", "msg_type": "apply_reply", "date": now},
+                "result_buffers": [], "completed": now, "received": now,
+            })
+
     # ================================================================ records
     def _store_request(self, msg_id: str, rec: dict) -> None:
         if msg_id in self.skeletons:
@@ -416,11 +447,11 @@ class Hub(HubQueries, LoggingConfigurable):
         else:
             self._db_call("add_record", msg_id, rec)
 
-    def _store_result(self, msg_id: str, uuid: str, msg: Msg) -> None:
+    def _store_result(self, msg_id: str, uuid: Optional[str], msg: Msg) -> None:
         header = dict(msg.header)
         completed = parse_date(header.get("date"))
         header["date"] = completed
-        self._db_call("update_record", msg_id, {
+        update = {
             "result_header": header,
             "result_metadata": msg.metadata,
             "result_content": msg.content,
@@ -428,8 +459,10 @@ class Hub(HubQueries, LoggingConfigurable):
             "started": parse_date(msg.metadata.get("started")),
             "completed": completed,
             "received": utcnow(),
-            "engine_uuid": uuid,
-        })
+        }
+        if uuid is not None:
+            update["engine_uuid"] = uuid
+        self._db_call("update_record", msg_id, update)
 
     def save_iopub_message(self, raw: list) -> None:
         """Record engine output against the request it belongs to."""
@@ -497,6 +530,9 @@ class Hub(HubQueries, LoggingConfigurable):
         if self.on_shutdown is not None:
             self.loop.call_later(self.shutdown_delay, self.on_shutdown)
 
+    def health_request(self, idents, msg: Msg) -> None:
+        self._reply(idents, "health_reply", dict(self.health(), status="ok"), parent=msg.header)
+
     def health(self) -> dict:
         db_health = {}
         try:
@@ -539,6 +575,7 @@ Hub.query_handlers = {
     "resubmit_request": Hub.resubmit_task,
     "shutdown_request": Hub.shutdown_request,
     "load_request": Hub.load_status,
+    "health_request": Hub.health_request,
     "become_dask_request": Hub.not_supported,
     "stop_distributed_request": Hub.not_supported,
 }

@@ -13,7 +13,7 @@ from typing import Callable
 
 from traitlets.config import LoggingConfigurable
 
-from ...wire.session import DELIM, MessageError, WireSession, frame_bytes, pack
+from ...wire.session import DELIM, MessageError, Msg, WireSession, frame_bytes, pack
 from ..errors import error_content
 
 
@@ -33,9 +33,10 @@ class _Pending:
 class BroadcastScheduler(LoggingConfigurable):
     """Fans broadcast requests out to engines and gathers the replies."""
 
-    def __init__(self, session: WireSession, client_reader, engine_reader,
+    def __init__(self, session: WireSession, client_reader, engine_reader, monitor,
                  count_error: Callable = lambda reason: None, **kwargs):
         super().__init__(**kwargs)
+        self.monitor = monitor
         self.session = session
         self.client_reader = client_reader
         self.engine_reader = engine_reader
@@ -78,6 +79,7 @@ class BroadcastScheduler(LoggingConfigurable):
         p = parts[2]
         c = parts[4]
         bufs = parts[5:]
+        self.monitor.save_broadcast_request(original, msg, [(f"{original}_{u}", u) for u, _ in pairs])
         for uuid, _ in pairs:
             sub_id = f"{original}_{uuid}"
             h = pack(dict(msg.header, msg_id=sub_id))
@@ -106,6 +108,7 @@ class BroadcastScheduler(LoggingConfigurable):
             self.log.warning("broadcast: unexpected reply from %s; dropped", uuid)
             return
         self.by_engine.get(uuid, set()).discard(sub_id)
+        self.monitor.save_broadcast_result(sub_id, uuid, msg, None)
         self._collect(entry[0], uuid, msg)
 
     def _collect(self, original: str, uuid: str, msg) -> None:
@@ -114,8 +117,12 @@ class BroadcastScheduler(LoggingConfigurable):
             return
         if not pend.coalescing:
             pend.remaining.discard(uuid)
+            if msg is not None:
+                pend.replies[uuid] = msg
             if not pend.remaining:
                 del self.pending[original]
+                last = msg or next(iter(pend.replies.values()), None)
+                self.monitor.save_broadcast_result(original, None, last, None if last else {"status": "error"})
             if msg is not None:
                 self.client_reader.send([*pend.client, msg.idents[0], DELIM, *msg.frames], copy=False)
             return
@@ -147,13 +154,14 @@ class BroadcastScheduler(LoggingConfigurable):
         )
         if error is not None:
             md["status"] = "error"
-            frames = self.session.serialize(pend.msg_type, error, parent=pend.header, metadata=md)
+            header = self.session.header(pend.msg_type)
+            parent, content, buffers = pend.header, error, []
         else:
-            frames = self.session.serialize(
-                last.msg_type, last.content, parent=last.parent, metadata=md,
-                header=last.header, buffers=buffers,
-            )
+            header, parent, content = last.header, last.parent, last.content
+        frames = self.session.serialize(header["msg_type"], content, parent=parent, metadata=md,
+                                        header=header, buffers=buffers)
         self.client_reader.send([*pend.client, *frames], copy=False)
+        self.monitor.save_broadcast_result(original, None, Msg([], frames[1:], header, parent, md, content, buffers), None)
 
     def remove_engine(self, uuid: str, engine_id: int) -> None:
         """Fail this engine's part of every broadcast still waiting on it."""
@@ -164,9 +172,11 @@ class BroadcastScheduler(LoggingConfigurable):
             pend = self.pending.get(entry[0])
             if pend is None:
                 continue
+            err = error_content("EngineError", f"Engine {engine_id} died while running task {sub_id!r}",
+                                engine_info={"engine_uuid": uuid, "engine_id": engine_id})
+            self.monitor.save_broadcast_result(sub_id, uuid, None, err)
             if pend.coalescing:
-                pend.replies[uuid] = error_content(
-                    "EngineError", f"Engine {engine_id} died while running task {sub_id!r}")
+                pend.replies[uuid] = err
                 pend.remaining.discard(uuid)
                 if not pend.remaining:
                     del self.pending[entry[0]]

@@ -1,0 +1,159 @@
+"""The task-record store interface shared by every backend.
+
+A task record is a flat dict keyed by the names in :data:`RECORD_KEYS` (see
+PROTOCOL.md section 9.1).  Stores keep timestamps as timezone-aware UTC
+datetimes and buffers as ``bytes``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from traitlets.config import LoggingConfigurable
+
+RECORD_KEYS = (
+    "msg_id",
+    "header",
+    "metadata",
+    "content",
+    "buffers",
+    "submitted",
+    "client_uuid",
+    "engine_uuid",
+    "started",
+    "completed",
+    "resubmitted",
+    "received",
+    "result_header",
+    "result_metadata",
+    "result_content",
+    "result_buffers",
+    "queue",
+    "execute_input",
+    "execute_result",
+    "error",
+    "stdout",
+    "stderr",
+    "label",
+)
+#: keys outside the schema that the hub may still write (IOPub display data)
+EXTRA_KEYS = ("display_data",)
+KNOWN_KEYS = frozenset(RECORD_KEYS + EXTRA_KEYS)
+TIMESTAMP_KEYS = ("submitted", "started", "completed", "received")
+BUFFER_KEYS = ("buffers", "result_buffers")
+HEADER_KEYS = ("header", "result_header")
+
+
+class NoData(KeyError):
+    """Raised by stores that keep no records when asked to read one."""
+
+
+class DBOpenError(RuntimeError):
+    """A task database could not be opened; ``path`` names the file."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+def to_utc(dt: datetime) -> datetime:
+    """Return ``dt`` as an aware UTC datetime (naive values are taken as local time)."""
+    if dt.tzinfo is timezone.utc:
+        return dt
+    return dt.astimezone(timezone.utc)
+
+
+def iso_utc(dt: datetime) -> str:
+    """Format a datetime as ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (sortable as text)."""
+    return to_utc(dt).isoformat(timespec="microseconds")
+
+
+def as_bytes(buf) -> bytes:
+    """Turn a bytes-like object (bytes, bytearray, memoryview, zmq.Frame) into bytes."""
+    if isinstance(buf, bytes):
+        return buf
+    if isinstance(buf, str):
+        return buf.encode("utf8")
+    frame_bytes = getattr(buf, "bytes", None)
+    if isinstance(frame_bytes, bytes):
+        return frame_bytes
+    return bytes(memoryview(buf))
+
+
+def check_keys(keys) -> list[str]:
+    """Validate the ``keys`` argument of ``find_records``; return it as a list."""
+    keys = list(keys)
+    unknown = [k for k in keys if k not in KNOWN_KEYS]
+    if unknown:
+        raise KeyError(
+            f"Unknown task record key(s) {unknown!r}; valid keys are {sorted(KNOWN_KEYS)}"
+        )
+    return [k for k in dict.fromkeys(keys) if k != "msg_id"]
+
+
+class BaseDB(LoggingConfigurable):
+    """Interface of a task-record store.
+
+    Writes (``add_record``, ``update_record``, ``drop_*``) may be applied
+    asynchronously by a backend, but a later read on the same store always
+    sees them.  The ``a*`` coroutines are what code running on an asyncio
+    loop should call; backends that do I/O override them so the loop is
+    never blocked.
+    """
+
+    #: short backend name reported by :meth:`health`
+    backend_name = "base"
+
+    def add_record(self, msg_id: str, rec: dict) -> None:
+        """Store a new record (replacing any record with the same msg_id)."""
+        raise NotImplementedError
+
+    def update_record(self, msg_id: str, rec: dict) -> None:
+        """Merge the keys of ``rec`` into an existing record (KeyError if absent)."""
+        raise NotImplementedError
+
+    def get_record(self, msg_id: str) -> dict:
+        """Return a full record (KeyError if absent)."""
+        raise NotImplementedError
+
+    def drop_record(self, msg_id: str) -> None:
+        """Remove a record; removing an absent record is not an error."""
+        raise NotImplementedError
+
+    def drop_matching_records(self, query: dict) -> None:
+        """Remove every record matching ``query``."""
+        raise NotImplementedError
+
+    def find_records(self, query: dict, keys=None) -> list[dict]:
+        """Records matching ``query``; with ``keys``, only ``msg_id`` and those keys."""
+        raise NotImplementedError
+
+    def get_history(self) -> list[str]:
+        """msg_ids of the records with a ``submitted`` time, oldest first."""
+        raise NotImplementedError
+
+    def flush(self) -> bool:
+        """Make every write issued so far durable; True when that succeeded."""
+        return True
+
+    def close(self) -> None:
+        """Release resources; pending writes are flushed first."""
+
+    def health(self) -> dict:
+        """Report whether the store is working: ``{"ok", "error", "backend", ...}``."""
+        return {"ok": True, "error": None, "backend": self.backend_name}
+
+    async def afind_records(self, query: dict, keys=None) -> list[dict]:
+        return self.find_records(query, keys)
+
+    async def aget_record(self, msg_id: str) -> dict:
+        return self.get_record(msg_id)
+
+    async def aget_history(self) -> list[str]:
+        return self.get_history()
+
+    async def adrop_matching_records(self, query: dict) -> None:
+        return self.drop_matching_records(query)
+
+    async def aflush(self) -> bool:
+        return self.flush()

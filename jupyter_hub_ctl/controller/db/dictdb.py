@@ -1,0 +1,211 @@
+"""A bounded in-memory task-record store."""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from datetime import datetime
+
+from traitlets import Float, Integer, validate
+
+from .base import BUFFER_KEYS, TIMESTAMP_KEYS, BaseDB, as_bytes, check_keys, to_utc
+from .query import compile_query
+
+
+def _copy_value(value):
+    """One level of copying: containers are copied, their items are shared."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def _copy_record(rec: dict) -> dict:
+    return {key: _copy_value(value) for key, value in rec.items()}
+
+
+def _age_key(rec: dict):
+    """Sort key by ``submitted``; records without one sort first."""
+    submitted = rec.get("submitted")
+    if isinstance(submitted, datetime):
+        return (1, submitted.timestamp())
+    return (0, 0.0)
+
+
+def _nbytes(rec: dict) -> int:
+    total = 0
+    for key in BUFFER_KEYS:
+        for buf in rec.get(key) or ():
+            total += len(buf)
+    return total
+
+
+class DictDB(BaseDB):
+    """Task records in a dict, bounded by record count and buffer bytes.
+
+    When a limit is exceeded the oldest records (by ``submitted``) are culled;
+    their ids are remembered for a while so that lookups can say so.
+    """
+
+    backend_name = "dictdb"
+
+    record_limit = Integer(
+        1024,
+        config=True,
+        help="""Maximum number of task records kept in memory. When exceeded,
+        the oldest ``cull_fraction`` of this many records are dropped.""",
+    )
+    size_limit = Integer(
+        1024**3,
+        config=True,
+        help="""Maximum total size in bytes of the request and result buffers kept
+        in memory. When exceeded, the oldest records are dropped until the total
+        is at most ``size_limit * (1 - cull_fraction)``.""",
+    )
+    cull_fraction = Float(
+        0.1,
+        config=True,
+        help="""Fraction of the limits freed when culling: of ``record_limit`` when
+        there are too many records, of ``size_limit`` when buffers are too big.""",
+    )
+
+    @validate("record_limit", "size_limit")
+    def _check_positive(self, proposal):
+        if proposal.value < 1:
+            raise ValueError(f"{proposal.trait.name} must be at least 1")
+        return proposal.value
+
+    @validate("cull_fraction")
+    def _check_fraction(self, proposal):
+        if not 0 <= proposal.value < 1:
+            raise ValueError("cull_fraction must be in [0, 1)")
+        return proposal.value
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._records: dict[str, dict] = {}
+        self._sizes: dict[str, int] = {}
+        self._total_bytes = 0
+        self._culled: OrderedDict[str, None] = OrderedDict()
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of buffers currently held."""
+        return self._total_bytes
+
+    def _prepare(self, rec: dict) -> dict:
+        """Copy an incoming record, normalising timestamps and buffers."""
+        rec = _copy_record(rec)
+        for key in TIMESTAMP_KEYS:
+            value = rec.get(key)
+            if isinstance(value, datetime):
+                rec[key] = to_utc(value)
+        for key in BUFFER_KEYS:
+            bufs = rec.get(key)
+            if bufs is not None:
+                rec[key] = [as_bytes(b) for b in bufs]
+        return rec
+
+    def _set_size(self, msg_id: str, size: int) -> None:
+        self._total_bytes += size - self._sizes.get(msg_id, 0)
+        self._sizes[msg_id] = size
+
+    def _forget(self, msg_id: str) -> None:
+        self._records.pop(msg_id, None)
+        self._total_bytes -= self._sizes.pop(msg_id, 0)
+
+    def _remember_culled(self, msg_id: str) -> None:
+        self._culled[msg_id] = None
+        self._culled.move_to_end(msg_id)
+        while len(self._culled) > 10 * self.record_limit:
+            self._culled.popitem(last=False)
+
+    def _cull(self) -> None:
+        excess = len(self._records) - self.record_limit
+        if excess > 0:
+            count = max(excess, 1, int(self.cull_fraction * self.record_limit))
+            oldest = heapq.nsmallest(count, self._records.values(), key=_age_key)
+            for rec in oldest:
+                self._drop_culled(rec["msg_id"])
+        if self._total_bytes > self.size_limit:
+            target = self.size_limit * (1 - self.cull_fraction)
+            for rec in sorted(self._records.values(), key=_age_key):
+                if self._total_bytes <= target:
+                    break
+                self._drop_culled(rec["msg_id"])
+
+    def _drop_culled(self, msg_id: str) -> None:
+        self._forget(msg_id)
+        self._remember_culled(msg_id)
+        self.log.debug("Culled task record %s", msg_id)
+
+    def _missing(self, msg_id: str) -> KeyError:
+        if msg_id in self._culled:
+            return KeyError(f"Task record {msg_id!r} was culled from the in-memory store")
+        return KeyError(f"No such task record: {msg_id!r}")
+
+    # -- API ------------------------------------------------------------------
+
+    def add_record(self, msg_id, rec):
+        rec = self._prepare(rec)
+        rec["msg_id"] = msg_id
+        self._records[msg_id] = rec
+        self._culled.pop(msg_id, None)
+        self._set_size(msg_id, _nbytes(rec))
+        self._cull()
+
+    def update_record(self, msg_id, rec):
+        try:
+            current = self._records[msg_id]
+        except KeyError:
+            raise self._missing(msg_id) from None
+        update = self._prepare(rec)
+        update.pop("msg_id", None)
+        current.update(update)
+        if any(key in update for key in BUFFER_KEYS):
+            self._set_size(msg_id, _nbytes(current))
+        self._cull()
+
+    def get_record(self, msg_id):
+        try:
+            return _copy_record(self._records[msg_id])
+        except KeyError:
+            raise self._missing(msg_id) from None
+
+    def drop_record(self, msg_id):
+        self._forget(msg_id)
+
+    def drop_matching_records(self, query):
+        test = compile_query(query)
+        for msg_id in [m for m, rec in self._records.items() if test(rec)]:
+            self._forget(msg_id)
+
+    def find_records(self, query, keys=None):
+        test = compile_query(query)
+        if keys is None:
+            return [_copy_record(rec) for rec in self._records.values() if test(rec)]
+        keys = check_keys(keys)
+        found = []
+        for msg_id, rec in self._records.items():
+            if test(rec):
+                sub = {key: _copy_value(rec.get(key)) for key in keys}
+                sub["msg_id"] = msg_id
+                found.append(sub)
+        return found
+
+    def get_history(self):
+        dated = [rec for rec in self._records.values() if rec.get("submitted") is not None]
+        dated.sort(key=_age_key)
+        return [rec["msg_id"] for rec in dated]
+
+    def health(self):
+        return {
+            "ok": True,
+            "error": None,
+            "backend": self.backend_name,
+            "records": len(self._records),
+            "bytes": self._total_bytes,
+        }
