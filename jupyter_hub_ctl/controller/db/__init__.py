@@ -12,4 +12,12 @@ DB_CLASSES = {
     "nodb": "jupyter_hub_ctl.controller.db.nodb.NoDB",
 }
 
-__all__ = ["DB_CLASSES", "BaseDB", "DBOpenError", "DictDB", "NoDB", "NoData", "SQLiteDB"]
+__all__ = [
+    "DB_CLASSES",
+    "BaseDB",
+    "DBOpenError",
+    "DictDB",
+    "NoDB",
+    "NoData",
+    "SQLiteDB",
+]

@@ -86,7 +86,8 @@ def check_keys(keys) -> list[str]:
     unknown = [k for k in keys if k not in KNOWN_KEYS]
     if unknown:
         raise KeyError(
-            f"Unknown task record key(s) {unknown!r}; valid keys are {sorted(KNOWN_KEYS)}"
+            f"Unknown task record key(s) {unknown!r}; "
+            f"valid keys are {sorted(KNOWN_KEYS)}"
         )
     return [k for k in dict.fromkeys(keys) if k != "msg_id"]
 

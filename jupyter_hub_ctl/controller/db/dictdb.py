@@ -144,7 +144,9 @@ class DictDB(BaseDB):
 
     def _missing(self, msg_id: str) -> KeyError:
         if msg_id in self._culled:
-            return KeyError(f"Task record {msg_id!r} was culled from the in-memory store")
+            return KeyError(
+                f"Task record {msg_id!r} was culled from the in-memory store"
+            )
         return KeyError(f"No such task record: {msg_id!r}")
 
     # -- API ------------------------------------------------------------------
@@ -197,7 +199,9 @@ class DictDB(BaseDB):
         return found
 
     def get_history(self):
-        dated = [rec for rec in self._records.values() if rec.get("submitted") is not None]
+        dated = [
+            rec for rec in self._records.values() if rec.get("submitted") is not None
+        ]
         dated.sort(key=_age_key)
         return [rec["msg_id"] for rec in dated]
 

@@ -28,14 +28,27 @@ import fnmatch
 import json
 import numbers
 import operator
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from .base import iso_utc, to_utc
 
 OPERATORS = frozenset(
-    ["$lt", "$lte", "$gt", "$gte", "$eq", "$ne", "$in", "$nin", "$all", "$mod", "$exists", "$glob"]
+    [
+        "$lt",
+        "$lte",
+        "$gt",
+        "$gte",
+        "$eq",
+        "$ne",
+        "$in",
+        "$nin",
+        "$all",
+        "$mod",
+        "$exists",
+        "$glob",
+    ]
 )
 _LIST_OPS = ("$in", "$nin", "$all")
 #: above this many list items, SQL membership tests use one JSON parameter
@@ -75,7 +88,9 @@ def _condition(key: str, op: str, arg) -> Condition:
         ok = (
             isinstance(arg, (list, tuple))
             and len(arg) == 2
-            and all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in arg)
+            and all(
+                isinstance(a, numbers.Real) and not isinstance(a, bool) for a in arg
+            )
             and arg[0] != 0
         )
         if not ok:
@@ -231,7 +246,7 @@ def _sql_param(kind: str, value):
 
 
 def _sql_membership(col: str, kind: str, items, negate: bool, json_each: bool):
-    """SQL for $in (or $nin when ``negate``) over ``items``; TypeError if not expressible."""
+    """SQL for $in (or $nin when ``negate``); TypeError if SQL cannot express it."""
     has_null = any(a is None for a in items)
     params = [_sql_param(kind, a) for a in items if a is not None]
     if not params:
@@ -259,7 +274,9 @@ def _sql_condition(col: str, kind: str, cond: Condition, json_each: bool):
     if op in ("$eq", "$ne"):
         if arg is None:
             return (f"{col} IS NULL" if op == "$eq" else f"{col} IS NOT NULL"), []
-        return (f"{col} IS ?" if op == "$eq" else f"{col} IS NOT ?"), [_sql_param(kind, arg)]
+        return (f"{col} IS ?" if op == "$eq" else f"{col} IS NOT ?"), [
+            _sql_param(kind, arg)
+        ]
     if op in _SQL_COMPARE:
         if arg is None:
             return "0", []
@@ -287,7 +304,8 @@ def to_sql(conds: list[Condition], kinds: dict[str, str], json_each: bool = True
     for cond in conds:
         if cond.key not in kinds:
             raise KeyError(
-                f"Unknown task record key {cond.key!r} in query; valid keys are {sorted(kinds)}"
+                f"Unknown task record key {cond.key!r} in query; "
+                f"valid keys are {sorted(kinds)}"
             )
         col = f'"{cond.key}"'
         try:

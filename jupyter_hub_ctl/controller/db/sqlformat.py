@@ -58,7 +58,9 @@ def quote(name: str) -> str:
 def table_sql(table: str) -> str:
     """The CREATE TABLE statement for a task table."""
     columns = ", ".join(
-        f"{quote(col)} TEXT PRIMARY KEY" if col == "msg_id" else f"{quote(col)} {DECLARED[kind]}".rstrip()
+        f"{quote(col)} TEXT PRIMARY KEY"
+        if col == "msg_id"
+        else f"{quote(col)} {DECLARED[kind]}".rstrip()
         for col, kind in COLUMNS
     )
     return f"CREATE TABLE {quote(table)} ({columns})"
@@ -141,7 +143,11 @@ def decode_value(key: str, kind: str, raw, log: logging.Logger):
         if kind == "bufs":
             return unpack_buffers(raw)
         value = json.loads(raw)
-        if key in HEADER_KEYS and isinstance(value, dict) and isinstance(value.get("date"), str):
+        if (
+            key in HEADER_KEYS
+            and isinstance(value, dict)
+            and isinstance(value.get("date"), str)
+        ):
             try:
                 value["date"] = datetime.fromisoformat(value["date"])
             except ValueError:

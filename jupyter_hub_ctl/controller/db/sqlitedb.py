@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from traitlets import Float, Integer, Unicode, default, observe, validate
 
 from .base import BaseDB, DBOpenError, check_keys
+from .pending import DELETE, INSERT, UPDATE, DropMatching, PendingWrites
 from .query import Condition, match, parse_query, to_sql
 from .sqlformat import (
     COLUMNS,
@@ -37,17 +38,6 @@ from .sqlformat import (
 
 #: value of ``PRAGMA max_page_count`` standing for "no limit"
 _NO_PAGE_LIMIT = 4294967294
-
-INSERT, UPDATE, DELETE = "insert", "update", "delete"
-
-
-class _Drop:
-    """A queued ``drop_matching_records``: an ordering barrier among writes."""
-
-    __slots__ = ("sql",)
-
-    def __init__(self, sql):
-        self.sql = sql
 
 
 class SQLiteDB(BaseDB):
@@ -114,11 +104,18 @@ class SQLiteDB(BaseDB):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.stats = dict.fromkeys(
-            ["inserts", "updates", "deletes", "commits", "missed_updates", "failed_flushes"], 0
+            [
+                "inserts",
+                "updates",
+                "deletes",
+                "commits",
+                "missed_updates",
+                "failed_flushes",
+            ],
+            0,
         )
         self._cond = threading.Condition()
-        self._queue: list = []
-        self._nops = 0
+        self._pending = PendingWrites()
         self._due = 0.0
         self._requests: deque = deque()
         self._stopping = False
@@ -236,9 +233,9 @@ class SQLiteDB(BaseDB):
             self._conn.close()
 
     def _flush_due(self) -> bool:
-        if not self._queue:
+        if not self._pending:
             return False
-        if self._nops >= self.max_batch and self._error is None:
+        if len(self._pending) >= self.max_batch and self._error is None:
             return True
         return time.monotonic() >= self._due
 
@@ -246,8 +243,8 @@ class SQLiteDB(BaseDB):
         while True:
             with self._cond:
                 while not (self._requests or self._stopping or self._flush_due()):
-                    timeout = max(0.0, self._due - time.monotonic()) if self._queue else None
-                    self._cond.wait(timeout)
+                    timeout = self._due - time.monotonic() if self._pending else None
+                    self._cond.wait(None if timeout is None else max(0.0, timeout))
                 requests, self._requests = self._requests, deque()
                 stopping = self._stopping
                 due = self._flush_due()
@@ -260,27 +257,18 @@ class SQLiteDB(BaseDB):
                     except BaseException as e:
                         fut.set_exception(e)
             if stopping:
-                if self._nops:
+                if self._pending:
                     self.log.error(
                         "Closing %s with %d task-record writes not stored: %s",
                         self.path,
-                        self._nops,
+                        len(self._pending),
                         self._error,
                     )
                 return
 
     def _flush(self) -> bool:
         with self._cond:
-            queue, self._queue, self._nops = self._queue, [], 0
-        chunks = []
-        for seg in queue:
-            if isinstance(seg, _Drop):
-                chunks.append(seg)
-            else:
-                items = list(seg.items())
-                step = self.max_batch
-                chunks.extend(dict(items[i : i + step]) for i in range(0, len(items), step))
-        del queue
+            chunks = self._pending.take(self.max_batch)
         for i, chunk in enumerate(chunks):
             try:
                 self._write(chunk)
@@ -290,7 +278,8 @@ class SQLiteDB(BaseDB):
                         self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-                self._requeue(chunks[i:])
+                with self._cond:
+                    self.stats["missed_updates"] += self._pending.put_back(chunks[i:])
                 self._write_failed(e)
                 return False
             chunks[i] = None
@@ -308,35 +297,21 @@ class SQLiteDB(BaseDB):
                 "%s (%s); %d operations kept in memory for a retry",
                 message,
                 self.path,
-                self._nops,
+                len(self._pending),
             )
         self._error = message
-        self._retry_delay = min(30.0, max(0.5, self.commit_interval, 2 * self._retry_delay))
+        self._retry_delay = min(
+            30.0, max(0.5, self.commit_interval, 2 * self._retry_delay)
+        )
         with self._cond:
             self._due = time.monotonic() + self._retry_delay
-
-    def _requeue(self, chunks: list) -> None:
-        segments: list = []
-        for chunk in chunks:
-            if isinstance(chunk, _Drop) or not segments or isinstance(segments[-1], _Drop):
-                segments.append(chunk)
-            else:
-                segments[-1].update(chunk)
-        with self._cond:
-            rest = self._queue
-            if rest and isinstance(rest[0], dict) and segments and isinstance(segments[-1], dict):
-                for msg_id, op in rest[0].items():
-                    self._merge(segments[-1], msg_id, op)
-                rest = rest[1:]
-            self._queue = segments + rest
-            self._nops = sum(1 if isinstance(s, _Drop) else len(s) for s in self._queue)
 
     def _write(self, chunk) -> None:
         """Apply one chunk of queued writes in one transaction (DB thread)."""
         conn, table, log = self._conn, quote(self._active_table), self.log
         counts = {"inserts": 0, "updates": 0, "deletes": 0, "missed_updates": 0}
         conn.execute("BEGIN IMMEDIATE")
-        if isinstance(chunk, _Drop):
+        if isinstance(chunk, DropMatching):
             counts["deletes"] += self._delete_matching(*chunk.sql)
         else:
             deletes, inserts, updates = [], [], {}
@@ -361,7 +336,9 @@ class SQLiteDB(BaseDB):
                 counts["inserts"] += len(inserts)
             for cols, rows in updates.items():
                 assign = ", ".join(f"{quote(c)} = ?" for c in cols)
-                cur = conn.executemany(f"UPDATE {table} SET {assign} WHERE msg_id = ?", rows)
+                cur = conn.executemany(
+                    f"UPDATE {table} SET {assign} WHERE msg_id = ?", rows
+                )
                 counts["updates"] += cur.rowcount
                 counts["missed_updates"] += len(rows) - cur.rowcount
         conn.execute("COMMIT")
@@ -377,7 +354,9 @@ class SQLiteDB(BaseDB):
     def _delete_matching(self, where: str, params: list, rest: list) -> int:
         table = quote(self._active_table)
         if not rest:
-            return self._conn.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
+            return self._conn.execute(
+                f"DELETE FROM {table} WHERE {where}", params
+            ).rowcount
         doomed = [(r["msg_id"],) for r in self._select(where, params, rest, [])]
         self._conn.executemany(f"DELETE FROM {table} WHERE msg_id = ?", doomed)
         return len(doomed)
@@ -395,7 +374,10 @@ class SQLiteDB(BaseDB):
         kinds, log = [(c, KINDS[c]) for c in columns], self.log
         found = []
         for row in self._conn.execute(sql, params):
-            rec = {c: decode_value(c, k, raw, log) for (c, k), raw in zip(kinds, row)}
+            rec = {
+                c: decode_value(c, k, raw, log)
+                for (c, k), raw in zip(kinds, row, strict=True)
+            }
             if rest and not match(rec, rest):
                 continue
             for c in extra:
@@ -426,7 +408,9 @@ class SQLiteDB(BaseDB):
             if self._stopping or self._closed:
                 raise RuntimeError(f"the task database {self.path} is closed")
             if not self._thread.is_alive():
-                raise RuntimeError(self._error or "the task database thread is not running")
+                raise RuntimeError(
+                    self._error or "the task database thread is not running"
+                )
             self._requests.append((fn, fut, flush_first))
             self._cond.notify()
         return fut
@@ -441,22 +425,15 @@ class SQLiteDB(BaseDB):
 
     # -- writes ---------------------------------------------------------------
 
-    def _merge(self, segment: dict, msg_id: str, op) -> None:
-        prev = segment.get(msg_id)
-        if prev is None or op[0] != UPDATE:
-            segment[msg_id] = op
-        elif prev[0] == DELETE:
-            self.stats["missed_updates"] += 1
-        else:
-            segment[msg_id] = op
-
     def _fields(self, rec: dict) -> dict:
         fields = {}
         for key, value in rec.items():
             if key not in KINDS:
                 if key not in self._warned_keys:
                     self._warned_keys.add(key)
-                    self.log.warning("Task record key %r has no column; not stored", key)
+                    self.log.warning(
+                        "Task record key %r has no column; not stored", key
+                    )
                 continue
             if isinstance(value, dict):
                 value = dict(value)
@@ -470,25 +447,14 @@ class SQLiteDB(BaseDB):
         with self._cond:
             if self._stopping or self._closed:
                 raise RuntimeError(f"the task database {self.path} is closed")
-            queue = self._queue
-            if msg_id is not None and queue and isinstance(queue[-1], dict):
-                prev = queue[-1].get(msg_id)
-                if prev is not None:
-                    if op[0] == UPDATE and prev[0] == DELETE:
-                        raise KeyError(f"No such task record: {msg_id!r} (it was dropped)")
-                    self._merge(queue[-1], msg_id, op)
-                    return
-            if not queue:
+            if not self._pending:
                 self._due = time.monotonic() + self.commit_interval
                 self._cond.notify()
             if msg_id is None:
-                queue.append(op)
+                self._pending.add_barrier(op)
             else:
-                if not queue or isinstance(queue[-1], _Drop):
-                    queue.append({})
-                queue[-1][msg_id] = op
-            self._nops += 1
-            if self._nops == self.max_batch:
+                self._pending.add(msg_id, op)
+            if len(self._pending) == self.max_batch:
                 self._cond.notify()
 
     def add_record(self, msg_id, rec):
@@ -506,7 +472,9 @@ class SQLiteDB(BaseDB):
         self._enqueue(msg_id, (DELETE, None))
 
     def drop_matching_records(self, query):
-        self._enqueue(None, _Drop(to_sql(parse_query(query), KINDS, self._json_each)))
+        self._enqueue(
+            None, DropMatching(to_sql(parse_query(query), KINDS, self._json_each))
+        )
 
     async def adrop_matching_records(self, query):
         self.drop_matching_records(query)
@@ -538,12 +506,12 @@ class SQLiteDB(BaseDB):
 
     def flush(self):
         if self._closed:
-            return self._nops == 0
+            return not self._pending
         return self._call(self._flush)
 
     async def aflush(self):
         if self._closed:
-            return self._nops == 0
+            return not self._pending
         return await self._acall(self._flush)
 
     # -- lifecycle ------------------------------------------------------------
@@ -558,7 +526,7 @@ class SQLiteDB(BaseDB):
             "backend": self.backend_name,
             "path": self.path,
             "table": self._active_table,
-            "pending": self._nops,
+            "pending": len(self._pending),
             "closed": self._closed,
         }
 
