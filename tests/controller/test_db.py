@@ -699,6 +699,54 @@ def test_sqlite_disk_full_keeps_records_and_recovers(tmp_path):
         db.close()
 
 
+def test_sqlite_failed_writes_are_retried_in_the_background(tmp_path):
+    db = open_sqlite(tmp_path, max_page_count=12, commit_interval=0.01)
+    try:
+        for i in range(10):
+            db.add_record(f"r{i}", record(f"r{i}", buffers=[b"x" * 8000]))
+        wait_for(lambda: db.health()["ok"] is False)
+        assert db.health()["pending"] == 10
+        db.max_page_count = 0
+        wait_for(lambda: db.health()["ok"] and db.health()["pending"] == 0)
+        assert db.stats["inserts"] == 10
+    finally:
+        db.close()
+    with sqlite3.connect(db.path) as conn:
+        assert conn.execute("SELECT count(*) FROM hubctl_tasks").fetchone() == (10,)
+    conn.close()
+
+
+def test_sqlite_concurrent_writers_and_readers(tmp_path):
+    db = open_sqlite(tmp_path, commit_interval=0.001, max_batch=50)
+    errors = []
+
+    def writer(n):
+        try:
+            for i in range(300):
+                msg_id = f"w{n}-{i}"
+                db.add_record(msg_id, record(msg_id, submitted=hours(i), stdout=""))
+                db.update_record(msg_id, {"stdout": "a"})
+                if i % 50 == 0:
+                    db.find_records({"msg_id": msg_id}, keys=["stdout"])
+                db.update_record(msg_id, {"stdout": "ab", "engine_uuid": f"e{n}"})
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        found = db.find_records({"stdout": "ab"}, keys=["engine_uuid"])
+        assert len(found) == 1200
+        assert all(r["engine_uuid"] == "e" + r["msg_id"][1] for r in found)
+        assert db.health()["ok"] is True
+    finally:
+        db.close()
+
+
 def test_sqlite_flushed_buffers_leave_memory(sdb):
     array = np.arange(1000, dtype="u1")
     ref = weakref.ref(array)

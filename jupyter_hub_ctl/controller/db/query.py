@@ -114,7 +114,8 @@ def _is_operator_dict(spec) -> bool:
 def parse_query(query) -> list[Condition]:
     """Turn a query dict into a flat list of conditions, all of which must hold.
 
-    Raises ValueError for unsupported operators or malformed arguments.
+    Raises ValueError for unsupported operators or malformed arguments and
+    TypeError when ``query`` is not a dict with string keys.
     """
     if query is None:
         return []

@@ -117,7 +117,10 @@ def encode_value(key: str, kind: str, value, log: logging.Logger):
             return pack_buffers(value)
         if kind == "time":
             if isinstance(value, str):
-                value = datetime.fromisoformat(value)
+                try:
+                    value = datetime.fromisoformat(value)
+                except ValueError:
+                    return value
             return iso_utc(value)
         if isinstance(value, bool):
             return int(value)

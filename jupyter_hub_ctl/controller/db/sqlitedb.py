@@ -38,6 +38,14 @@ from .sqlformat import (
 
 #: value of ``PRAGMA max_page_count`` standing for "no limit"
 _NO_PAGE_LIMIT = 4294967294
+_STATS = (
+    "inserts",
+    "updates",
+    "deletes",
+    "commits",
+    "missed_updates",
+    "failed_flushes",
+)
 
 
 class SQLiteDB(BaseDB):
@@ -103,17 +111,9 @@ class SQLiteDB(BaseDB):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.stats = dict.fromkeys(
-            [
-                "inserts",
-                "updates",
-                "deletes",
-                "commits",
-                "missed_updates",
-                "failed_flushes",
-            ],
-            0,
-        )
+        #: rows inserted/updated/deleted, transactions committed, updates of
+        #: absent records, failed flush attempts
+        self.stats = dict.fromkeys(_STATS, 0)
         self._cond = threading.Condition()
         self._pending = PendingWrites()
         self._due = 0.0
@@ -420,8 +420,8 @@ class SQLiteDB(BaseDB):
             return fn()
         return self._submit(fn, flush_first).result()
 
-    async def _acall(self, fn):
-        return await asyncio.wrap_future(self._submit(fn))
+    async def _acall(self, fn, flush_first: bool = True):
+        return await asyncio.wrap_future(self._submit(fn, flush_first))
 
     # -- writes ---------------------------------------------------------------
 
@@ -447,6 +447,8 @@ class SQLiteDB(BaseDB):
         with self._cond:
             if self._stopping or self._closed:
                 raise RuntimeError(f"the task database {self.path} is closed")
+            if not self._thread.is_alive():
+                raise RuntimeError(self._error or "the task database thread stopped")
             if not self._pending:
                 self._due = time.monotonic() + self.commit_interval
                 self._cond.notify()
@@ -507,12 +509,12 @@ class SQLiteDB(BaseDB):
     def flush(self):
         if self._closed:
             return not self._pending
-        return self._call(self._flush)
+        return self._call(self._flush, flush_first=False)
 
     async def aflush(self):
         if self._closed:
             return not self._pending
-        return await self._acall(self._flush)
+        return await self._acall(self._flush, flush_first=False)
 
     # -- lifecycle ------------------------------------------------------------
 
