@@ -2,4 +2,23 @@
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Client"]
+
+
+def __getattr__(name):
+    # lazy: importing the package must stay cheap (engines start with it)
+    if name == "Client":
+        from .client.client import Client
+
+        return Client
+    if name in ("RemoteError", "EngineError", "CompositeError", "TaskAborted"):
+        from .client import errors
+
+        return getattr(errors, name)
+    raise AttributeError(name)
+
+
+def load_ipython_extension(ip):  # %load_ext jupyter_hub_ctl
+    from .kernel.magics import load_ipython_extension as load
+
+    load(ip)

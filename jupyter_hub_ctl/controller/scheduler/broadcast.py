@@ -135,6 +135,7 @@ class BroadcastScheduler(LoggingConfigurable):
     def _send_coalesced(self, original: str, pend: _Pending) -> None:
         last = None
         buffers = []
+        counts = []
         error = None
         for uuid, _ in pend.targets:
             msg = pend.replies.get(uuid)
@@ -145,12 +146,14 @@ class BroadcastScheduler(LoggingConfigurable):
             if msg.content.get("status") != "ok":
                 error = error or msg.content
             buffers.extend(msg.buffers)
+            counts.append(len(msg.buffers))
         md = dict(last.metadata if last is not None else {})
         md.update(
             is_broadcast=True,
             is_coalescing=True,
             original_msg_id=original,
             broadcast_targets=[[u, i] for u, i in pend.targets],
+            broadcast_nbuffers=counts,
         )
         if error is not None:
             md["status"] = "error"

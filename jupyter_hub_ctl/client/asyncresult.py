@@ -1,0 +1,315 @@
+"""Futures for submitted work: one per message, and AsyncResult over several."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Iterator, List, Optional
+
+from .errors import CompositeError, RemoteError, TaskAborted
+
+
+class ExecuteReply:
+    """The outcome of ``execute``: the reply content and the outputs it produced."""
+
+    def __init__(self, msg_id: str, content: dict, outputs: list, engine_id=None):
+        self.msg_id = msg_id
+        self.content = content
+        self.outputs = outputs
+        self.engine_id = engine_id
+
+    @property
+    def execute_result(self) -> Optional[dict]:
+        for o in self.outputs:
+            if o["msg_type"] == "execute_result":
+                return o["content"]
+        return None
+
+    def __repr__(self) -> str:
+        r = self.execute_result
+        text = r["data"].get("text/plain", "") if r else ""
+        return f"<ExecuteReply engine={self.engine_id} {text[:60]!r}>"
+
+
+class MessageFuture(Future):
+    """One request: resolves when its reply and all the outputs it announced have arrived."""
+
+    def __init__(self, msg_id: str, msg_type: str, engine_uuid: Optional[str] = None, header=None):
+        super().__init__()
+        self.msg_id = msg_id
+        self.msg_type = msg_type
+        self.engine_uuid = engine_uuid
+        self.header = header
+        self.submitted = time.time()
+        self.reply: Optional[dict] = None
+        self.outputs: list = []
+        self.stdout = ""
+        self.stderr = ""
+        self.expected_outputs = 0
+        self.metadata: dict = {"msg_id": msg_id, "submitted": self.submitted}
+        self._value = None
+        self._error: Optional[BaseException] = None
+
+    def add_output(self, msg_type: str, content: dict) -> bool:
+        """Record one IOPub message; True when this completes the future."""
+        if msg_type == "stream":
+            if content.get("name") == "stderr":
+                self.stderr += content.get("text", "")
+            else:
+                self.stdout += content.get("text", "")
+        self.outputs.append({"msg_type": msg_type, "content": content})
+        return self.reply is not None and len(self.outputs) >= self.expected_outputs
+
+    def outputs_complete(self) -> bool:
+        return len(self.outputs) >= self.expected_outputs
+
+
+class CoalescedFuture(MessageFuture):
+    """The single reply of a coalescing broadcast: one result per engine."""
+
+
+class AsyncResult(Future):
+    """A result of one or more messages; a concurrent Future and an awaitable."""
+
+    def __init__(self, client, children: List[MessageFuture], fname: str = "", single: bool = False,
+                 mapping: bool = False, ordered: bool = True):
+        super().__init__()
+        self.ordered = ordered
+        self._client = client
+        self._children = children
+        self.fname = fname
+        self._single = single
+        self._mapping = mapping
+        self._lock = threading.Lock()
+        self._done_count = 0
+        self.msg_ids = [c.msg_id for c in children]
+        if not children:
+            self.set_result(None if single else [])
+        for c in children:
+            c.add_done_callback(self._child_done)
+
+    # ------------------------------------------------------------------ completion
+    def _child_done(self, _f) -> None:
+        with self._lock:
+            self._done_count += 1
+            if self._done_count < len(self._children):
+                return
+        if self.done():
+            return
+        errors = [c.exception() for c in self._children if c.exception() is not None]
+        if errors:
+            if self._single or len(errors) == 1:
+                self.set_exception(errors[0])
+            else:
+                self.set_exception(CompositeError(f"{len(errors)} of {len(self._children)} tasks failed", errors))
+            return
+        values = [c.result() for c in self._children]
+        if self._mapping:
+            values = [v for chunk in values for v in chunk]
+        self.set_result(values[0] if self._single else values)
+
+    # ------------------------------------------------------------------ waiting
+    def get(self, timeout: Optional[float] = None) -> Any:
+        """The result(s), waiting up to ``timeout`` seconds; raises the remote error if one failed."""
+        try:
+            return self.result(timeout)
+        except FutureTimeout:
+            raise TimeoutError(f"{self.progress}/{len(self._children)} tasks done after {timeout}s") from None
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        try:
+            self.exception(timeout)
+        except FutureTimeout:
+            return False
+        return True
+
+    def ready(self) -> bool:
+        return self.done()
+
+    def successful(self) -> bool:
+        if not self.done():
+            raise AssertionError("not ready")
+        return self.exception() is None
+
+    @property
+    def progress(self) -> int:
+        return sum(1 for c in self._children if c.done())
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __await__(self):
+        return asyncio.wrap_future(self).__await__()
+
+    def __iter__(self) -> Iterator:
+        """Results as they arrive: in submission order, or completion order if not ``ordered``."""
+        if not self.ordered:
+            yield from self.iter_unordered()
+            return
+        for c in self._children:
+            value = c.result()
+            if self._mapping:
+                yield from value
+            else:
+                yield value
+
+    def iter_unordered(self) -> Iterator:
+        """Results in completion order."""
+        from concurrent.futures import as_completed
+
+        for c in as_completed(self._children):
+            value = c.result()
+            if self._mapping:
+                yield from value
+            else:
+                yield value
+
+    # ------------------------------------------------------------------ metadata
+    def _pick(self, values):
+        return values[0] if self._single else values
+
+    @property
+    def metadata(self):
+        return self._pick([c.metadata for c in self._children])
+
+    @property
+    def stdout(self):
+        return self._pick([c.stdout for c in self._children])
+
+    @property
+    def stderr(self):
+        return self._pick([c.stderr for c in self._children])
+
+    @property
+    def outputs(self):
+        return self._pick([c.outputs for c in self._children])
+
+    @property
+    def engine_id(self):
+        return self._pick([c.metadata.get("engine_id") for c in self._children])
+
+    @property
+    def elapsed(self) -> float:
+        ends = [c.metadata.get("received", time.time()) for c in self._children]
+        return max(ends) - min(c.submitted for c in self._children) if self._children else 0.0
+
+    def wall_time(self) -> float:
+        return self.elapsed
+
+    # ------------------------------------------------------------------ control
+    def abort(self) -> None:
+        """Ask engines not to run the tasks of this result that have not started."""
+        pending = [c.msg_id for c in self._children if not c.done()]
+        if pending:
+            self._client.abort(pending)
+
+    def wait_interactive(self, interval: float = 0.1, timeout: Optional[float] = None, widget: Optional[bool] = None):
+        """Wait, showing progress: a widget in a notebook, a text bar elsewhere.
+
+        ``HUBCTL_NO_PROGRESS=1`` turns the display off.
+        """
+        if os.environ.get("HUBCTL_NO_PROGRESS"):
+            return self.wait(timeout)
+        total = len(self._children)
+        bar = _progress_display(total, widget)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done():
+            bar.update(self.progress)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self.wait(interval if remaining is None else min(interval, remaining))
+        bar.update(self.progress)
+        bar.close()
+        return self.done()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else f"{self.progress}/{len(self._children)}"
+        return f"<AsyncResult({self.fname}): {state}>"
+
+
+class _TextBar:
+    def __init__(self, total: int, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.last = -1
+
+    def update(self, n: int) -> None:
+        if n == self.last:
+            return
+        self.last = n
+        width = 30
+        filled = int(width * n / self.total) if self.total else width
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{self.total} tasks")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class _WidgetBar:
+    def __init__(self, total: int):
+        import ipywidgets
+        from IPython.display import display
+
+        self.bar = ipywidgets.IntProgress(min=0, max=total, description="tasks")
+        self.label = ipywidgets.Label(f"0/{total}")
+        self.total = total
+        display(ipywidgets.HBox([self.bar, self.label]))
+
+    def update(self, n: int) -> None:
+        self.bar.value = n
+        self.label.value = f"{n}/{self.total}"
+
+    def close(self) -> None:
+        self.bar.bar_style = "success" if self.bar.value == self.total else "warning"
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _progress_display(total: int, widget: Optional[bool]):
+    if widget is None:
+        widget = _in_notebook()
+    if widget:
+        try:
+            return _WidgetBar(total)
+        except ImportError:
+            pass
+    return _TextBar(total)
+
+
+def result_of(fut: MessageFuture, content: dict, buffers: list, engine_ids: dict, deserialize) -> None:
+    """Resolve a message future from its reply content (called on the client's IO thread)."""
+    status = content.get("status")
+    if status == "ok":
+        if isinstance(fut, CoalescedFuture):
+            counts = (fut.reply or {}).get("metadata", {}).get("broadcast_nbuffers") or []
+            values, rest = [], list(buffers)
+            for n in counts:
+                values.append(deserialize(rest[:n]))
+                rest = rest[n:]
+            fut._value = values
+        elif fut.msg_type == "execute_request":
+            fut._value = ExecuteReply(fut.msg_id, content, fut.outputs, fut.metadata.get("engine_id"))
+        else:
+            fut._value = deserialize(buffers)
+    elif status == "aborted":
+        fut._error = TaskAborted(f"task {fut.msg_id} was aborted")
+    else:
+        fut._error = RemoteError.from_content(content, engine_ids)
+
+
+__all__ = ["AsyncResult", "MessageFuture", "CoalescedFuture", "ExecuteReply", "result_of"]
