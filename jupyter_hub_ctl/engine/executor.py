@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 import types
 from typing import Callable, Optional
@@ -53,8 +54,15 @@ class Executor:
 
     # ------------------------------------------------------------------ apply
     def _bind(self, f):
-        """Functions defined interactively see the engine namespace as their globals."""
-        if isinstance(f, types.FunctionType) and f.__module__ in ("__main__", None):
+        """Functions sent by value (interactive ones, lambdas) see the engine namespace as globals.
+
+        Names they captured from the sender's globals are added where the engine
+        namespace does not define them; the engine's own values win.
+        """
+        if not isinstance(f, types.FunctionType):
+            return f
+        mod = sys.modules.get(f.__module__ or "")
+        if mod is None or f.__globals__ is not vars(mod) or f.__module__ == "__main__":
             ns = self.namespace
             for name, value in f.__globals__.items():
                 if name not in ns and not name.startswith("__"):

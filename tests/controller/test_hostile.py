@@ -8,7 +8,8 @@ import json
 import pytest
 import zmq
 
-from conftest import Peer, wait_for
+from support.peers import Peer
+from support.procs import wait_for
 
 
 def health(peer):

@@ -1,0 +1,6 @@
+"""Makes tests/support importable as ``support`` from every test directory."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))

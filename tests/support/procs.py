@@ -1,0 +1,119 @@
+"""Real controller and engine processes for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from jupyter_client.session import Session
+
+
+def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Controller:
+    """One controller process in its own profile dir."""
+
+    def __init__(self, root, args=(), cluster_id="t"):
+        self.profile_dir = str(root / "profile")
+        self.cluster_id = cluster_id
+        self.log_path = str(root / "controller.log")
+        self.args = list(args)
+        sec = os.path.join(self.profile_dir, "security")
+        self.client_file = os.path.join(sec, f"ipcontroller-{cluster_id}-client.json")
+        self.engine_file = os.path.join(sec, f"ipcontroller-{cluster_id}-engine.json")
+        self.proc = None
+
+    def start(self):
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        cmd = [sys.executable, "-m", "jupyter_hub_ctl.controller", f"--profile-dir={self.profile_dir}",
+               f"--cluster-id={self.cluster_id}", "--ping=200", "--log-level=10", *self.args]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: self.proc.poll() is not None or (os.path.exists(self.client_file)
+                                                           and os.path.exists(self.engine_file)),
+                 20, "connection files")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"controller exited {self.proc.returncode}:\n{self.log_tail()}")
+        with open(self.client_file) as f:
+            self.client_info = json.load(f)
+        with open(self.engine_file) as f:
+            self.engine_info = json.load(f)
+        return self
+
+    def url(self, channel, side="client"):
+        info = self.client_info if side == "client" else self.engine_info
+        port = info[channel]
+        if isinstance(port, list):
+            port = port[0]
+        return f"{info['interface']}:{port}"
+
+    def session(self, **kw):
+        return Session(key=self.client_info["key"].encode(), signature_scheme=self.client_info["signature_scheme"], **kw)
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"".join(f.readlines()[-n:]).decode("utf8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class Engines:
+    """Our engines as subprocesses, stopped by pid."""
+
+    def __init__(self, controller, root):
+        self.controller = controller
+        self.root = root
+        self.procs = []
+
+    def start(self, n=1, *args, env=None):
+        started = []
+        for _ in range(n):
+            i = len(self.procs)
+            log = open(os.path.join(self.root, f"engine{i}.log"), "ab")
+            cmd = [sys.executable, "-m", "jupyter_hub_ctl.engine", f"--file={self.controller.engine_file}", *args]
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=dict(os.environ, **(env or {})))
+            p.log = log
+            p.log_path = log.name
+            self.procs.append(p)
+            started.append(p)
+        return started
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            p.log.close()
