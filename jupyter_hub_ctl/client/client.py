@@ -223,7 +223,7 @@ class Client:
                 "the engine that ran this task is not a jupyter_hub_ctl engine (likely ipyparallel's ipengine); "
                 "jupyter_hub_ctl.Client needs jupyter_hub_ctl engines — start them with `jupyter hubctl engine`")
         elif msg.content.get("status") == "error" and md.get("serializer") != SERIALIZER \
-                and fut.msg_type == "apply_request" and md.get("engine"):
+                and fut.msg_type == "apply_request" and "started" in md:  # an engine's reply, not ours
             fut._error = SerializerMismatch(
                 f"the engine could not run our request ({msg.content.get('ename')}: "
                 f"{str(msg.content.get('evalue'))[:120]}); it is not a jupyter_hub_ctl engine (likely "
