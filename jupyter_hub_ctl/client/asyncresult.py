@@ -36,11 +36,19 @@ class ExecuteReply:
         return f"<ExecuteReply engine={self.engine_id} {text[:60]!r}>"
 
 
-class MessageFuture(Future):
-    """One request: resolves when its reply and all the outputs it announced have arrived."""
+class Message:
+    """One request/reply; done when its reply and all the outputs it announced have arrived.
+
+    Not a Future itself (that would cost a Condition and a notify per message):
+    the client's IO thread reports completion to the owning `AsyncResult`.
+    """
+
+    __slots__ = (
+        "msg_id", "msg_type", "engine_uuid", "header", "submitted", "reply", "outputs", "stdout",
+        "stderr", "expected_outputs", "metadata", "value", "error", "done", "owner", "counted",
+    )
 
     def __init__(self, msg_id: str, msg_type: str, engine_uuid: Optional[str] = None, header=None):
-        super().__init__()
         self.msg_id = msg_id
         self.msg_type = msg_type
         self.engine_uuid = engine_uuid
@@ -52,11 +60,14 @@ class MessageFuture(Future):
         self.stderr = ""
         self.expected_outputs = 0
         self.metadata: dict = {"msg_id": msg_id, "submitted": self.submitted}
-        self._value = None
-        self._error: Optional[BaseException] = None
+        self.value = None
+        self.error: Optional[BaseException] = None
+        self.done = False
+        self.owner = None
+        self.counted = False
 
     def add_output(self, msg_type: str, content: dict) -> bool:
-        """Record one IOPub message; True when this completes the future."""
+        """Record one IOPub message; True when this completes the message."""
         if msg_type == "stream":
             if content.get("name") == "stderr":
                 self.stderr += content.get("text", "")
@@ -68,15 +79,22 @@ class MessageFuture(Future):
     def outputs_complete(self) -> bool:
         return len(self.outputs) >= self.expected_outputs
 
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
 
-class CoalescedFuture(MessageFuture):
+
+class CoalescedMessage(Message):
     """The single reply of a coalescing broadcast: one result per engine."""
+
+    __slots__ = ()
 
 
 class AsyncResult(Future):
     """A result of one or more messages; a concurrent Future and an awaitable."""
 
-    def __init__(self, client, children: List[MessageFuture], fname: str = "", single: bool = False,
+    def __init__(self, client, children: List[Message], fname: str = "", single: bool = False,
                  mapping: bool = False, ordered: bool = True):
         super().__init__()
         self.ordered = ordered
@@ -86,32 +104,65 @@ class AsyncResult(Future):
         self._single = single
         self._mapping = mapping
         self._lock = threading.Lock()
+        self._cond: Optional[threading.Condition] = None
+        self._queue = None
         self._done_count = 0
         self.msg_ids = [c.msg_id for c in children]
-        if not children:
-            self.set_result(None if single else [])
-        for c in children:
-            c.add_done_callback(self._child_done)
+        with self._lock:
+            for c in children:
+                c.owner = self
+                if c.done and not c.counted:
+                    c.counted = True
+                    self._done_count += 1
+            complete = self._done_count == len(children)
+        if complete:
+            self._complete()
 
     # ------------------------------------------------------------------ completion
-    def _child_done(self, _f) -> None:
+    def _child_finished(self, msg: Message) -> None:
+        """Called by the client's IO thread when one message is done."""
         with self._lock:
-            self._done_count += 1
-            if self._done_count < len(self._children):
+            if msg.counted:
                 return
+            msg.counted = True
+            self._done_count += 1
+            complete = self._done_count == len(self._children)
+            if self._queue is not None:
+                self._queue.put(msg)
+            cond = self._cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
+        if complete:
+            self._complete()
+
+    def _complete(self) -> None:
         if self.done():
             return
-        errors = [c.exception() for c in self._children if c.exception() is not None]
+        errors = [c.error for c in self._children if c.error is not None]
         if errors:
             if self._single or len(errors) == 1:
                 self.set_exception(errors[0])
             else:
                 self.set_exception(CompositeError(f"{len(errors)} of {len(self._children)} tasks failed", errors))
             return
-        values = [c.result() for c in self._children]
+        values = [c.value for c in self._children]
+        if not self._children:
+            self.set_result(None if self._single else [])
+            return
         if self._mapping:
             values = [v for chunk in values for v in chunk]
         self.set_result(values[0] if self._single else values)
+
+    def _wait_child(self, c: Message) -> None:
+        if c.done:
+            return
+        with self._lock:
+            if self._cond is None:
+                self._cond = threading.Condition()
+        with self._cond:
+            while not c.done:
+                self._cond.wait(1.0)
 
     # ------------------------------------------------------------------ waiting
     def get(self, timeout: Optional[float] = None) -> Any:
@@ -138,7 +189,7 @@ class AsyncResult(Future):
 
     @property
     def progress(self) -> int:
-        return sum(1 for c in self._children if c.done())
+        return self._done_count
 
     def __len__(self) -> int:
         return len(self._children)
@@ -152,6 +203,7 @@ class AsyncResult(Future):
             yield from self.iter_unordered()
             return
         for c in self._children:
+            self._wait_child(c)
             value = c.result()
             if self._mapping:
                 yield from value
@@ -160,9 +212,15 @@ class AsyncResult(Future):
 
     def iter_unordered(self) -> Iterator:
         """Results in completion order."""
-        from concurrent.futures import as_completed
+        import queue
 
-        for c in as_completed(self._children):
+        with self._lock:
+            self._queue = queue.SimpleQueue()
+            for c in self._children:
+                if c.counted:
+                    self._queue.put(c)
+        for _ in range(len(self._children)):
+            c = self._queue.get()
             value = c.result()
             if self._mapping:
                 yield from value
@@ -204,7 +262,7 @@ class AsyncResult(Future):
     # ------------------------------------------------------------------ control
     def abort(self) -> None:
         """Ask engines not to run the tasks of this result that have not started."""
-        pending = [c.msg_id for c in self._children if not c.done()]
+        pending = [c.msg_id for c in self._children if not c.done]
         if pending:
             self._client.abort(pending)
 
@@ -291,25 +349,25 @@ def _progress_display(total: int, widget: Optional[bool]):
     return _TextBar(total)
 
 
-def result_of(fut: MessageFuture, content: dict, buffers: list, engine_ids: dict, deserialize) -> None:
-    """Resolve a message future from its reply content (called on the client's IO thread)."""
+def result_of(fut: Message, content: dict, buffers: list, engine_ids: dict, deserialize) -> None:
+    """Fill a message's value or error from its reply (called on the client's IO thread)."""
     status = content.get("status")
     if status == "ok":
-        if isinstance(fut, CoalescedFuture):
+        if isinstance(fut, CoalescedMessage):
             counts = (fut.reply or {}).get("metadata", {}).get("broadcast_nbuffers") or []
             values, rest = [], list(buffers)
             for n in counts:
                 values.append(deserialize(rest[:n]))
                 rest = rest[n:]
-            fut._value = values
+            fut.value = values
         elif fut.msg_type == "execute_request":
-            fut._value = ExecuteReply(fut.msg_id, content, fut.outputs, fut.metadata.get("engine_id"))
+            fut.value = ExecuteReply(fut.msg_id, content, fut.outputs, fut.metadata.get("engine_id"))
         else:
-            fut._value = deserialize(buffers)
+            fut.value = deserialize(buffers)
     elif status == "aborted":
-        fut._error = TaskAborted(f"task {fut.msg_id} was aborted")
+        fut.error = TaskAborted(f"task {fut.msg_id} was aborted")
     else:
-        fut._error = RemoteError.from_content(content, engine_ids)
+        fut.error = RemoteError.from_content(content, engine_ids)
 
 
-__all__ = ["AsyncResult", "MessageFuture", "CoalescedFuture", "ExecuteReply", "result_of"]
+__all__ = ["AsyncResult", "Message", "CoalescedMessage", "ExecuteReply", "result_of"]

@@ -17,7 +17,10 @@ import zmq
 
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
 from ..wire.session import DELIM, MessageError, WireSession, new_id, parse_date
-from .asyncresult import AsyncResult, MessageFuture, result_of
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+
+from .asyncresult import AsyncResult, Message, result_of
 from .errors import EngineError, NoEnginesRegistered, RemoteError
 from .serialize import SERIALIZER, SerializerMismatch, deserialize
 
@@ -67,7 +70,7 @@ class Client:
                                    session=new_id(), username=os.environ.get("USER", "client"))
         self._engines: Dict[int, str] = {}
         self._uuids: Dict[str, int] = {}
-        self._futures: Dict[str, MessageFuture] = {}
+        self._futures: Dict[str, object] = {}  # msg_id -> Message or _QueryFuture
         self._outstanding: Dict[str, set] = {}
         self._awaiting_output: Dict[str, float] = {}
         self._registration_callbacks: list = []
@@ -197,6 +200,8 @@ class Client:
             return
         if isinstance(fut, _QueryFuture):
             self._futures.pop(msg_id, None)
+            if fut.engine_uuid is not None:
+                self._outstanding.get(fut.engine_uuid, set()).discard(msg_id)
             fut.set_result({"content": msg.content, "buffers": msg.buffers, "header": msg.header,
                             "metadata": md})
             return
@@ -219,12 +224,12 @@ class Client:
         fut.expected_outputs = int(md.get("outputs", 0) or 0)
         if msg.content.get("status") == "ok" and md.get("serializer") != SERIALIZER \
                 and fut.msg_type == "apply_request":
-            fut._error = SerializerMismatch(
+            fut.error = SerializerMismatch(
                 "the engine that ran this task is not a jupyter_hub_ctl engine (likely ipyparallel's ipengine); "
                 "jupyter_hub_ctl.Client needs jupyter_hub_ctl engines — start them with `jupyter hubctl engine`")
         elif msg.content.get("status") == "error" and md.get("serializer") != SERIALIZER \
                 and fut.msg_type == "apply_request" and "started" in md:  # an engine's reply, not ours
-            fut._error = SerializerMismatch(
+            fut.error = SerializerMismatch(
                 f"the engine could not run our request ({msg.content.get('ename')}: "
                 f"{str(msg.content.get('evalue'))[:120]}); it is not a jupyter_hub_ctl engine (likely "
                 "ipyparallel's ipengine), and jupyter_hub_ctl.Client needs jupyter_hub_ctl engines")
@@ -232,24 +237,24 @@ class Client:
             try:
                 result_of(fut, msg.content, msg.buffers, self._uuids, deserialize)
             except Exception as e:  # a result that cannot be unpickled here
-                fut._error = e
+                fut.error = e
         if fut.outputs_complete():
             self._finish(fut)
         else:
             self._awaiting_output[msg_id] = time.monotonic() + OUTPUT_GRACE
 
-    def _finish(self, fut: MessageFuture) -> None:
-        self._futures.pop(fut.msg_id, None)
-        self._awaiting_output.pop(fut.msg_id, None)
-        if fut.engine_uuid is not None:
-            self._outstanding.get(fut.engine_uuid, set()).discard(fut.msg_id)
-        self.results_seen += 1
-        if fut.done():
+    def _finish(self, msg: Message) -> None:
+        self._futures.pop(msg.msg_id, None)
+        self._awaiting_output.pop(msg.msg_id, None)
+        if msg.engine_uuid is not None:
+            self._outstanding.get(msg.engine_uuid, set()).discard(msg.msg_id)
+        if msg.done:
             return
-        if fut._error is not None:
-            fut.set_exception(fut._error)
-        else:
-            fut.set_result(fut._value)
+        self.results_seen += 1
+        msg.done = True
+        owner = msg.owner
+        if owner is not None:
+            owner._child_finished(msg)
 
     def _expire_outputs(self) -> None:
         now = time.monotonic()
@@ -262,7 +267,7 @@ class Client:
                     self._awaiting_output.pop(msg_id, None)
 
     def _on_iopub(self, frames) -> None:
-        msg = self._parse(frames[1:] if frames and frames[0].bytes != DELIM else frames)
+        msg = self._parse(frames)
         if msg is None or msg.parent.get("session") != self.session.session:
             return
         fut = self._futures.get(msg.parent.get("msg_id"))
@@ -301,10 +306,16 @@ class Client:
     def _fail_stranded(self, eid: int, uuid: str) -> None:
         for msg_id in list(self._outstanding.pop(uuid, ())):
             fut = self._futures.get(msg_id)
-            if fut is None or fut.done():
+            err = EngineError("EngineError", f"Engine {eid} died while running task {msg_id!r}",
+                              engine_info={"engine_id": eid, "engine_uuid": uuid})
+            if isinstance(fut, _QueryFuture):
+                self._futures.pop(msg_id, None)
+                if not fut.done():
+                    fut.set_exception(err)
                 continue
-            fut._error = EngineError("EngineError", f"Engine {eid} died while running task {msg_id!r}",
-                                     engine_info={"engine_id": eid, "engine_uuid": uuid})
+            if fut is None or fut.done:
+                continue
+            fut.error = err
             fut.reply = {}
             self._finish(fut)
 
@@ -315,7 +326,7 @@ class Client:
 
     # ================================================================ submitting
     def _submit(self, channel: bytes, msg_type: str, content: dict, metadata: dict, buffers=(),
-                ident: Optional[str] = None, fut_class=MessageFuture) -> MessageFuture:
+                ident: Optional[str] = None, fut_class=Message):
         header = self.session.header(msg_type)
         msg_id = header["msg_id"]
         fut = fut_class(msg_id, msg_type, ident, header)
@@ -326,7 +337,7 @@ class Client:
         frames = self.session.serialize(msg_type, content, metadata=metadata, header=header, buffers=buffers,
                                         idents=idents)
         self._send(channel, frames)
-        if fut_class is MessageFuture:
+        if fut_class is Message:
             self.history.append(msg_id)
         return fut
 
@@ -414,33 +425,32 @@ class Client:
         self._registration_callbacks.append(callback)
 
     # ================================================================ control
-    def _control(self, msg_type: str, content: dict, targets) -> AsyncResult:
+    def _control(self, msg_type: str, content: dict, targets, block: bool, timeout: float = 10.0):
+        """Send a control request to each target engine; with ``block``, wait for the replies' contents."""
         futs = [self._submit(b"c", msg_type, content, {}, ident=self._engines[t], fut_class=_QueryFuture)
                 for t in self._resolve_targets(targets)]
-        return AsyncResult(self, futs, fname=msg_type)
+        if not block:
+            return futs
+        wait_futures(futs, timeout)
+        return [f.result(0)["content"] if f.done() and f.exception() is None else None for f in futs]
 
     def abort(self, msg_ids=None, targets=None, block: bool = True):
         """Ask engines to skip these (queued) tasks; all queued tasks if ``msg_ids`` is None."""
         ids = list(msg_ids) if msg_ids else []
-        ar = self._control("abort_request", {"msg_ids": ids}, targets)
-        return ar.get(10) if block else ar
+        return self._control("abort_request", {"msg_ids": ids}, targets, block)
 
     def clear(self, targets=None, block: bool = True):
         """Reset the engines' namespaces."""
-        ar = self._control("clear_request", {}, targets)
-        return ar.get(10) if block else ar
+        return self._control("clear_request", {}, targets, block)
 
     def send_signal(self, sig, targets=None, block: bool = True):
         """Send a signal (e.g. ``signal.SIGINT``) to engines' processes."""
-        ar = self._control("signal_request", {"sig": int(sig)}, targets)
-        return ar.get(10) if block else ar
+        return self._control("signal_request", {"sig": int(sig)}, targets, block)
 
     def shutdown(self, targets="all", hub: bool = False, block: bool = True):
         """Stop engines (and the hub with ``hub=True``)."""
         if self._engines and targets is not None:
-            ar = self._control("shutdown_request", {"restart": False}, targets)
-            if block:
-                ar.wait(10)
+            self._control("shutdown_request", {"restart": False}, targets, block)
         if hub:
             self._hub("shutdown_request", {}, timeout=10)
 
@@ -543,8 +553,16 @@ class Client:
         return f"<jupyter_hub_ctl.Client {len(self._engines)} engines>"
 
 
-class _QueryFuture(MessageFuture):
+class _QueryFuture(Future):
     """A hub query or control request: resolves to the raw reply."""
+
+    def __init__(self, msg_id: str, msg_type: str, engine_uuid: Optional[str] = None, header=None):
+        super().__init__()
+        self.msg_id = msg_id
+        self.msg_type = msg_type
+        self.engine_uuid = engine_uuid
+        self.header = header
+        self.reply = None
 
 
 def _msg_ids(msg_ids) -> list:

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any, Iterable, Optional
 
 from . import ops
-from .asyncresult import AsyncResult, CoalescedFuture, MessageFuture
+from .asyncresult import AsyncResult, CoalescedMessage, Message
 from .serialize import SERIALIZER, serialize_call
 
 _MISSING = object()
@@ -190,7 +190,7 @@ def _dep_ids(dep) -> Any:
         return []
     if isinstance(dep, AsyncResult):
         return list(dep.msg_ids)
-    if isinstance(dep, MessageFuture):
+    if isinstance(dep, Message):
         return [dep.msg_id]
     if isinstance(dep, str):
         return [dep]
@@ -280,7 +280,8 @@ class LoadBalancedView(View):
                 if not chunk:
                     break
                 bufs = serialize_call(ops.starmap_chunk, (f, chunk), {})
-                window.append(self.client._submit(b"t", "apply_request", {}, md, bufs))
+                msg = self.client._submit(b"t", "apply_request", {}, md, bufs)
+                window.append(AsyncResult(self.client, [msg], fname="imap", single=True))
             if not window:
                 return
             if ordered:
@@ -310,13 +311,13 @@ class BroadcastView(DirectView):
         header = client.session.header(msg_type)
         orig = header["msg_id"]
         if self.is_coalescing:
-            fut = CoalescedFuture(orig, msg_type, None, header)
+            fut = CoalescedMessage(orig, msg_type, None, header)
             client._futures[orig] = fut
             futs = [fut]
         else:
             futs = []
             for uuid, _ in pairs:
-                sub = MessageFuture(f"{orig}_{uuid}", msg_type, uuid, header)
+                sub = Message(f"{orig}_{uuid}", msg_type, uuid, header)
                 client._futures[sub.msg_id] = sub
                 client._outstanding.setdefault(uuid, set()).add(sub.msg_id)
                 futs.append(sub)
