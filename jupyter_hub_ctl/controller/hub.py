@@ -223,7 +223,15 @@ class Hub(HubQueries, LoggingConfigurable):
             ec = self.incoming.get(uuid)
             if ec is not None:
                 self.finish_registration(ec)
-            elif uuid not in self.by_uuid:
+            elif uuid in self.by_uuid:
+                continue
+            elif uuid in self.restore_engines and not self._id_in_use(self.restore_engines[uuid]):
+                # an engine of the previous run, still beating: take it back under its old id
+                eid = self.restore_engines.pop(uuid)
+                self._next_id = max(self._next_id, eid + 1)
+                self.log.info("restored engine %d (%s) from its heartbeat", eid, uuid)
+                self.finish_registration(EngineConnector(eid, uuid, heart))
+            else:
                 self.log.debug("heartbeat from unknown engine %s", uuid[:64])
 
     def handle_heart_failure(self, hearts: list) -> None:
