@@ -56,10 +56,15 @@ def pack(obj: Any) -> bytes:
     return _encoder.encode(obj).encode("utf8", "surrogateescape")
 
 
+_decode = json.JSONDecoder().decode
+
+
 def unpack(data) -> Any:
-    if not isinstance(data, (bytes, str)):
+    if isinstance(data, str):
+        return _decode(data)
+    if not isinstance(data, bytes):
         data = bytes(data)
-    return json.loads(data)
+    return _decode(data.decode("utf8", "surrogateescape"))
 
 
 def parse_date(value: Any) -> Optional[datetime]:
@@ -179,7 +184,7 @@ class WireSession:
             "msg_type": msg_type,
             "username": self.username,
             "session": self.session,
-            "date": utcnow(),
+            "date": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
             "version": PROTOCOL_VERSION,
         }
 
