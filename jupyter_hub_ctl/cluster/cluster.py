@@ -1,0 +1,652 @@
+"""``Cluster``: a hub (controller + engine sets) as one managed object.
+
+Async-first: every operation is a coroutine (``await cluster.start()``) with a blocking
+twin (``cluster.start_sync()``); both run on the cluster's private loop thread, which also
+supervises the running hub.  ``start`` returns only when the requested engines have
+registered, or raises a ``StartError`` naming the reason and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import secrets
+import string
+import threading
+import time
+from typing import Optional
+
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from ..wire.connection import connection_file_paths, ensure_profile_dir, ipython_dir, profile_dir_for, \
+    read_connection_file
+from . import processes, state
+from ._loop import LoopThread
+from .errors import ClusterError, ConnectionFileTimeout, ControllerExited, EngineStartFailed, HubNotRunning, \
+    RegistrationTimeout, StartError
+from .launchers.base import EngineSet, launcher_class
+from .launchers.local import LocalControllerLauncher
+from .supervision import LIVE, SupervisionMixin
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def random_hub_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def _file_id(path: str):
+    try:
+        st = os.stat(path)
+        return (st.st_ino, st.st_mtime_ns)
+    except OSError:
+        return None
+
+
+def _engine_uuids(client) -> set:
+    return set(dict(client._engines).values())  # our own Client: id -> uuid of registered engines
+
+
+class Cluster(SupervisionMixin, LoggingConfigurable):
+    """A hub: one controller and its engines, started, supervised, scaled and stopped together.
+
+    ``with Cluster(n=4) as client:`` starts a hub, waits for 4 engines and yields a connected
+    ``jupyter_hub_ctl.Client``; leaving the block stops everything (``async with`` too).
+    """
+
+    cluster_id = Unicode(help="Hub id: names the state file and the connection files (default: random).",
+                         config=True)
+    profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
+    profile_dir = Unicode(config=True, help="Profile directory (default: <IPYTHONDIR>/profile_<profile>).")
+    n = Integer(None, allow_none=True, config=True, help="Engines to start with the hub (default: CPU count).")
+    engine_launcher = Unicode("local", config=True,
+                              help="Engine launcher: a name from the jupyter_hub_ctl.launchers entry points "
+                                   "(local, mpi, ssh, slurm, pbs, sge, lsf) or an import string.")
+    launcher_options = Dict(config=True, help="Trait values for the engine launcher, e.g. {'mpi_args': [...]}.")
+    controller_ip = Unicode("", config=True, help="Address the controller binds (--ip); engines on other hosts "
+                                                  "need one they can reach. Default: the controller's (127.0.0.1).")
+    controller_location = Unicode("", config=True, help="Host name/IP peers use for a wildcard controller_ip.")
+    controller_args = List(Unicode(), config=True, help="Extra controller arguments (e.g. ['--ping=1000']).")
+    engine_args = List(Unicode(), config=True, help="Extra engine arguments (added to the launcher's).")
+    engine_cmd = List(Unicode(), config=True, help="Engine command replacing the launcher's default (advanced).")
+    db = Enum(["sqlitedb", "dictdb", "nodb"], "sqlitedb", config=True, help="Controller task-record store.")
+    restart_engines = Bool(False, config=True, help="Replace engines that die (within restart_limit, with backoff).")
+    restart_limit = Integer(5, config=True, help="Restarts allowed per engine slot.")
+    restart_backoff = Float(1.0, config=True, help="Seconds before restarting a dead engine; doubles for each "
+                                                   "consecutive quick death of a slot.")
+    restart_backoff_max = Float(30.0, config=True, help="Upper bound of the restart delay in seconds.")
+    restart_reset_seconds = Float(60.0, config=True, help="An engine that ran this long resets its slot's backoff.")
+    stop_on_exit = Bool(True, config=True, help="Stop the hub when this Python process exits. With False it "
+                                                "keeps running (unsupervised) and find_hub() finds it again.")
+    connection_timeout = Float(30.0, config=True, help="Seconds to wait for the controller's connection files.")
+    engine_timeout = Float(60.0, config=True, help="Seconds to wait for started engines to register.")
+    stop_timeout = Float(5.0, config=True, help="Seconds between SIGTERM and SIGKILL when stopping processes.")
+    supervise_interval = Float(0.2, config=True, help="Seconds between two checks of the hub's processes.")
+
+    @default("cluster_id")
+    def _default_id(self):
+        return random_hub_id()
+
+    @validate("cluster_id")
+    def _check_id(self, proposal):
+        return state.validate_hub_id(proposal["value"])
+
+    @default("profile_dir")
+    def _default_profile_dir(self):
+        return profile_dir_for(self.profile or "default", ipython_dir())
+
+    @default("n")
+    def _default_n(self):
+        return os.cpu_count() or 1
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._token = secrets.token_hex(6)
+        self._loop_thread: Optional[LoopThread] = None
+        self._launcher = None
+        self._controller = None
+        self._controller_ident = None
+        self._controller_log = ""
+        self._client = None
+        self._client_info: Optional[dict] = None
+        self._engine_info: Optional[dict] = None
+        self._engine_file = ""
+        self._conn_ids: dict = {}
+        self._sets: list = []
+        self._pending_restarts: dict = {}
+        self._events: list = []
+        self._next_slot = 0
+        self._started = False
+        self._stopping = False
+        self._stopped = False
+        self._attached = False
+        self._adopt = False  # the state file was claimed for us (jupyter hubctl start)
+        self._supervisor = None
+        self._cm_client = None
+        self._ended = threading.Event()  # set once the hub's processes are gone
+        self.dry_run_scripts: list = []
+
+    # ================================================================ plumbing
+    @property
+    def _loop(self) -> LoopThread:
+        if self._loop_thread is None or not self._loop_thread.alive:
+            self._loop_thread = LoopThread(f"hubctl-cluster-{self.cluster_id}")
+        return self._loop_thread
+
+    def _sync(self, coro, timeout=None):
+        return self._loop.run(coro, timeout)
+
+    async def _async(self, coro):
+        return await self._loop.arun(coro)
+
+    def _make_launcher(self):
+        if self._launcher is None:
+            cls = launcher_class(self.engine_launcher)
+            kw = dict(self.launcher_options)
+            if self.engine_cmd:
+                kw["engine_cmd"] = list(self.engine_cmd)
+            launcher = cls(parent=self, profile_dir=self.profile_dir, cluster_id=self.cluster_id, **kw)
+            if self.engine_args:
+                launcher.engine_args = [*launcher.engine_args, *self.engine_args]
+            self._launcher = launcher
+        return self._launcher
+
+    @property
+    def launcher(self):
+        """The engine launcher instance."""
+        return self._make_launcher()
+
+    def _commit(self, **fields) -> None:
+        """Write this object's part of the hub's state file (its fields, its engine sets, new events)."""
+        mine = [es.to_dict() for es in self._sets]
+        events, self._events = self._events, []
+
+        def change(record):
+            record.update(fields)
+            others = [e for e in record.get("engines") or () if e.get("owner") != self._token]
+            record["engines"] = others + mine
+            record.setdefault("events", []).extend(events)
+
+        if state.update_state(self.cluster_id, change) is None and events:
+            self._events = events + self._events
+
+    def _live_count(self) -> int:
+        return sum(es.count for es in self._sets if es.status in LIVE) + len(self._pending_restarts)
+
+    @property
+    def engine_sets(self) -> list:
+        """Engine sets (processes or jobs) this object launched, as dicts."""
+        return [es.to_dict() for es in self._sets]
+
+    # ================================================================ start
+    async def start(self) -> "Cluster":
+        """Start the controller and ``n`` engines; return when they are registered (StartError otherwise)."""
+        return await self._async(self._start())
+
+    def start_sync(self) -> "Cluster":
+        return self._sync(self._start())
+
+    async def _start(self) -> "Cluster":
+        if self._started or self._attached:
+            raise ClusterError(f"hub {self.cluster_id} was already started")
+        launcher = self._make_launcher()
+        self.profile_dir = ensure_profile_dir(self.profile_dir)
+        if getattr(launcher, "dry_run", False):
+            return await self._dry_run()
+        owner = {**state.process_identity(os.getpid()), "role": "daemon" if self._adopt else "process"}
+        fields = dict(owner=owner, launcher=self.engine_launcher, launcher_options=launcher.options(), db=self.db,
+                      n=self.n, stop_on_exit=self.stop_on_exit, restart_engines=self.restart_engines,
+                      controller_ip=self.controller_ip, controller_location=self.controller_location,
+                      controller_args=list(self.controller_args), profile_dir=self.profile_dir)
+        if self._adopt and state.read_state(self.cluster_id) is not None:
+            state.update_state(self.cluster_id, lambda r: r.update(fields, state="starting", error=None))
+        else:
+            state.claim(state.new_record(self.cluster_id, **fields))
+        self._started = True
+        try:
+            await self._start_controller()
+            await self._connect()
+            if self.n:
+                await self._add_engines(self.n, starting=True)
+        except BaseException as e:
+            error = e.full_message() if isinstance(e, StartError) else (
+                "start interrupted" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else repr(e))
+            self.log.error("hub %s failed to start: %s", self.cluster_id, error)
+            await self._shutdown_processes("failed", error)
+            raise
+        self._commit(state="running", error=None)
+        self._supervisor = asyncio.ensure_future(self._supervise())
+        if self.stop_on_exit:
+            atexit.register(self._atexit)
+        self.log.info("hub %s running with %d engines", self.cluster_id, len(self._client.ids))
+        return self
+
+    async def _dry_run(self) -> "Cluster":
+        launcher = self._launcher
+        engine_file = connection_file_paths(self.profile_dir, self.cluster_id)[1]
+        await launcher.launch(list(range(self.n)), {}, engine_file)
+        self.dry_run_scripts = [getattr(launcher, "last_script", "")]
+        return self
+
+    async def _start_controller(self) -> None:
+        cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
+        before = {p: _file_id(p) for p in (cpath, epath)}
+        ctl = LocalControllerLauncher(parent=self)
+        proc, log, cmd = ctl.start(self.profile_dir, self.cluster_id, db=self.db, ip=self.controller_ip,
+                                   location=self.controller_location, extra_args=list(self.controller_args))
+        self._controller, self._controller_log = proc, log
+        self._controller_ident = state.process_identity(proc.pid)
+        self._commit(controller={**self._controller_ident, "log": log, "cmd": cmd})
+        deadline = time.monotonic() + self.connection_timeout
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise ControllerExited(
+                    f"hub {self.cluster_id}: the controller {processes.describe_exit(code)['reason']} before "
+                    f"writing its connection files (log: {log})", processes.log_tail(log))
+            fresh = all(_file_id(p) is not None and _file_id(p) != before[p] for p in (cpath, epath))
+            if fresh:
+                try:
+                    self._client_info = read_connection_file(cpath)
+                    self._engine_info = read_connection_file(epath)
+                    break
+                except (OSError, ValueError):
+                    pass  # being replaced right now: look again
+            if time.monotonic() > deadline:
+                raise ConnectionFileTimeout(
+                    f"hub {self.cluster_id}: the controller (pid {proc.pid}) wrote no connection files to "
+                    f"{os.path.dirname(cpath)} within {self.connection_timeout:g}s (log: {log})",
+                    processes.log_tail(log))
+            await asyncio.sleep(0.05)
+        self._engine_file = epath
+        self._conn_ids = {k: os.stat(p).st_ino for k, p in (("client", cpath), ("engine", epath))}
+        self._commit(connection_files={k: {"path": p, "ino": self._conn_ids[k]}
+                                       for k, p in (("client", cpath), ("engine", epath))})
+
+    async def _connect(self) -> None:
+        from ..client.client import Client
+
+        loop = asyncio.get_running_loop()
+        try:
+            self._client = await loop.run_in_executor(None, lambda: Client(self._client_info, timeout=10))
+        except Exception as e:
+            if self._controller.poll() is not None:
+                raise ControllerExited(
+                    f"hub {self.cluster_id}: the controller {processes.describe_exit(self._controller.returncode)['reason']}",
+                    processes.log_tail(self._controller_log)) from None
+            raise StartError(f"hub {self.cluster_id}: the controller does not answer: {e!r}",
+                             processes.log_tail(self._controller_log)) from None
+
+    # ================================================================ engines
+    async def add_engines(self, n: int = 1) -> list:
+        """Start ``n`` more engines; return the registered engine ids once they have registered."""
+        return await self._async(self._add_engines(n))
+
+    def add_engines_sync(self, n: int = 1) -> list:
+        return self._sync(self._add_engines(n))
+
+    async def _ensure_running(self) -> None:
+        if self._attached and self._client is None:
+            record = state.get_hub(self.cluster_id)
+            if not record["alive"]:
+                raise HubNotRunning(f"hub {self.cluster_id} is not running ({record.get('stale_reason') or record['status']})")
+            self._client_info = self.client_connection_info()
+            self._engine_file = (record.get("connection_files") or {}).get("engine", {}).get("path") or \
+                connection_file_paths(self.profile_dir, self.cluster_id)[1]
+            self._engine_info = read_connection_file(self._engine_file)
+            engines = record.get("engines") or ()
+            self._next_slot = max((e.get("slot", 0) + e.get("count", 1) for e in engines), default=0)
+            await self._connect_attached()
+        elif not self._started or self._stopping or self._stopped:
+            raise HubNotRunning(f"hub {self.cluster_id} is not running")
+
+    async def _connect_attached(self) -> None:
+        from ..client.client import Client
+
+        loop = asyncio.get_running_loop()
+        try:
+            self._client = await loop.run_in_executor(None, lambda: Client(self._client_info, timeout=10))
+        except Exception as e:
+            raise HubNotRunning(f"hub {self.cluster_id} does not answer: {e!r}") from None
+
+    async def _add_engines(self, n: int, starting: bool = False) -> list:
+        if n < 1:
+            raise ValueError("add at least one engine")
+        if not starting:
+            await self._ensure_running()
+        launcher = self._make_launcher()
+        slots = list(range(self._next_slot, self._next_slot + n))
+        self._next_slot += n
+        before = _engine_uuids(self._client)
+        sets = await launcher.launch(slots, self._engine_info, self._engine_file)
+        for es in sets:
+            es.owner = self._token
+        self._sets.extend(sets)
+        self._commit()
+        try:
+            await self._wait_registered(before, n, sets)
+        except BaseException:
+            if not starting:
+                await self._stop_sets(sets)
+            raise
+        for es in sets:
+            es.status = "running"
+        self._commit()
+        return self._client.ids
+
+    async def _wait_registered(self, before: set, n: int, sets: list, timeout: Optional[float] = None) -> None:
+        timeout = self.engine_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            new = len(_engine_uuids(self._client) - before)
+            if new >= n:
+                return
+            if self._controller is not None and self._controller.poll() is not None:
+                raise ControllerExited(
+                    f"hub {self.cluster_id}: the controller "
+                    f"{processes.describe_exit(self._controller.returncode)['reason']} while engines were starting",
+                    processes.log_tail(self._controller_log))
+            for es in sets:
+                finished, code = self._launcher.poll(es)
+                if finished:
+                    info = self._launcher.describe(es, code)
+                    es.status, es.exit = "exited", info
+                    where = f"pid {es.pid}" if es.pid else f"job {es.job_id}"
+                    raise EngineStartFailed(
+                        f"hub {self.cluster_id}: engine slot {es.slot} ({where}) {info['reason']} before "
+                        f"registering ({new} of {n} registered; log: {es.log})", processes.log_tail(es.log),
+                        exit=info)
+            if time.monotonic() > deadline:
+                tail = processes.log_tail(sets[0].log) if sets else ""
+                raise RegistrationTimeout(
+                    f"hub {self.cluster_id}: only {new} of {n} engines registered within {timeout:g}s; "
+                    f"the engines were running but did not reach the controller at "
+                    f"{self._engine_info.get('interface')}:{self._engine_info.get('registration')} "
+                    f"(engine logs in {self._launcher.log_dir})", tail)
+            await asyncio.sleep(0.05)
+
+    async def _stop_sets(self, sets: list) -> None:
+        for es in sets:
+            self._pending_restarts.pop(es.slot, None)
+            if es.status in LIVE:
+                es.status = "stopping"
+        await asyncio.gather(*(self._launcher.stop(es, self.stop_timeout) for es in sets), return_exceptions=True)
+        for es in sets:
+            if es.status == "stopping":
+                es.status = "stopped"
+
+    async def wait_for_engines(self, n: Optional[int] = None, timeout: Optional[float] = None) -> list:
+        """Wait until ``n`` engines (default: the hub's ``n``) are registered; return their ids."""
+        return await self._async(self._wait_for_engines(n, timeout))
+
+    def wait_for_engines_sync(self, n: Optional[int] = None, timeout: Optional[float] = None) -> list:
+        return self._sync(self._wait_for_engines(n, timeout))
+
+    async def _wait_for_engines(self, n, timeout) -> list:
+        await self._ensure_running()
+        n = self.n if n is None else n
+        timeout = self.engine_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while len(self._client.ids) < n:
+            if self._controller is not None and self._controller.poll() is not None:
+                raise HubNotRunning(f"hub {self.cluster_id}: the controller exited")
+            if time.monotonic() > deadline:
+                raise RegistrationTimeout(f"hub {self.cluster_id}: {len(self._client.ids)} of {n} engines "
+                                          f"registered within {timeout:g}s")
+            await asyncio.sleep(0.05)
+        return self._client.ids
+
+    async def scale(self, n: int) -> list:
+        """Add or stop engines so that ``n`` run (stopping the newest first)."""
+        return await self._async(self._scale(n))
+
+    def scale_sync(self, n: int) -> list:
+        return self._sync(self._scale(n))
+
+    async def _scale(self, n: int) -> list:
+        if n < 0:
+            raise ValueError("cannot scale to a negative number of engines")
+        await self._ensure_running()
+        current = self._live_count()
+        if self._attached:
+            current += sum(e.get("count", 1) for e in self._foreign_engines())
+        self.n = n
+        if n > current:
+            await self._add_engines(n - current)
+        elif n < current:
+            excess = current - n
+            victims = []
+            for es in sorted((s for s in self._sets if s.status in LIVE or s.slot in self._pending_restarts),
+                             key=lambda s: s.slot, reverse=True):
+                if es.count <= excess:
+                    victims.append(es)
+                    excess -= es.count
+            if excess:
+                raise ClusterError(f"hub {self.cluster_id}: cannot stop {excess} more engine(s): the remaining "
+                                   "ones are in larger sets or were started by another process")
+            await self._stop_sets(victims)
+            self._sets = [s for s in self._sets if s not in victims]
+            self._event(f"scaled down to {n} engines (stopped slots {sorted(s.slot for s in victims)})", kind="scale")
+        self._commit(n=n)
+        return self._client.ids
+
+    def _foreign_engines(self) -> list:
+        record = state.read_state(self.cluster_id) or {}
+        return [e for e in record.get("engines") or ()
+                if e.get("owner") != self._token and e.get("status") in LIVE and
+                (not e.get("pid") or state.process_status(e) == "alive")]
+
+    async def relaunch_engines(self) -> list:
+        """Stop and start again every engine this object launched; return ids once re-registered.
+
+        (The trait ``restart_engines`` switches automatic replacement of dead engines.)"""
+        return await self._async(self._relaunch_all())
+
+    def relaunch_engines_sync(self) -> list:
+        return self._sync(self._relaunch_all())
+
+    async def _relaunch_all(self) -> list:
+        await self._ensure_running()
+        old = [s for s in self._sets if s.status in LIVE or s.slot in self._pending_restarts]
+        await self._stop_sets(old)
+        before = _engine_uuids(self._client)
+        fresh = []
+        for es in old:
+            new = await self._launcher.launch(list(range(es.slot, es.slot + es.count)), self._engine_info,
+                                              self._engine_file, generation=es.generation + 1)
+            for s in new:
+                s.owner = self._token
+            fresh.extend(new)
+        self._sets = [s for s in self._sets if s not in old] + fresh
+        self._event(f"relaunched {sum(s.count for s in fresh)} engines", kind="relaunch")
+        self._commit()
+        await self._wait_registered(before, sum(s.count for s in fresh), fresh)
+        for es in fresh:
+            es.status = "running"
+        self._commit()
+        return self._client.ids
+
+    async def signal_engines(self, sig: int) -> None:
+        """Send signal ``sig`` to every engine (through their processes, or through the hub)."""
+        return await self._async(self._signal(sig))
+
+    def signal_engines_sync(self, sig: int) -> None:
+        return self._sync(self._signal(sig))
+
+    async def _signal(self, sig: int) -> None:
+        await self._ensure_running()
+        launcher = self._make_launcher()
+        own = [es for es in self._sets if es.status in LIVE]
+        foreign = self._foreign_engines()
+        if all(launcher.can_signal(es) for es in own) and all(e.get("pid") for e in foreign):
+            for es in own:
+                launcher.signal(es, sig)
+            for e in foreign:
+                state.signal_proven(e, sig, group=True)
+            return
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self._client.send_signal(sig))
+
+    # ================================================================ clients
+    def client_connection_info(self) -> dict:
+        """The client connection dict of the running hub."""
+        if self._client_info is not None and not self._attached:
+            return dict(self._client_info)
+        record = state.get_hub(self.cluster_id)
+        if not record["alive"]:
+            raise HubNotRunning(f"hub {self.cluster_id} is not running ({record.get('stale_reason') or record['status']})")
+        path = (record.get("connection_files") or {}).get("client", {}).get("path") or \
+            connection_file_paths(record["profile_dir"], self.cluster_id)[0]
+        try:
+            return read_connection_file(path)
+        except (OSError, ValueError) as e:
+            raise HubNotRunning(f"hub {self.cluster_id}: cannot read its connection file {path}: {e}") from None
+
+    @property
+    def client_connection_file(self) -> str:
+        return connection_file_paths(self.profile_dir, self.cluster_id)[0]
+
+    async def connect_client(self, **kwargs):
+        """A new ``jupyter_hub_ctl.Client`` connected to this hub (the caller closes it)."""
+        from ..client.client import Client
+
+        info = self.client_connection_info()
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: Client(info, **kwargs))
+
+    def connect_client_sync(self, **kwargs):
+        from ..client.client import Client
+
+        return Client(self.client_connection_info(), **kwargs)
+
+    # ================================================================ stop
+    async def stop(self) -> None:
+        """Stop the engines and the controller, remove the connection and state files."""
+        return await self._async(self._stop())
+
+    def stop_sync(self) -> None:
+        return self._sync(self._stop())
+
+    async def _stop(self) -> None:
+        if self._attached:
+            return await self._stop_attached()
+        if self._stopped or self._stopping or not self._started:
+            return
+        self._stopping = True
+        if self._supervisor is not None and not self._supervisor.done() and \
+                self._supervisor is not asyncio.current_task():
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._commit(state="stopping")
+        await self._shutdown_processes("stopped")
+
+    async def _shutdown_processes(self, final: str, error: Optional[str] = None) -> None:
+        """End every process of the hub this object knows; record ``final`` state; stopped hubs lose their file."""
+        self._stopping = True
+        if self._client is not None:
+            client, self._client = self._client, None
+            await asyncio.get_running_loop().run_in_executor(None, client.close)
+        await self._stop_sets(self._sets)
+        foreign = [e for e in self._foreign_engines() if e.get("pid")]
+        if foreign:
+            await asyncio.get_running_loop().run_in_executor(None, state.terminate_proven, foreign, self.stop_timeout)
+        if self._controller is not None:
+            await processes.terminate(self._controller, self.stop_timeout)
+        self._remove_connection_files()
+        self._stopped = True
+        self._ended.set()
+        try:
+            atexit.unregister(self._atexit)
+        except Exception:
+            pass
+        if final == "stopped":
+            state.remove_state(self.cluster_id)
+        else:
+            self._commit(state=final, error=error)
+
+    def _remove_connection_files(self) -> None:
+        for kind, path in zip(("client", "engine"), connection_file_paths(self.profile_dir, self.cluster_id)):
+            try:
+                if kind in self._conn_ids and os.stat(path).st_ino == self._conn_ids[kind]:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+    async def _stop_attached(self) -> None:
+        record = state.read_state(self.cluster_id)
+        if record is None:
+            return
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+        await self._stop_sets([s for s in self._sets if s.status in LIVE])
+        owner = record.get("owner") or {}
+        loop = asyncio.get_running_loop()
+        if state.liveness(record)["alive"] and state.process_status(owner) == "alive":
+            # the owning process supervises the hub: ask it to stop everything, then check
+            state.update_state(self.cluster_id, lambda r: r.update(stop_requested=True))
+            deadline = time.monotonic() + 2 * self.stop_timeout + 10
+            while time.monotonic() < deadline:
+                if state.read_state(self.cluster_id) is None or state.process_status(owner) != "alive":
+                    break
+                await asyncio.sleep(0.05)
+        record = state.read_state(self.cluster_id)
+        if record is not None:
+            idents = [e for e in record.get("engines") or () if e.get("pid")]
+            if record.get("controller"):
+                idents.append(record["controller"])
+            await loop.run_in_executor(None, state.terminate_proven, idents, self.stop_timeout)
+            state._remove_connection_files(record)
+            state.remove_state(self.cluster_id)
+        self._stopped = True
+
+    def _atexit(self) -> None:
+        if self._stopped or not self._started or self._attached:
+            return
+        try:
+            self._sync(self._stop(), timeout=3 * self.stop_timeout + 10)
+        except Exception as e:
+            self.log.error("hub %s: stopping at exit failed: %r", self.cluster_id, e)
+
+    # ================================================================ context managers
+    def __enter__(self):
+        self.start_sync()
+        self._cm_client = self.connect_client_sync()
+        return self._cm_client
+
+    def __exit__(self, *exc):
+        client, self._cm_client = self._cm_client, None
+        if client is not None:
+            client.close()
+        self.stop_sync()
+
+    async def __aenter__(self):
+        await self.start()
+        self._cm_client = await self.connect_client()
+        return self._cm_client
+
+    async def __aexit__(self, *exc):
+        client, self._cm_client = self._cm_client, None
+        if client is not None:
+            client.close()
+        await self.stop()
+
+    def __repr__(self) -> str:
+        status = "attached" if self._attached else "running" if self._started and not self._stopped else \
+            "stopped" if self._stopped else "new"
+        return f"<Cluster {self.cluster_id} {status} profile={self.profile_dir!r} n={self.n} launcher={self.engine_launcher}>"
+
+
+def find_hub(hub_id: str) -> Cluster:
+    """A ``Cluster`` attached to the existing hub ``hub_id`` (HubNotFound if it has no state file)."""
+    record = state.get_hub(hub_id)
+    cluster = Cluster(cluster_id=hub_id, profile_dir=record.get("profile_dir") or "", n=record.get("n") or 0,
+                      engine_launcher=record.get("launcher") or "local", launcher_options=record.get("launcher_options") or {},
+                      db=record.get("db") or "sqlitedb", restart_engines=bool(record.get("restart_engines")),
+                      controller_ip=record.get("controller_ip") or "", stop_on_exit=bool(record.get("stop_on_exit")))
+    cluster._attached = True
+    cluster.record = record
+    return cluster

@@ -1,0 +1,69 @@
+"""Local processes: the controller, and engines as child processes of this machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from traitlets import Dict, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .. import processes
+from .base import EngineLauncher, EngineSet
+
+
+class LocalControllerLauncher(LoggingConfigurable):
+    """Runs the controller as a detached local process logging to ``<profile>/log/``."""
+
+    controller_cmd = List(
+        Unicode(), default_value=[sys.executable, "-m", "jupyter_hub_ctl.controller"], config=True,
+        help="Command that runs the controller (program and leading arguments).")
+    environment = Dict(value_trait=Unicode(), config=True,
+                       help="Extra environment variables for the controller.")
+    work_dir = Unicode("", config=True, help="Working directory of the controller (default: the current one).")
+
+    def command(self, profile_dir: str, cluster_id: str, db: str = "", ip: str = "", location: str = "",
+                extra_args: Optional[list] = None) -> list:
+        cmd = [*self.controller_cmd, f"--profile-dir={profile_dir}", f"--cluster-id={cluster_id}"]
+        if db:
+            cmd.append(f"--{db}")
+        if ip:
+            cmd.append(f"--ip={ip}")
+        if location:
+            cmd.append(f"--location={location}")
+        cmd.extend(extra_args or ())
+        return cmd
+
+    def log_path(self, profile_dir: str, cluster_id: str) -> str:
+        return os.path.join(profile_dir, "log", f"hubctl-controller-{cluster_id}.log")
+
+    def start(self, profile_dir: str, cluster_id: str, **kw):
+        """Start the controller; return ``(Popen, log_path, command)``."""
+        cmd = self.command(profile_dir, cluster_id, **kw)
+        env = dict(os.environ)
+        env.update(self.environment)
+        env["IPP_PROFILE_DIR"] = profile_dir
+        env["IPP_CLUSTER_ID"] = cluster_id
+        log = self.log_path(profile_dir, cluster_id)
+        with open(log, "ab") as f:
+            f.write(f"--- hubctl: starting controller: {' '.join(cmd)}\n".encode())
+        return processes.spawn(cmd, env, log, cwd=self.work_dir), log, cmd
+
+
+class LocalEngineLauncher(EngineLauncher):
+    """Engines as local processes, one per engine, each logging to ``<profile>/log/``."""
+
+    restartable = True
+
+    async def launch(self, slots: list, engine_info: dict, engine_file: str, generation: int = 0) -> list:
+        env = self.engine_env(engine_info)
+        cmd = self.engine_command()
+        sets = []
+        for slot in slots:
+            log = self.log_path(slot, generation)
+            with open(log, "ab") as f:
+                f.write(f"--- hubctl: starting engine slot {slot}: {' '.join(cmd)}\n".encode())
+            proc = processes.spawn(cmd, env, log, cwd=self.work_dir)
+            sets.append(EngineSet.from_process(slot, proc, log, generation=generation))
+        return sets

@@ -1,0 +1,55 @@
+"""MPI: one ``mpiexec`` starting a set of engines that take their MPI ranks as engine ids."""
+
+from __future__ import annotations
+
+import shutil
+
+from traitlets import Bool, List, Unicode
+
+from .. import processes
+from ..errors import LaunchFailed
+from .base import EngineLauncher, EngineSet
+
+EXPORTED = ("IPP_CONNECTION_INFO", "IPP_PROFILE_DIR", "IPP_CLUSTER_ID")
+
+
+class MPIEngineLauncher(EngineLauncher):
+    """Engines started by mpiexec; each asks the hub for its MPI rank as id."""
+
+    mpi_cmd = List(Unicode(), default_value=["mpiexec"], config=True,
+                   help="The MPI launcher command (e.g. ['mpiexec'] or ['mpirun']).")
+    mpi_args = List(Unicode(), config=True,
+                    help="Extra arguments for mpiexec, before the engine command "
+                         "(e.g. ['--oversubscribe'], ['--hostfile', 'hosts']).")
+    export_flag = Unicode(
+        "auto", config=True,
+        help="mpiexec option that exports one environment variable to every rank, so ranks on other "
+             "hosts get the hub's connection info: '-x' (OpenMPI), '' (none: MPICH passes the whole "
+             "environment), or 'auto' ('-x' when OpenMPI's ompi_info is on PATH).")
+    rank_ids = Bool(True, config=True, help="Engines request their MPI rank as engine id (engine flag --mpi).")
+
+    def _export_flag(self) -> str:
+        if self.export_flag == "auto":
+            return "-x" if shutil.which("ompi_info") else ""
+        return self.export_flag
+
+    def command(self, n: int) -> list:
+        cmd = [*self.mpi_cmd, "-n", str(n)]
+        flag = self._export_flag()
+        if flag:
+            for name in EXPORTED:
+                cmd.extend([flag, name])
+        cmd.extend(self.mpi_args)
+        cmd.extend(self.engine_command(("--mpi",) if self.rank_ids else ()))
+        return cmd
+
+    async def launch(self, slots: list, engine_info: dict, engine_file: str, generation: int = 0) -> list:
+        if not self.mpi_cmd or not shutil.which(self.mpi_cmd[0]):
+            raise LaunchFailed(f"MPI launcher: {self.mpi_cmd[0] if self.mpi_cmd else '(empty mpi_cmd)'} "
+                               "not found on PATH (install an MPI, e.g. Debian's openmpi-bin)")
+        cmd = self.command(len(slots))
+        log = self.log_path(slots[0], generation, kind="mpi")
+        with open(log, "ab") as f:
+            f.write(f"--- hubctl: starting {len(slots)} MPI engines: {' '.join(cmd)}\n".encode())
+        proc = processes.spawn(cmd, self.engine_env(engine_info), log, cwd=self.work_dir)
+        return [EngineSet.from_process(slots[0], proc, log, count=len(slots), generation=generation)]

@@ -1,0 +1,136 @@
+"""Watching a running hub: engine deaths (reported, and replaced with a budget and backoff),
+controller exit, and stop requests other tools leave in the hub's state file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from . import processes
+from .launchers.base import EngineSet
+from .state import add_event, read_state, state_path
+
+LIVE = ("starting", "running")
+
+
+class SupervisionMixin:
+    """The part of ``Cluster`` that runs on its loop while the hub is up."""
+
+    async def _supervise(self) -> None:
+        state_mtime = self._state_mtime()
+        while not self._stopping:
+            try:
+                await asyncio.sleep(self.supervise_interval)
+                if self._stopping:
+                    return
+                if self._controller is not None and self._controller.poll() is not None:
+                    await self._on_controller_exit()
+                    return
+                mtime = self._state_mtime()
+                if mtime != state_mtime:
+                    state_mtime = mtime
+                    if self._stop_requested():
+                        self.log.info("hub %s: stop requested through its state file", self.cluster_id)
+                        self._loop.spawn(self._stop())
+                        return
+                changed = False
+                for es in list(self._sets):
+                    if es.status in LIVE:
+                        finished, code = self._launcher.poll(es)
+                        if finished:
+                            self._on_engine_exit(es, code)
+                            changed = True
+                        elif es.status == "starting" and time.time() - es.started > 1.0:
+                            es.status = "running"
+                now = time.monotonic()
+                for slot, due in sorted(self._pending_restarts.items()):
+                    if now >= due:
+                        del self._pending_restarts[slot]
+                        await self._relaunch(slot)
+                        changed = True
+                if changed:
+                    self._commit()
+                    state_mtime = self._state_mtime()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # supervision must outlive any one bad tick
+                self.log.error("hub %s: supervision error: %r", self.cluster_id, e)
+
+    def _state_mtime(self):
+        try:
+            return os.stat(state_path(self.cluster_id)).st_mtime_ns
+        except OSError:
+            return None
+
+    def _stop_requested(self) -> bool:
+        try:
+            record = read_state(self.cluster_id)
+        except ValueError:
+            return False
+        return bool(record and record.get("stop_requested"))
+
+    # ------------------------------------------------------------ engines
+    def _on_engine_exit(self, es: EngineSet, code) -> None:
+        info = self._launcher.describe(es, code)
+        es.status = "exited"
+        es.exit = info
+        where = f"pid {es.pid}" if es.pid else f"job {es.job_id}"
+        what = "engine" if es.count == 1 else f"engine set of {es.count}"
+        message = f"{what} slot {es.slot} ({where}) {info['reason']}"
+        tail = processes.log_tail(es.log, 5)
+        self.log.warning("hub %s: %s", self.cluster_id, message)
+        self._event(message, kind="engine_exit", slot=es.slot, pid=es.pid, exit=info, log=es.log, log_tail=tail)
+        if not self.restart_engines:
+            return
+        if not self._launcher.restartable:
+            self._event(f"slot {es.slot} not restarted: the {self.engine_launcher} launcher cannot restart "
+                        "single engines", kind="restart_skipped", slot=es.slot)
+            return
+        if es.restarts >= self.restart_limit:
+            self._event(f"slot {es.slot} not restarted: restart budget of {self.restart_limit} used up",
+                        kind="restart_skipped", slot=es.slot)
+            return
+        ran = time.time() - es.started
+        streak = 0 if ran >= self.restart_reset_seconds else es.streak + 1
+        es.streak = streak
+        delay = min(self.restart_backoff * (2 ** max(0, streak - 1)), self.restart_backoff_max)
+        self._pending_restarts[es.slot] = time.monotonic() + delay
+        self._event(f"restarting slot {es.slot} in {delay:.1f}s (restart {es.restarts + 1} of {self.restart_limit})",
+                    kind="restart_scheduled", slot=es.slot, delay=delay)
+
+    async def _relaunch(self, slot: int) -> None:
+        old = next((es for es in self._sets if es.slot == slot), None)
+        if old is None or self._stopping:
+            return
+        try:
+            new_sets = await self._launcher.launch([slot], self._engine_info, self._engine_file,
+                                                   generation=old.generation + 1)
+        except Exception as e:
+            self._event(f"restarting slot {slot} failed: {e}", kind="restart_failed", slot=slot)
+            return
+        for es in new_sets:
+            es.restarts = old.restarts + 1
+            es.streak = old.streak
+            es.owner = self._token
+        self._sets = [s for s in self._sets if s is not old] + new_sets
+        pids = ", ".join(str(es.pid) for es in new_sets if es.pid)
+        self._event(f"slot {slot} restarted (pid {pids})", kind="engine_restarted", slot=slot,
+                    pids=[es.pid for es in new_sets])
+
+    # ------------------------------------------------------------ controller
+    async def _on_controller_exit(self) -> None:
+        code = self._controller.returncode
+        info = processes.describe_exit(code)
+        if code == 0:
+            message = "controller exited normally (shut down by a client or signal)"
+            state, error = "stopped", None
+        else:
+            message = f"controller {info['reason']}"
+            state, error = "failed", message + "\n" + processes.log_tail(self._controller_log, 15)
+        self.log.warning("hub %s: %s", self.cluster_id, message)
+        self._event(message, kind="controller_exit", exit=info)
+        await self._shutdown_processes(state, error)
+
+    def _event(self, message: str, **fields) -> None:
+        self._events.append(add_event({"events": []}, message, **fields))
