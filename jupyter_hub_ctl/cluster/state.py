@@ -323,7 +323,7 @@ def claim(record: dict) -> None:
         _write(record)
 
 
-def _remove_connection_files(record: dict) -> list:
+def remove_connection_files(record: dict) -> list:
     removed = []
     for entry in (record.get("connection_files") or {}).values():
         if not isinstance(entry, dict) or not entry.get("path"):
@@ -365,7 +365,7 @@ def clean_stale(stop_leftovers: bool = True) -> list:
                 continue  # came back to life (restarted) meanwhile
             leftovers = []
             if record is not None:
-                entry["connection_files"] = _remove_connection_files(record)
+                entry["connection_files"] = remove_connection_files(record)
                 if stop_leftovers:
                     leftovers = [e for e in record.get("engines") or () if process_status(e) == "alive"]
             try:

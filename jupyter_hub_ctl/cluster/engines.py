@@ -1,0 +1,228 @@
+"""Engine operations of ``Cluster``: add, wait for, scale, relaunch and signal engines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Optional
+
+from ..wire.connection import connection_file_paths, read_connection_file
+from . import processes, state
+from .errors import ClusterError, ControllerExited, EngineStartFailed, HubNotRunning, RegistrationTimeout
+from .supervision import LIVE
+
+
+def _engine_uuids(client) -> set:
+    return set(dict(client._engines).values())  # our own Client: id -> uuid of registered engines
+
+
+class EngineOpsMixin:
+    """The engine-facing half of ``Cluster`` (runs on the cluster's loop)."""
+
+    async def add_engines(self, n: int = 1) -> list:
+        """Start ``n`` more engines; return the registered engine ids once they have registered."""
+        return await self._async(self._add_engines(n))
+
+    def add_engines_sync(self, n: int = 1) -> list:
+        return self._sync(self._add_engines(n))
+
+    async def _ensure_running(self) -> None:
+        if self._attached and self._client is None:
+            record = state.get_hub(self.cluster_id)
+            if not record["alive"]:
+                raise HubNotRunning(f"hub {self.cluster_id} is not running ({record.get('stale_reason') or record['status']})")
+            self._client_info = self.client_connection_info()
+            self._engine_file = (record.get("connection_files") or {}).get("engine", {}).get("path") or \
+                connection_file_paths(self.profile_dir, self.cluster_id)[1]
+            self._engine_info = read_connection_file(self._engine_file)
+            engines = record.get("engines") or ()
+            self._next_slot = max((e.get("slot", 0) + e.get("count", 1) for e in engines), default=0)
+            await self._connect_attached()
+        elif not self._started or self._stopping or self._stopped:
+            raise HubNotRunning(f"hub {self.cluster_id} is not running")
+
+    async def _connect_attached(self) -> None:
+        from ..client.client import Client
+
+        loop = asyncio.get_running_loop()
+        try:
+            self._client = await loop.run_in_executor(None, lambda: Client(self._client_info, timeout=10))
+        except Exception as e:
+            raise HubNotRunning(f"hub {self.cluster_id} does not answer: {e!r}") from None
+
+    async def _add_engines(self, n: int, starting: bool = False) -> list:
+        if n < 1:
+            raise ValueError("add at least one engine")
+        if not starting:
+            await self._ensure_running()
+        launcher = self._make_launcher()
+        slots = list(range(self._next_slot, self._next_slot + n))
+        self._next_slot += n
+        before = _engine_uuids(self._client)
+        sets = await launcher.launch(slots, self._engine_info, self._engine_file)
+        for es in sets:
+            es.owner = self._token
+        self._sets.extend(sets)
+        self._commit()
+        try:
+            await self._wait_registered(before, n, sets)
+        except BaseException:
+            if not starting:
+                await self._stop_sets(sets)
+            raise
+        for es in sets:
+            es.status = "running"
+        self._commit()
+        return self._client.ids
+
+    async def _wait_registered(self, before: set, n: int, sets: list, timeout: Optional[float] = None) -> None:
+        timeout = self.engine_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            new = len(_engine_uuids(self._client) - before)
+            if new >= n:
+                return
+            if self._controller is not None and self._controller.poll() is not None:
+                raise ControllerExited(
+                    f"hub {self.cluster_id}: the controller "
+                    f"{processes.describe_exit(self._controller.returncode)['reason']} while engines were starting",
+                    processes.log_tail(self._controller_log))
+            for es in sets:
+                finished, code = self._launcher.poll(es)
+                if finished:
+                    info = self._launcher.describe(es, code)
+                    es.status, es.exit = "exited", info
+                    where = f"pid {es.pid}" if es.pid else f"job {es.job_id}"
+                    raise EngineStartFailed(
+                        f"hub {self.cluster_id}: engine slot {es.slot} ({where}) {info['reason']} before "
+                        f"registering ({new} of {n} registered; log: {es.log})", processes.log_tail(es.log),
+                        exit=info)
+            if time.monotonic() > deadline:
+                tail = processes.log_tail(sets[0].log) if sets else ""
+                raise RegistrationTimeout(
+                    f"hub {self.cluster_id}: only {new} of {n} engines registered within {timeout:g}s; "
+                    f"the engines were running but did not reach the controller at "
+                    f"{self._engine_info.get('interface')}:{self._engine_info.get('registration')} "
+                    f"(engine logs in {self._launcher.log_dir})", tail)
+            await asyncio.sleep(0.05)
+
+    async def _stop_sets(self, sets: list) -> None:
+        for es in sets:
+            self._pending_restarts.pop(es.slot, None)
+            if es.status in LIVE:
+                es.status = "stopping"
+        await asyncio.gather(*(self._launcher.stop(es, self.stop_timeout) for es in sets), return_exceptions=True)
+        for es in sets:
+            if es.status == "stopping":
+                es.status = "stopped"
+
+    async def wait_for_engines(self, n: Optional[int] = None, timeout: Optional[float] = None) -> list:
+        """Wait until ``n`` engines (default: the hub's ``n``) are registered; return their ids."""
+        return await self._async(self._wait_for_engines(n, timeout))
+
+    def wait_for_engines_sync(self, n: Optional[int] = None, timeout: Optional[float] = None) -> list:
+        return self._sync(self._wait_for_engines(n, timeout))
+
+    async def _wait_for_engines(self, n, timeout) -> list:
+        await self._ensure_running()
+        n = self.n if n is None else n
+        timeout = self.engine_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while len(self._client.ids) < n:
+            if self._controller is not None and self._controller.poll() is not None:
+                raise HubNotRunning(f"hub {self.cluster_id}: the controller exited")
+            if time.monotonic() > deadline:
+                raise RegistrationTimeout(f"hub {self.cluster_id}: {len(self._client.ids)} of {n} engines "
+                                          f"registered within {timeout:g}s")
+            await asyncio.sleep(0.05)
+        return self._client.ids
+
+    async def scale(self, n: int) -> list:
+        """Add or stop engines so that ``n`` run (stopping the newest first)."""
+        return await self._async(self._scale(n))
+
+    def scale_sync(self, n: int) -> list:
+        return self._sync(self._scale(n))
+
+    async def _scale(self, n: int) -> list:
+        if n < 0:
+            raise ValueError("cannot scale to a negative number of engines")
+        await self._ensure_running()
+        current = self._live_count()
+        if self._attached:
+            current += sum(e.get("count", 1) for e in self._foreign_engines())
+        self.n = n
+        if n > current:
+            await self._add_engines(n - current)
+        elif n < current:
+            excess = current - n
+            victims = []
+            for es in sorted((s for s in self._sets if s.status in LIVE or s.slot in self._pending_restarts),
+                             key=lambda s: s.slot, reverse=True):
+                if es.count <= excess:
+                    victims.append(es)
+                    excess -= es.count
+            if excess:
+                raise ClusterError(f"hub {self.cluster_id}: cannot stop {excess} more engine(s): the remaining "
+                                   "ones are in larger sets or were started by another process")
+            await self._stop_sets(victims)
+            self._sets = [s for s in self._sets if s not in victims]
+            self._event(f"scaled down to {n} engines (stopped slots {sorted(s.slot for s in victims)})", kind="scale")
+        self._commit(n=n)
+        return self._client.ids
+
+    def _foreign_engines(self) -> list:
+        record = state.read_state(self.cluster_id) or {}
+        return [e for e in record.get("engines") or ()
+                if e.get("owner") != self._token and e.get("status") in LIVE and
+                (not e.get("pid") or state.process_status(e) == "alive")]
+
+    async def relaunch_engines(self) -> list:
+        """Stop and start again every engine this object launched; return ids once re-registered.
+
+        (The trait ``restart_engines`` switches automatic replacement of dead engines.)"""
+        return await self._async(self._relaunch_all())
+
+    def relaunch_engines_sync(self) -> list:
+        return self._sync(self._relaunch_all())
+
+    async def _relaunch_all(self) -> list:
+        await self._ensure_running()
+        old = [s for s in self._sets if s.status in LIVE or s.slot in self._pending_restarts]
+        await self._stop_sets(old)
+        before = _engine_uuids(self._client)
+        fresh = []
+        for es in old:
+            new = await self._launcher.launch(list(range(es.slot, es.slot + es.count)), self._engine_info,
+                                              self._engine_file, generation=es.generation + 1)
+            for s in new:
+                s.owner = self._token
+            fresh.extend(new)
+        self._sets = [s for s in self._sets if s not in old] + fresh
+        self._event(f"relaunched {sum(s.count for s in fresh)} engines", kind="relaunch")
+        self._commit()
+        await self._wait_registered(before, sum(s.count for s in fresh), fresh)
+        for es in fresh:
+            es.status = "running"
+        self._commit()
+        return self._client.ids
+
+    async def signal_engines(self, sig: int) -> None:
+        """Send signal ``sig`` to every engine (through their processes, or through the hub)."""
+        return await self._async(self._signal(sig))
+
+    def signal_engines_sync(self, sig: int) -> None:
+        return self._sync(self._signal(sig))
+
+    async def _signal(self, sig: int) -> None:
+        await self._ensure_running()
+        launcher = self._make_launcher()
+        own = [es for es in self._sets if es.status in LIVE]
+        foreign = self._foreign_engines()
+        if all(launcher.can_signal(es) for es in own) and all(e.get("pid") for e in foreign):
+            for es in own:
+                launcher.signal(es, sig)
+            for e in foreign:
+                state.signal_proven(e, sig, group=True)
+            return
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self._client.send_signal(sig))
