@@ -335,24 +335,21 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         self._stopping = True
         if self._client is not None:
             client, self._client = self._client, None
-            await asyncio.get_running_loop().run_in_executor(None, client.close)
+            client.close()  # no executor here: stopping also runs at interpreter exit
         await self._stop_sets(self._sets)
         foreign = [e for e in self._foreign_engines() if e.get("pid")]
         if foreign:
-            await asyncio.get_running_loop().run_in_executor(None, state.terminate_proven, foreign, self.stop_timeout)
+            await state.terminate_proven_async(foreign, self.stop_timeout)
         if self._controller is not None:
             await processes.terminate(self._controller, self.stop_timeout)
         self._remove_connection_files()
         self._stopped = True
-        self._ended.set()
-        try:
-            atexit.unregister(self._atexit)
-        except Exception:
-            pass
+        atexit.unregister(self._atexit)
         if final == "stopped":
             state.remove_state(self.cluster_id)
         else:
             self._commit(state=final, error=error)
+        self._ended.set()
 
     def _remove_connection_files(self) -> None:
         for kind, path in zip(("client", "engine"), connection_file_paths(self.profile_dir, self.cluster_id)):
@@ -371,7 +368,6 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
             client.close()
         await self._stop_sets([s for s in self._sets if s.status in LIVE])
         owner = record.get("owner") or {}
-        loop = asyncio.get_running_loop()
         if state.liveness(record)["alive"] and state.process_status(owner) == "alive":
             # the owning process supervises the hub: ask it to stop everything, then check
             state.update_state(self.cluster_id, lambda r: r.update(stop_requested=True))
@@ -382,13 +378,13 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
                     break
                 await asyncio.sleep(0.05)
             if daemon:
-                await loop.run_in_executor(None, state.terminate_proven, [owner], self.stop_timeout)
+                await state.terminate_proven_async([owner], self.stop_timeout)
         record = state.read_state(self.cluster_id)
         if record is not None:
             idents = [e for e in record.get("engines") or () if e.get("pid")]
             if record.get("controller"):
                 idents.append(record["controller"])
-            await loop.run_in_executor(None, state.terminate_proven, idents, self.stop_timeout)
+            await state.terminate_proven_async(idents, self.stop_timeout)
             state.remove_connection_files(record)
             state.remove_state(self.cluster_id)
         self._stopped = True

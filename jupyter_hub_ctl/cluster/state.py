@@ -155,6 +155,27 @@ def terminate_proven(idents: list, timeout: float) -> list:
     return wait_gone(alive, 2.0)
 
 
+async def terminate_proven_async(idents: list, timeout: float, interval: float = 0.05) -> list:
+    """``terminate_proven`` for a coroutine: waits without blocking its event loop."""
+    import asyncio
+
+    idents = [i for i in idents if i]
+    for ident in idents:
+        signal_proven(ident, signal.SIGTERM, group=True)
+    for wait, sig in ((timeout, signal.SIGKILL), (2.0, None)):
+        deadline = time.monotonic() + wait
+        alive = [i for i in idents if process_status(i) == "alive"]
+        while alive and time.monotonic() < deadline:
+            await asyncio.sleep(interval)
+            alive = [i for i in alive if process_status(i) == "alive"]
+        if sig is None or not alive:
+            return alive
+        for ident in alive:
+            signal_proven(ident, sig, group=True)
+        idents = alive
+    return []
+
+
 # ---------------------------------------------------------------- reading and writing
 def new_record(hub_id: str, profile_dir: str, **fields) -> dict:
     now = utcnow()

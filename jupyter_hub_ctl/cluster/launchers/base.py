@@ -9,7 +9,6 @@ so other packages can add their own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ from traitlets.utils.importstring import import_item
 
 from .. import processes
 from ..errors import LauncherNotFound
-from ..state import process_identity, process_status, signal_proven, terminate_proven
+from ..state import process_identity, process_status, signal_proven, terminate_proven_async
 
 ENTRY_POINT_GROUP = "jupyter_hub_ctl.launchers"
 
@@ -200,7 +199,7 @@ class EngineLauncher(LoggingConfigurable):
             await processes.terminate(es.proc, timeout)
             return
         if es.pid:
-            await asyncio.get_running_loop().run_in_executor(None, terminate_proven, [es.identity], timeout)
+            await terminate_proven_async([es.identity], timeout)
 
     def describe(self, es: EngineSet, returncode: Optional[int]) -> dict:
         return processes.describe_exit(returncode, es.oom_baseline)
