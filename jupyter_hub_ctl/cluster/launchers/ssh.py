@@ -11,6 +11,7 @@ The engines reach the controller at the address in the connection info: start th
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal as _signal
 from typing import Optional
@@ -21,11 +22,18 @@ from .. import processes
 from ..errors import LaunchFailed
 from .base import EngineLauncher, EngineSet
 
+# Background jobs of a non-interactive shell read /dev/null unless redirected (the relay reads
+# ssh's stdin through fd 3) and ignore SIGINT/SIGQUIT (the engine is started through a Python
+# one-liner that restores their default handling, so interrupts reach user code).
+RESTORE_SIGNALS = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "signal.signal(signal.SIGQUIT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])")
 REMOTE_WRAPPER = r"""read -r IPP_CONNECTION_INFO || exit 97
 export IPP_CONNECTION_INFO
-{exports}{cd}{engine} &
+exec 3<&0
+{exports}{cd}{engine} 3<&- &
 pid=$!
-( while read -r sig; do kill -s "$sig" "$pid" 2>/dev/null; done; kill -s TERM "$pid" 2>/dev/null ) &
+( while read -r sig; do kill -s "$sig" "$pid" 2>/dev/null; done; kill -s TERM "$pid" 2>/dev/null ) <&3 &
+exec 3<&-
 wait "$pid"
 exit $?
 """
@@ -67,7 +75,7 @@ class SSHEngineLauncher(EngineLauncher):
         exports = "".join(f"{name}={shlex.quote(value)}; export {name}\n"
                           for name, value in sorted({"IPP_CLUSTER_ID": self.cluster_id, **self.environment}.items()))
         cd = f"cd {shlex.quote(self.remote_work_dir)} || exit 98\n" if self.remote_work_dir else ""
-        engine = " ".join(shlex.quote(a) for a in self.engine_command())
+        engine = " ".join(shlex.quote(a) for a in [self.remote_python, "-c", RESTORE_SIGNALS, *self.engine_command()])
         return REMOTE_WRAPPER.format(exports=exports, cd=cd, engine=engine)
 
     def command(self, host: str) -> list:
@@ -75,8 +83,6 @@ class SSHEngineLauncher(EngineLauncher):
         return [*self.ssh_cmd, *self.ssh_args, host, remote]
 
     async def launch(self, slots: list, engine_info: dict, engine_file: str, generation: int = 0) -> list:
-        import os
-
         payload = (json.dumps(engine_info, sort_keys=True) + "\n").encode()
         env = dict(os.environ)
         sets = []
@@ -115,13 +121,19 @@ class SSHEngineLauncher(EngineLauncher):
     def describe(self, es: EngineSet, returncode: Optional[int]) -> dict:
         info = super().describe(es, returncode)
         if returncode == 255:
-            info["reason"] = f"ssh to {es.host} failed (exit 255: connection or authentication error)"
+            info["reason"] = (f"ssh to {es.host} ended with code 255: the connection or authentication failed, "
+                              "or the engine could not register")
         elif returncode is not None and returncode > 128:
-            name = _signal.Signals(returncode - 128).name if returncode - 128 in _signal.Signals._value2member_map_ else ""
+            try:
+                name = _signal.Signals(returncode - 128).name
+            except ValueError:
+                name = ""
             if name:
+                info["signal"] = name
                 info["reason"] = f"remote engine on {es.host} killed by {name}" + (
                     " (possibly out of memory)" if name == "SIGKILL" else "")
-                info["signal"] = name
+            else:
+                info["reason"] = f"on {es.host}: {info['reason']}"
         else:
             info["reason"] = f"on {es.host}: {info['reason']}"
         return info
