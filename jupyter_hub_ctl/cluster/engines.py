@@ -92,9 +92,8 @@ class EngineOpsMixin:
                 if finished:
                     info = self._launcher.describe(es, code)
                     es.status, es.exit = "exited", info
-                    where = f"pid {es.pid}" if es.pid else f"job {es.job_id}"
                     raise EngineStartFailed(
-                        f"hub {self.cluster_id}: engine slot {es.slot} ({where}) {info['reason']} before "
+                        f"hub {self.cluster_id}: {es.label} {info['reason']} before "
                         f"registering ({new} of {n} registered; log: {es.log})", processes.log_tail(es.log),
                         exit=info)
             if time.monotonic() > deadline:

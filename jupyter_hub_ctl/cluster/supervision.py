@@ -75,9 +75,7 @@ class SupervisionMixin:
         info = self._launcher.describe(es, code)
         es.status = "exited"
         es.exit = info
-        where = f"pid {es.pid}" if es.pid else f"job {es.job_id}"
-        what = "engine" if es.count == 1 else f"engine set of {es.count}"
-        message = f"{what} slot {es.slot} ({where}) {info['reason']}"
+        message = f"{es.label} {info['reason']}"
         tail = processes.log_tail(es.log, 5)
         self.log.warning("hub %s: %s", self.cluster_id, message)
         self._event(message, kind="engine_exit", slot=es.slot, pid=es.pid, exit=info, log=es.log, log_tail=tail)

@@ -116,6 +116,14 @@ class EngineSet:
         return cls(**known)
 
     @property
+    def label(self) -> str:
+        """``engine slot 3 (pid 123)``, ``engine set of 4, slots 0-3 (pid 77)``, ``... (job 991)``."""
+        where = f"pid {self.pid}" if self.pid else f"job {self.job_id}"
+        if self.count == 1:
+            return f"engine slot {self.slot} ({where})"
+        return f"engine set of {self.count}, slots {self.slot}-{self.slot + self.count - 1} ({where})"
+
+    @property
     def identity(self) -> Optional[dict]:
         return {"pid": self.pid, "create_time": self.create_time} if self.pid else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 from traitlets import Bool, List, Unicode
@@ -27,6 +28,16 @@ class MPIEngineLauncher(EngineLauncher):
              "hosts get the hub's connection info: '-x' (OpenMPI), '' (none: MPICH passes the whole "
              "environment), or 'auto' ('-x' when OpenMPI's ompi_info is on PATH).")
     rank_ids = Bool(True, config=True, help="Engines request their MPI rank as engine id (engine flag --mpi).")
+    allow_root = Bool(True, config=True,
+                      help="When running as root, tell OpenMPI that this is intended (OMPI_ALLOW_RUN_AS_ROOT), "
+                           "as in containers; otherwise its mpiexec refuses to start.")
+
+    def engine_env(self, engine_info: dict) -> dict:
+        env = super().engine_env(engine_info)
+        if self.allow_root and os.geteuid() == 0:
+            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        return env
 
     def _export_flag(self) -> str:
         if self.export_flag == "auto":
