@@ -529,6 +529,10 @@ class Client:
         engine_ids = [targets] if isinstance(targets, int) else list(targets or [])
         self._hub("purge_request", {"msg_ids": _msg_ids(msg_ids) if msg_ids else [], "engine_ids": engine_ids})
 
+    def engines_info(self) -> list:
+        """Registered engines: id, uuid, host, pid, queue/tasks/completed counts, last heartbeat (epoch s)."""
+        return self._hub("engines_request", {})["content"]["engines"]
+
     def health(self) -> dict:
         return self._hub("health_request", {})["content"]
 

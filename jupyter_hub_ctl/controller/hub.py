@@ -29,18 +29,24 @@ __all__ = ["Hub", "EngineConnector", "init_record", "empty_record"]
 class EngineConnector:
     """What the Hub knows about one engine."""
 
-    __slots__ = ("id", "uuid", "ident", "pending", "stallback", "registered", "queue", "tasks", "completed")
+    __slots__ = ("id", "uuid", "ident", "stallback", "registered", "queue", "tasks", "completed", "host", "pid")
 
-    def __init__(self, id: int, uuid: str, ident: bytes, stallback=None):
+    def __init__(self, id: int, uuid: str, ident: bytes, stallback=None, host: str = "", pid: Optional[int] = None):
         self.id = id
         self.uuid = uuid
         self.ident = ident
-        self.pending: set = set()  # msg_ids sent to it and not answered (MUX + task)
         self.stallback = stallback  # timer handle while registration is unfinished
         self.registered = utcnow()
         self.queue: "OrderedDict[str, None]" = OrderedDict()  # MUX msg_ids outstanding
         self.tasks: "OrderedDict[str, None]" = OrderedDict()  # task msg_ids outstanding
         self.completed: list = []
+        self.host = host
+        self.pid = pid
+
+    @property
+    def pending(self) -> set:
+        """msg_ids sent to this engine and not answered yet (direct and load-balanced)."""
+        return set(self.queue) | set(self.tasks)
 
     def info(self) -> dict:
         return {"id": self.id, "uuid": self.uuid}
@@ -183,7 +189,10 @@ class Hub(HubQueries, LoggingConfigurable):
         if requested is None and uuid in self.restore_engines:
             requested = self.restore_engines[uuid]
         eid = self._pick_id(requested)
-        ec = EngineConnector(eid, uuid, frame_bytes(idents[0]))
+        about = content.get("info") if isinstance(content.get("info"), dict) else {}
+        pid = about.get("pid")
+        ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
+                             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None)
         reply = {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
                  "connection_info": self.engine_info}
         self._reply(idents, "registration_reply", reply, parent=msg.header)
@@ -584,6 +593,7 @@ Hub.query_handlers = {
     "shutdown_request": Hub.shutdown_request,
     "load_request": Hub.load_status,
     "health_request": Hub.health_request,
+    "engines_request": Hub.engines_status,
     "become_dask_request": Hub.not_supported,
     "stop_distributed_request": Hub.not_supported,
 }

@@ -66,6 +66,25 @@ class HubQueries:
         reply["unassigned"] = sorted(self.unassigned) if verbose else len(self.unassigned)
         self._reply(idents, "queue_reply", reply, parent=msg.header)
 
+    def engines_status(self, idents, msg) -> None:
+        """Registered engines with what is known of each (an extension of the protocol)."""
+        import time
+
+        now_wall, now_mono = time.time(), time.monotonic()
+        seen = self.heartmonitor.last_seen
+        engines = []
+        for eid in sorted(self.engines):
+            ec = self.engines[eid]
+            beat = seen.get(ec.uuid.encode())
+            engines.append({
+                "id": eid, "uuid": ec.uuid, "host": ec.host, "pid": ec.pid, "state": "running",
+                "registered": ec.registered, "queue": len(ec.queue), "tasks": len(ec.tasks),
+                "completed": len(ec.completed),
+                "last_heartbeat": None if beat is None else now_wall - (now_mono - beat),
+            })
+        self._reply(idents, "engines_reply", {"status": "ok", "engines": engines,
+                                              "unassigned": len(self.unassigned)}, parent=msg.header)
+
     def load_status(self, idents, msg) -> None:
         targets = self._targets(msg.content.get("targets"))
         reply = {"status": "ok"}

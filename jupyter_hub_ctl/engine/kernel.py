@@ -97,7 +97,9 @@ class Engine:
         reg.setsockopt(zmq.LINGER, 0)
         reg.setsockopt(zmq.IDENTITY, self.ident)
         reg.connect(self.url("registration"))
-        content = {"uuid": self.uuid}
+        import socket
+
+        content = {"uuid": self.uuid, "info": {"host": socket.gethostname(), "pid": os.getpid()}}
         want = self.id if self.id is not None else self.requested_id
         if want is not None:
             content["id"] = want

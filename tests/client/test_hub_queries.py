@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from support.procs import wait_for
@@ -178,3 +179,14 @@ def test_engine_exits_when_controller_is_gone(tmp_path):
     assert proc.returncode == 2
     with open(proc.log_path) as f:
         assert "no heartbeat from the controller" in f.read()
+
+
+def test_engines_info_reports_host_pid_and_heartbeat(rc):
+    import socket
+
+    info = rc.engines_info()
+    assert [e["id"] for e in info] == rc.ids
+    pids = rc[:].apply_sync(os.getpid)
+    assert sorted(e["pid"] for e in info) == sorted(pids)
+    assert all(e["host"] == socket.gethostname() for e in info)
+    assert all(e["last_heartbeat"] is not None and abs(e["last_heartbeat"] - time.time()) < 30 for e in info)
