@@ -301,6 +301,9 @@ def cmd_status(args) -> int:
         lines.append(f"  {key.replace('_', ' ')}: {record.get(key)}")
     ctl = record.get("controller") or {}
     lines.append(f"  controller pid: {ctl.get('pid', '-')}  log: {ctl.get('log', '-')}")
+    owner = record.get("owner") or {}
+    lines.append(f"  supervised by: pid {owner.get('pid')} ({owner.get('role')})" if record.get("supervised")
+                 else "  supervised by: nobody (engines that die are not replaced)")
     lines.append(f"  engine processes: {data['engine_processes']}")
     if "registered" in data:
         lines.append(f"  registered engines: {data['registered'] if data['registered'] is not None else data.get('query_error')}")

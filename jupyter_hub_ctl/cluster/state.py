@@ -292,7 +292,8 @@ def annotate(record: dict) -> dict:
     """A copy of ``record`` with ``alive``, ``stale`` and ``status`` (the state, or ``dead``)."""
     out = dict(record)
     live = liveness(record)
-    out.update(alive=live["alive"], stale=live["stale"], stale_reason=live["reason"])
+    out.update(alive=live["alive"], stale=live["stale"], stale_reason=live["reason"],
+               supervised=live["alive"] and process_status(record.get("owner")) == "alive")
     out["status"] = record.get("state") if live["alive"] or record.get("state") in ("stopped", "failed") else "dead"
     out["state_file"] = state_path(record["id"])
     return out

@@ -9,7 +9,7 @@ import time
 
 from . import processes
 from .launchers.base import EngineSet
-from .state import add_event, read_state, state_path
+from .state import add_event, read_state, state_path, update_state
 
 LIVE = ("starting", "running")
 
@@ -34,6 +34,8 @@ class SupervisionMixin:
                         self.log.info("hub %s: stop requested through its state file", self.cluster_id)
                         self._loop.spawn(self._stop())
                         return
+                    await self._scale_if_requested()
+                    state_mtime = self._state_mtime()
                 changed = False
                 for es in list(self._sets):
                     if es.status in LIVE:
@@ -63,6 +65,23 @@ class SupervisionMixin:
         except OSError:
             return None
 
+    async def _scale_if_requested(self) -> None:
+        """Honour ``scale_requested`` written into the state file by another tool (e.g. the server)."""
+        try:
+            record = read_state(self.cluster_id)
+        except ValueError:
+            return
+        n = (record or {}).get("scale_requested")
+        if n is None:
+            return
+        update_state(self.cluster_id, lambda r: r.update(scale_requested=None))
+        self.log.info("hub %s: scaling to %s engines as requested through its state file", self.cluster_id, n)
+        try:
+            await self._scale(int(n))
+        except Exception as e:
+            self.log.error("hub %s: requested scale to %s failed: %s", self.cluster_id, n, e)
+            self._event(f"scale to {n} failed: {e}", kind="error")
+
     def _stop_requested(self) -> bool:
         try:
             record = read_state(self.cluster_id)
@@ -80,6 +99,10 @@ class SupervisionMixin:
         self.log.warning("hub %s: %s", self.cluster_id, message)
         self._event(message, kind="engine_exit", slot=es.slot, pid=es.pid, exit=info, log=es.log, log_tail=tail)
         if not self.restart_engines:
+            return
+        if code == 0:
+            self._event(f"slot {es.slot} not restarted: the engine exited normally (it was asked to shut down)",
+                        kind="restart_skipped", slot=es.slot)
             return
         if not self._launcher.restartable:
             self._event(f"slot {es.slot} not restarted: the {self.engine_launcher} launcher cannot restart "

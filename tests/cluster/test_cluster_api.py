@@ -182,3 +182,22 @@ def test_stop_on_exit(hubenv, tmp_path, stop_on_exit):
         find_hub("soe").stop_sync()  # its owner is gone: the pids in the state file are stopped directly
         assert list_hubs() == []
         wait_for(lambda: hubenv.processes() == [], 10, "the hub's processes to end")
+
+
+def test_engine_asked_to_shut_down_is_not_restarted(hubenv):
+    cluster = Cluster(n=2, controller_args=[FAST], cluster_id="quit", restart_engines=True, restart_backoff=0.1)
+    cluster.start_sync()
+    try:
+        client = cluster.connect_client_sync()
+        try:
+            client.shutdown(targets=[0])
+        finally:
+            client.close()
+        wait_for(lambda: any(e["status"] == "exited" for e in cluster.engine_sets), 20, "the engine to exit")
+        events = lambda: [e["message"] for e in json.load(open(state_path("quit")))["events"]]  # noqa: E731
+        wait_for(lambda: any("exited normally" in m for m in events()), 10, "the exit to be recorded")
+        assert not any("restarted" in m and "not restarted" not in m for m in events())
+        assert sum(e["status"] == "running" for e in cluster.engine_sets) == 1
+    finally:
+        cluster.stop_sync()
+    assert hubenv.processes() == []
