@@ -68,6 +68,9 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
     engine_args = List(Unicode(), config=True, help="Extra engine arguments (added to the launcher's).")
     engine_cmd = List(Unicode(), config=True, help="Engine command replacing the launcher's default (advanced).")
     db = Enum(["sqlitedb", "dictdb", "nodb"], "sqlitedb", config=True, help="Controller task-record store.")
+    db_table_per_hub = Bool(True, config=True,
+                            help="With sqlitedb, keep each hub's task records in its own table (hub_<id>) of "
+                                 "<profile>/tasks.db, so one hub's history never shows another's tasks.")
     restart_engines = Bool(False, config=True, help="Replace engines that die (within restart_limit, with backoff).")
     restart_limit = Integer(5, config=True, help="Restarts allowed per engine slot.")
     restart_backoff = Float(1.0, config=True, help="Seconds before restarting a dead engine; doubles for each "
@@ -230,8 +233,11 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
         before = {p: _file_id(p) for p in (cpath, epath)}
         ctl = LocalControllerLauncher(parent=self)
+        args = list(self.controller_args)
+        if self.db == "sqlitedb" and self.db_table_per_hub and not any("SQLiteDB.table" in a for a in args):
+            args.insert(0, f"--SQLiteDB.table=hub_{self.cluster_id}")
         proc, log, cmd = ctl.start(self.profile_dir, self.cluster_id, db=self.db, ip=self.controller_ip,
-                                   location=self.controller_location, extra_args=list(self.controller_args))
+                                   location=self.controller_location, extra_args=args)
         self._controller, self._controller_log = proc, log
         self._controller_ident = state.process_identity(proc.pid)
         self._commit(controller={**self._controller_ident, "log": log, "cmd": cmd})

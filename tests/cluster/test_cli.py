@@ -224,7 +224,12 @@ def test_task_queries_history_results_resubmit_purge(hubenv):
     wait_for(lambda: h.cli_json("results", "q", new_id)["completed"], 30, "the resubmitted task")
     assert h.cli_json("purge", "q", msg_id)["purged"] == [msg_id]
     assert msg_id not in h.cli_json("history", "q")
+    assert new_id in h.cli_json("history", "q")
     assert h.cli("stop", "q").returncode == 0
+    # another hub in the same profile keeps its own task records (its own sqlite table)
+    start(h, "q2", 0)
+    assert h.cli_json("history", "q2") == []
+    assert h.cli("stop", "q2").returncode == 0
 
 
 def test_no_wait_returns_while_starting_and_the_hub_comes_up(hubenv):
