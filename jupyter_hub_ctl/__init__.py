@@ -18,6 +18,12 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
+def _jupyter_server_extension_points():  # enabled by jupyter-config/jupyter_server_config.d
+    from .server import _jupyter_server_extension_points as points
+
+    return points()
+
+
 def load_ipython_extension(ip):  # %load_ext jupyter_hub_ctl
     from .kernel.magics import load_ipython_extension as load
 

@@ -33,7 +33,7 @@ from ..wire.session import WireSession
 from .db import DB_CLASSES
 from .factory import HubFactory
 from .heartmonitor import HeartMonitor
-from .hub import Hub
+from .hub import EngineConnector, Hub
 from .scheduler.task import TaskScheduler
 
 aliases = {
@@ -89,7 +89,7 @@ class ControllerApp(Application):
     version = __version__
     aliases = aliases
     flags = flags
-    classes = [HubFactory, Hub, HeartMonitor, TaskScheduler, Session]
+    classes = [HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, Session]
 
     profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
     profile_dir = Unicode("", config=True, help="Profile directory (overrides --profile); env IPP_PROFILE_DIR.")

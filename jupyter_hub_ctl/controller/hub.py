@@ -26,16 +26,22 @@ from .records import buffers_of, empty_record, init_record
 __all__ = ["Hub", "EngineConnector", "init_record", "empty_record"]
 
 
-class EngineConnector:
-    """What the Hub knows about one engine."""
+class EngineConnector(LoggingConfigurable):
+    """What the Hub knows about one engine: id, uuid, pending msg_ids, stall timer."""
 
-    __slots__ = ("id", "uuid", "ident", "stallback", "registered", "queue", "tasks", "completed", "host", "pid")
+    registration_timeout = Float(
+        0.0,
+        config=True,
+        help="Seconds an accepted registration may wait for the engine's first heartbeat before it is "
+        "dropped (0: the Hub's registration_timeout).",
+    )
 
-    def __init__(self, id: int, uuid: str, ident: bytes, stallback=None, host: str = "", pid: Optional[int] = None):
+    def __init__(self, id: int, uuid: str, ident: bytes, host: str = "", pid: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
         self.id = id
         self.uuid = uuid
         self.ident = ident
-        self.stallback = stallback  # timer handle while registration is unfinished
+        self.stallback = None  # timer handle while registration is unfinished
         self.registered = utcnow()
         self.queue: "OrderedDict[str, None]" = OrderedDict()  # MUX msg_ids outstanding
         self.tasks: "OrderedDict[str, None]" = OrderedDict()  # task msg_ids outstanding
@@ -192,7 +198,7 @@ class Hub(HubQueries, LoggingConfigurable):
         about = content.get("info") if isinstance(content.get("info"), dict) else {}
         pid = about.get("pid")
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
-                             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None)
+                             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None, parent=self)
         reply = {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
                  "connection_info": self.engine_info}
         self._reply(idents, "registration_reply", reply, parent=msg.header)
@@ -201,7 +207,8 @@ class Hub(HubQueries, LoggingConfigurable):
         if self.heartmonitor.beating(heart):
             self.finish_registration(ec)
         else:
-            ec.stallback = self.loop.call_later(self.registration_timeout, self._purge_stalled, uuid)
+            ec.stallback = self.loop.call_later(ec.registration_timeout or self.registration_timeout,
+                                                self._purge_stalled, uuid)
             self.incoming[uuid] = ec
 
     def _id_in_use(self, eid: int) -> bool:
@@ -239,7 +246,7 @@ class Hub(HubQueries, LoggingConfigurable):
                 eid = self.restore_engines.pop(uuid)
                 self._next_id = max(self._next_id, eid + 1)
                 self.log.info("restored engine %d (%s) from its heartbeat", eid, uuid)
-                self.finish_registration(EngineConnector(eid, uuid, heart))
+                self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
             else:
                 self.log.debug("heartbeat from unknown engine %s", uuid[:64])
 

@@ -397,6 +397,7 @@ def test_unknown_query_key_sqlite_raises(sdb):
     assert ids(sdb.find_records({})) == ["a"]
 
 
+@pytest.mark.asyncio
 async def test_async_twins(loaded):
     assert ids(await loaded.afind_records({"engine_uuid": "e1"})) == ["a", "d"]
     found = await loaded.afind_records({"submitted": {"$gt": hours(3)}}, keys=["label"])
@@ -794,6 +795,7 @@ def test_sqlite_close_stops_thread_and_rejects_use(tmp_path):
         db.find_records({})
 
 
+@pytest.mark.asyncio
 async def test_sqlite_async_reads_wait_without_blocking_loop(sdb):
     sdb.add_record("a", record("a", submitted=T0))
     release = threading.Event()
@@ -812,6 +814,7 @@ async def test_sqlite_async_reads_wait_without_blocking_loop(sdb):
 # -- NoDB and registry ---------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_nodb_keeps_nothing():
     db = NoDB()
     db.add_record("a", record("a"))

@@ -1,0 +1,145 @@
+"""The Jupyter server extension: launches, finds, scales and stops hubs.
+
+Hubs are never hosted in the server process: each is owned by a background daemon
+(``jupyter_hub_ctl.cluster.background``), so hubs started here, from the CLI or from a
+notebook all show up, and survive a server restart unless ``stop_hubs_on_exit`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
+from traitlets.config import Config
+
+from ..controller.factory import HubFactory
+from ..controller.heartmonitor import HeartMonitor
+from ..controller.hub import EngineConnector, Hub
+from ..controller.scheduler.task import TaskScheduler
+from .handlers import handlers
+from .monitor import HubMonitor
+
+EVENT_SCHEMA = pathlib.Path(__file__).parent / "events" / "hub.yaml"
+EVENT_ID = "https://events.jupyter-hub-ctl.dev/hubctl/hub/v1"
+
+# controller classes whose settings in the server's config are handed to every new hub
+CONTROLLER_CLASSES = (HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler)
+
+
+class HubCtlExtension(ExtensionApp):
+    """Manage jupyter_hub_ctl hubs from a Jupyter server."""
+
+    name = "jupyter_hub_ctl"
+    description = "Launch and manage jupyter_hub_ctl hubs (controller + engines)."
+    classes = list(CONTROLLER_CLASSES)
+
+    default_launcher = Unicode("local", config=True, help="Launcher of new hubs' engines (see GET /hubctl/api/launchers).")
+    default_n = Integer(2, config=True, help="Engines for a new hub when the request does not say.")
+    max_engines = Integer(64, config=True, help="Most engines a request may ask for (start or scale).")
+    profile = Unicode("default", config=True, help="Profile of new hubs (a name under the IPython dir).")
+    db = Unicode("sqlitedb", config=True, help="Task-record store of new hubs: sqlitedb, dictdb or nodb.")
+    controller_args = List(Unicode(), config=True, help="Extra controller arguments for new hubs.")
+    engine_args = List(Unicode(), config=True, help="Extra engine arguments for new hubs.")
+    restart_engines = Bool(True, config=True, help="Replace engines of new hubs when they die.")
+    stop_hubs_on_exit = Bool(False, config=True,
+                             help="Stop the hubs this server started when it stops (default: they keep running).")
+    poll_interval = Float(2.0, config=True, help="Seconds between refreshes of hubs' state and queue counts "
+                          "(engine registrations are noticed at once).")
+    cluster_config = Dict(config=True, help="Extra Cluster trait values for new hubs, e.g. {'engine_timeout': 120}.")
+
+    def initialize_settings(self):
+        self.serverapp.event_logger.register_event_schema(EVENT_SCHEMA)
+        self.monitor = HubMonitor(self._emit, self.poll_interval)
+        self.started_here: set = set()
+
+    def initialize_handlers(self):
+        self.handlers.extend(handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        self._ensure_monitor()
+
+    def _ensure_monitor(self) -> None:
+        if self.monitor.ready is None:  # also started by the first request, for hosts that skip start hooks
+            self.monitor.start()
+
+    async def ready(self) -> None:
+        """Wait for the first refresh (only the first request after start ever waits)."""
+        self._ensure_monitor()
+        if not self.monitor.ready.is_set():
+            await self.monitor.ready.wait()
+
+    async def stop_extension(self):
+        if self.stop_hubs_on_exit:
+            for hub_id in list(self.started_here):
+                self.stop_hub(hub_id, self.monitor.records.get(hub_id))
+        await self.monitor.stop()
+
+    def current_activity(self):
+        """Hubs with queued or running tasks count as activity (idle culling leaves them alone)."""
+        return self.monitor.busy() if hasattr(self, "monitor") else False
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, data: dict) -> None:
+        try:
+            self.serverapp.event_logger.emit(schema_id=EVENT_ID, data=data)
+        except Exception as e:
+            self.log.warning("hubctl: emitting an event failed: %s", e)
+
+    def emit_state(self, model: dict) -> None:
+        self._emit({"action": "state", "hub_id": model["id"], "hub": model})
+
+    # ------------------------------------------------------------------ hubs
+    def _controller_args(self) -> list:
+        """Settings of the controller classes from the server's config, as controller arguments."""
+        args = list(self.controller_args)
+        for cls in CONTROLLER_CLASSES:
+            section = self.config.get(cls.__name__, {})
+            for trait, value in section.items():
+                args.append(f"--{cls.__name__}.{trait}={json.dumps(value) if not isinstance(value, str) else value}")
+        return args
+
+    def hub_config(self, name, n, profile, launcher, options) -> Config:
+        c = Config()
+        cl = c.Cluster
+        if name:
+            cl.cluster_id = name
+        cl.n = n
+        cl.profile = profile
+        cl.engine_launcher = launcher
+        cl.launcher_options = options
+        cl.db = self.db
+        cl.restart_engines = self.restart_engines
+        cl.stop_on_exit = True
+        cl.controller_args = self._controller_args()
+        if self.engine_args:
+            cl.engine_args = list(self.engine_args)
+        for k, v in self.cluster_config.items():
+            cl[k] = v
+        return c
+
+    def start_hub(self, config: Config) -> dict:
+        from ..cluster import background
+
+        started = background.start(config, owner_role="server")
+        self.started_here.add(started["id"])
+        return started
+
+    def stop_hub(self, hub_id: str, record) -> None:
+        from ..cluster import background, state
+
+        if record is not None and not record.get("alive", True):
+            state.remove_connection_files(record)
+            state.remove_state(hub_id)  # nothing runs: forget it
+            return
+        background.request_stop(hub_id)
+
+    def panel_version(self):
+        here = pathlib.Path(__file__).parent.parent / "labextension" / "package.json"
+        try:
+            with open(here) as f:
+                return json.load(f).get("version")
+        except (OSError, ValueError):
+            return None
+

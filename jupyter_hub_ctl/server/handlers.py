@@ -1,0 +1,282 @@
+"""REST handlers under ``<base_url>/hubctl/api/``.
+
+Every method is authenticated and authorized on the ``hubctl`` resource; starting,
+scaling and stopping hubs need the ``execute`` action.  Handlers read the monitor's
+cache; disk, subprocess and ZeroMQ work runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from .models import BadRequest, check_n, check_name, check_options, check_profile, launcher_schema
+
+MAX_BODY = 64 * 1024
+
+
+class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
+    auth_resource = "hubctl"
+
+    @property
+    def ext(self):
+        return self.extensionapp
+
+    @property
+    def monitor(self):
+        return self.extensionapp.monitor
+
+    def fail(self, status: int, message: str):
+        raise web.HTTPError(status, message, reason=message[:100])
+
+    def body(self) -> dict:
+        raw = self.request.body or b""
+        if len(raw) > MAX_BODY:
+            self.fail(413, f"request body larger than {MAX_BODY} bytes")
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            self.fail(400, "request body is not valid JSON")
+        if not isinstance(data, dict):
+            self.fail(400, "request body must be a JSON object")
+        return data
+
+    def hub_record(self, hub_id: str) -> dict:
+        self.ext._ensure_monitor()
+        try:
+            check_name(hub_id)
+        except BadRequest as e:
+            self.fail(400, str(e))
+        record = self.monitor.records.get(hub_id)
+        if record is None or hub_id not in self.monitor.models:
+            self.fail(404, f"no hub {hub_id!r}")
+        return record
+
+    def write_json(self, data, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+
+class HubsHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        await self.ext.ready()
+        self.write_json({"hubs": sorted(self.monitor.models.values(), key=lambda m: m.get("created") or "")})
+
+    @web.authenticated
+    @authorized("execute")
+    async def post(self):
+        from ..cluster import HubExists, launcher_class, launcher_names
+
+        await self.ext.ready()
+        body = self.body()
+        unknown = set(body) - {"name", "launcher", "n", "options", "profile"}
+        if unknown:
+            self.fail(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        try:
+            name = check_name(body["name"], "name") if body.get("name") is not None else None
+            n = check_n(body.get("n", self.ext.default_n), self.ext.max_engines)
+            profile = check_profile(body.get("profile", self.ext.profile))
+            launcher = body.get("launcher", self.ext.default_launcher)
+            if launcher not in launcher_names():
+                raise BadRequest(f"unknown launcher {launcher!r}; available: {', '.join(launcher_names())}")
+            options = check_options(body.get("options"), launcher_class(launcher))
+        except BadRequest as e:
+            self.fail(400, str(e))
+        if name is not None and name in self.monitor.models and \
+                self.monitor.models[name]["state"] in ("starting", "running", "stopping"):
+            self.fail(409, f"a hub named {name!r} is already {self.monitor.models[name]['state']}")
+        config = self.ext.hub_config(name=name, n=n, profile=profile, launcher=launcher, options=options)
+        try:
+            started = await asyncio.to_thread(self.ext.start_hub, config)
+        except HubExists as e:
+            self.fail(409, str(e).split(" (")[0])
+        except Exception as e:
+            self.log.error("hubctl: starting a hub failed: %s", e)
+            self.fail(400, f"cannot start the hub: {str(e).splitlines()[0][:200]}")
+        self.monitor.wake()
+        from .models import hub_model
+
+        model = hub_model(started["record"] or {"id": started["id"], "state": "starting"})
+        model["state"] = "starting"
+        self.ext.emit_state(model)
+        self.write_json(model, 202)
+
+
+class HubHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        self.write_json(self.monitor.models[hub_id])
+
+    @web.authenticated
+    @authorized("execute")
+    async def patch(self, hub_id):
+        from ..cluster import background
+
+        await self.ext.ready()
+        body = self.body()
+        self.hub_record(hub_id)
+        if set(body) - {"n"} or "n" not in body:
+            self.fail(400, "PATCH takes {\"n\": <number of engines>}")
+        try:
+            n = check_n(body["n"], self.ext.max_engines)
+        except BadRequest as e:
+            self.fail(400, str(e))
+        model = self.monitor.models[hub_id]
+        if model["state"] not in ("running", "starting"):
+            self.fail(409, f"hub {hub_id!r} is {model['state']}; only a running hub can be scaled")
+        ok = await asyncio.to_thread(background.request_scale, hub_id, n)
+        if not ok:
+            self.fail(404, f"no hub {hub_id!r}")
+        self.monitor.wake()
+        self.write_json(dict(model, n=n), 202)
+
+    @web.authenticated
+    @authorized("execute")
+    async def delete(self, hub_id):
+        await self.ext.ready()
+        record = self.hub_record(hub_id)
+        await asyncio.to_thread(self.ext.stop_hub, hub_id, record)
+        self.monitor.wake()
+        self.set_status(204)
+        self.finish()
+
+
+class EnginesHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        self.write_json({"engines": self.monitor.engines.get(hub_id, [])})
+
+
+class QueuesHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        self.write_json(self.monitor.queues.get(hub_id) or {"engines": {}, "unassigned": 0,
+                                                             "totals": {"queue": 0, "tasks": 0, "completed": 0}})
+
+
+class TasksHandler(HubCtlHandler):
+    """Recent task records of a hub: ``?limit=&offset=&state=pending|completed|failed&engine=&label=``."""
+
+    KEYS = ["msg_id", "submitted", "started", "completed", "engine_uuid", "queue", "label", "client_uuid"]
+
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        client = self.monitor.clients.get(hub_id)
+        if client is None:
+            self.fail(409, f"hub {hub_id!r} is not reachable")
+        try:
+            limit = int(self.get_argument("limit", "50"))
+            offset = int(self.get_argument("offset", "0"))
+        except ValueError:
+            self.fail(400, "limit and offset must be integers")
+        if not (1 <= limit <= 1000 and offset >= 0):
+            self.fail(400, "limit must be 1-1000 and offset non-negative")
+        query: dict = {}
+        state = self.get_argument("state", "")
+        if state == "pending":
+            query["completed"] = None
+        elif state in ("completed", "failed"):
+            query["completed"] = {"$ne": None}
+        elif state:
+            self.fail(400, "state must be pending, completed or failed")
+        label = self.get_argument("label", "")
+        if label:
+            query["label"] = label
+        engine = self.get_argument("engine", "")
+        if engine:
+            uuids = {str(e["id"]): e["uuid"] for e in self.monitor.engines.get(hub_id, [])}
+            if engine not in uuids:
+                self.fail(400, f"no engine {engine!r} in this hub")
+            query["engine_uuid"] = uuids[engine]
+        keys = self.KEYS + (["result_content"] if state == "failed" else [])
+        try:
+            records = await asyncio.to_thread(client.db_query, query or {"msg_id": {"$ne": None}}, keys)
+        except Exception as e:
+            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+        if state == "failed":
+            records = [r for r in records if (r.get("result_content") or {}).get("status") not in (None, "ok")]
+        records.sort(key=lambda r: str(r.get("submitted") or ""), reverse=True)
+        page = records[offset:offset + limit]
+        for r in page:
+            rc = r.pop("result_content", None)
+            if rc is not None:
+                r["error"] = f"{rc.get('ename')}: {rc.get('evalue')}"[:300]
+        self.write_json({"tasks": page, "total": len(records), "offset": offset, "limit": limit})
+
+
+class ConnectionHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        record = self.hub_record(hub_id)
+        path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+        self.write_json({
+            "snippet": f"from jupyter_hub_ctl import Client\nrc = Client(hub_id={hub_id!r})\nrc.wait_for_engines(1)",
+            "magic": f"%load_ext jupyter_hub_ctl\n%hub connect {hub_id}",
+            "connection_file": path,
+        })
+
+
+class LaunchersHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        from ..cluster import describe_launchers, launcher_class
+
+        out = []
+        for name, description in sorted(describe_launchers().items()):
+            try:
+                schema = launcher_schema(launcher_class(name))
+            except Exception:
+                continue
+            out.append({"name": name, "description": description, "schema": schema})
+        self.write_json({"launchers": out, "default": self.ext.default_launcher})
+
+
+class VersionHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        import jupyter_server
+
+        from .._version import __version__
+
+        self.write_json({"server": jupyter_server.__version__, "controller": __version__,
+                         "panel": self.ext.panel_version()})
+
+
+def handlers() -> list:
+    hub = r"(?P<hub_id>[^/]+)"
+    return [
+        (r"/hubctl/api/hubs/?", HubsHandler),
+        (rf"/hubctl/api/hubs/{hub}/?", HubHandler),
+        (rf"/hubctl/api/hubs/{hub}/engines/?", EnginesHandler),
+        (rf"/hubctl/api/hubs/{hub}/queues/?", QueuesHandler),
+        (rf"/hubctl/api/hubs/{hub}/tasks/?", TasksHandler),
+        (rf"/hubctl/api/hubs/{hub}/connection/?", ConnectionHandler),
+        (r"/hubctl/api/launchers/?", LaunchersHandler),
+        (r"/hubctl/api/version/?", VersionHandler),
+    ]

@@ -1,0 +1,165 @@
+"""What the REST API returns, and validation of what it accepts."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from typing import Any, Optional
+
+from traitlets import Bool, Dict, Float, Integer, List, Unicode
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+STATES = ("stopped", "starting", "running", "stopping", "failed")
+
+
+class BadRequest(ValueError):
+    """A request body or path value the API refuses (400)."""
+
+
+def iso(ts) -> Optional[str]:
+    if ts is None:
+        return None
+    if isinstance(ts, (int, float)):
+        return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
+    return str(ts)
+
+
+def profile_name(profile_dir: str) -> str:
+    base = os.path.basename((profile_dir or "").rstrip(os.sep))
+    return base[len("profile_"):] if base.startswith("profile_") else base
+
+
+def hub_state(record: dict) -> tuple:
+    """(state, error) of an annotated state record."""
+    status = record.get("status") or record.get("state")
+    if status == "corrupt":
+        return "failed", "the hub's state file is unreadable"
+    if record.get("alive") is False and record.get("state") in ("starting", "running", "stopping"):
+        return "failed", record.get("stale_reason") or "the hub's processes are gone"
+    if record.get("stop_requested") and record.get("state") in ("starting", "running"):
+        return "stopping", record.get("error")
+    state = record.get("state")
+    return (state if state in STATES else "failed"), record.get("error")
+
+
+def hub_model(record: dict, engines: Optional[int] = None) -> dict:
+    state, error = hub_state(record)
+    if engines is None:
+        engines = 0
+    return {
+        "id": record.get("id"),
+        "name": record.get("name") or record.get("id"),
+        "state": state,
+        "error": _short(error),
+        "engines": engines if state == "running" else 0,
+        "n": record.get("n") or 0,
+        "launcher": record.get("launcher") or "local",
+        "profile": profile_name(record.get("profile_dir") or ""),
+        "created": record.get("created"),
+        "updated": record.get("updated"),
+    }
+
+
+def _short(error) -> Optional[str]:
+    """An error for people: its first line, without file paths."""
+    if not error:
+        return None
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return re.sub(r"(/[^\s:'\"]+)+", "<path>", line)[:300]
+
+
+def engine_model(e: dict) -> dict:
+    return {
+        "id": e.get("id"),
+        "uuid": e.get("uuid"),
+        "host": e.get("host") or "",
+        "pid": e.get("pid"),
+        "state": e.get("state", "running"),
+        "queue": e.get("queue", 0),
+        "tasks": e.get("tasks", 0),
+        "completed": e.get("completed", 0),
+        "last_heartbeat": iso(e.get("last_heartbeat")),
+    }
+
+
+def queues_model(status: dict) -> dict:
+    engines = {str(k): v for k, v in status.items() if isinstance(k, int) or str(k).isdigit()}
+    totals = {key: sum(v.get(key, 0) for v in engines.values()) for key in ("queue", "tasks", "completed")}
+    return {"engines": engines, "unassigned": status.get("unassigned", 0), "totals": totals}
+
+
+# ---------------------------------------------------------------- launcher option schemas
+def _trait_schema(trait) -> Optional[dict]:
+    help_text = trait.help or ""
+    if isinstance(trait, Bool):
+        schema: dict = {"type": "boolean"}
+    elif isinstance(trait, Integer):
+        schema = {"type": "integer"}
+    elif isinstance(trait, Float):
+        schema = {"type": "number"}
+    elif isinstance(trait, Unicode):
+        schema = {"type": "string"}
+    elif isinstance(trait, List):
+        schema = {"type": "array", "items": {"type": "string"}}
+    elif isinstance(trait, Dict):
+        schema = {"type": "object", "additionalProperties": {"type": "string"}}
+    else:
+        return None
+    default = trait.default_value
+    if isinstance(default, (bool, int, float, str, list, dict)) and not (isinstance(default, str) and os.sep in default):
+        schema["default"] = default
+    schema["description"] = help_text
+    return schema
+
+
+def launcher_schema(cls) -> dict:
+    props = {}
+    for name, trait in sorted(cls.class_traits(config=True).items()):
+        s = _trait_schema(trait)
+        if s is not None:
+            props[name] = s
+    return {"type": "object", "properties": props, "additionalProperties": False}
+
+
+# ---------------------------------------------------------------- validation
+def check_name(value: Any, what: str = "hub id") -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise BadRequest(f"invalid {what}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+def check_profile(value: Any) -> str:
+    if not isinstance(value, str) or not PROFILE_RE.match(value):
+        raise BadRequest("invalid profile: use 1-64 letters, digits, '_' or '-' (a name, not a path)")
+    return value
+
+
+def check_n(value: Any, max_engines: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= max_engines:
+        raise BadRequest(f"n must be an integer from 1 to {max_engines}")
+    return value
+
+
+def check_options(options: Any, cls) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise BadRequest("options must be an object")
+    allowed = cls.class_traits(config=True)
+    out = {}
+    for key, value in options.items():
+        trait = allowed.get(key)
+        if trait is None or _trait_schema(trait) is None:
+            raise BadRequest(f"unknown option {key!r} for this launcher")
+        try:
+            trait.validate(None, value) if not isinstance(trait, (List, Dict)) else None
+        except Exception:
+            raise BadRequest(f"option {key!r} has an invalid value") from None
+        if isinstance(trait, List) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise BadRequest(f"option {key!r} must be a list of strings")
+        if isinstance(trait, Dict) and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise BadRequest(f"option {key!r} must be an object of strings")
+        out[key] = value
+    return out

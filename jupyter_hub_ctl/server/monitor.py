@@ -1,0 +1,164 @@
+"""Keeps the server's view of every hub current and announces changes as events.
+
+State files are read, and hubs queried, off the event loop (``asyncio.to_thread``);
+request handlers only read the cache this keeps.  A hub's engine (un)registrations
+wake the monitor at once through its client's notification callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Callable, Dict, Optional
+
+from .models import engine_model, hub_model, queues_model
+
+log = logging.getLogger("jupyter_hub_ctl.server")
+
+
+class HubMonitor:
+    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0):
+        self.emit = emit
+        self.interval = interval
+        self.records: Dict[str, dict] = {}
+        self.models: Dict[str, dict] = {}
+        self.engines: Dict[str, list] = {}
+        self.queues: Dict[str, dict] = {}
+        self.clients: Dict[str, object] = {}
+        self._client_failures: Dict[str, str] = {}
+        self._task: Optional[asyncio.Task] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.ready: Optional[asyncio.Event] = None
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._task = self._loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        clients, self.clients = self.clients, {}
+        for c in clients.values():
+            await asyncio.to_thread(c.close)
+
+    def wake(self) -> None:
+        """Refresh soon (after a request changed something, or an engine event)."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as e:  # the monitor must outlive any one bad refresh
+                log.error("hubctl: refreshing hubs failed: %r", e)
+            self.ready.set()
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ refresh
+    async def refresh(self) -> None:
+        from ..cluster import list_hubs
+
+        records = await asyncio.to_thread(list_hubs)
+        seen = set()
+        for record in records:
+            hub_id = record.get("id")
+            if not hub_id:
+                continue
+            seen.add(hub_id)
+            self.records[hub_id] = record
+            if record.get("alive") and record.get("state") == "running":
+                await self._poll_hub(hub_id, record)
+            else:
+                self._drop_client(hub_id)
+                self.engines.pop(hub_id, None)
+                self.queues.pop(hub_id, None)
+            model = hub_model(record, len(self.engines.get(hub_id, ())))
+            if self._changed(self.models.get(hub_id), model):
+                self.models[hub_id] = model
+                self.emit({"action": "state", "hub_id": hub_id, "hub": model})
+        for hub_id in list(self.models):
+            if hub_id not in seen:
+                self.models.pop(hub_id)
+                self.records.pop(hub_id, None)
+                self.engines.pop(hub_id, None)
+                self.queues.pop(hub_id, None)
+                self._drop_client(hub_id)
+                self.emit({"action": "removed", "hub_id": hub_id})
+
+    @staticmethod
+    def _changed(old: Optional[dict], new: dict) -> bool:
+        if old is None:
+            return True
+        return any(old.get(k) != new.get(k) for k in new if k != "updated")
+
+    async def _poll_hub(self, hub_id: str, record: dict) -> None:
+        client = self.clients.get(hub_id)
+        if client is None:
+            client = await asyncio.to_thread(self._connect, hub_id, record)
+            if client is None:
+                return
+        try:
+            engines, status = await asyncio.to_thread(lambda: (client.engines_info(), client.queue_status()))
+        except Exception as e:
+            log.warning("hubctl: hub %s did not answer: %s", hub_id, e)
+            self._drop_client(hub_id)
+            return
+        engines = [engine_model(e) for e in engines]
+        queues = queues_model(status)
+        if [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]:
+            self.engines[hub_id] = engines
+            model = hub_model(record, len(engines))
+            self.models[hub_id] = model
+            self.emit({"action": "engines", "hub_id": hub_id, "hub": model, "engines": engines})
+        else:
+            self.engines[hub_id] = engines
+        if queues != self.queues.get(hub_id):
+            self.queues[hub_id] = queues
+            self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
+
+    def _connect(self, hub_id: str, record: dict):
+        from ..client.client import Client
+
+        path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+        if not path:
+            return None
+        try:
+            client = Client(path, timeout=5)
+        except Exception as e:
+            reason = str(e)
+            if self._client_failures.get(hub_id) != reason:
+                log.warning("hubctl: cannot connect to hub %s: %s", hub_id, reason)
+            self._client_failures[hub_id] = reason
+            return None
+        self._client_failures.pop(hub_id, None)
+        client.on_registration(lambda event: self.wake())
+        self.clients[hub_id] = client
+        return client
+
+    def _drop_client(self, hub_id: str) -> None:
+        client = self.clients.pop(hub_id, None)
+        if client is not None:  # closing joins the client's IO thread: not on the event loop
+            threading.Thread(target=client.close, name="hubctl-client-close", daemon=True).start()
+
+    # ------------------------------------------------------------------ reading
+    def busy(self) -> bool:
+        """Whether any running hub has work queued or running (for idle culling)."""
+        for q in self.queues.values():
+            t = q.get("totals", {})
+            if t.get("queue", 0) or t.get("tasks", 0) or q.get("unassigned", 0):
+                return True
+        return False
