@@ -96,6 +96,10 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
     def _default_profile_dir(self):
         return profile_dir_for(self.profile or "default", ipython_dir())
 
+    @validate("profile_dir")
+    def _absolute_profile_dir(self, proposal):
+        return os.path.abspath(os.path.expanduser(proposal["value"])) if proposal["value"] else proposal["value"]
+
     @default("n")
     def _default_n(self):
         return os.cpu_count() or 1
