@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from typing import Optional
@@ -119,34 +118,21 @@ def _dry_run(args, cluster) -> int:
 
 
 def cmd_start(args) -> int:
-    from .cluster import state
+    from .cluster import background, state
     from .cluster.errors import HubExists
 
     cfg = _build_config(args)
     cluster = _make_cluster(cfg)
-    hub_id = cluster.cluster_id
-    cfg.Cluster.cluster_id = hub_id
+    cfg.Cluster.cluster_id = hub_id = cluster.cluster_id
     if args.dry_run:
         return _dry_run(args, cluster)
     if args.foreground:
         return _start_foreground(args, cluster)
-    from .wire.connection import ensure_profile_dir
-
-    profile_dir = ensure_profile_dir(cluster.profile_dir)
-    cfg.Cluster.profile_dir = profile_dir
-    record = state.new_record(hub_id, profile_dir, owner={**state.process_identity(os.getpid()), "role": "cli"},
-                              launcher=cluster.engine_launcher, n=cluster.n, db=cluster.db)
     try:
-        state.claim(record)
+        started = background.start(cfg, owner_role="cli")
     except HubExists as e:
         raise CLIError(str(e)) from None
-    log = os.path.join(profile_dir, "log", f"hubctl-daemon-{hub_id}.log")
-    cmd = [sys.executable, "-m", "jupyter_hub_ctl.cluster.daemon", "--hub-id", hub_id,
-           "--config-json", json.dumps(cfg, default=str)]
-    with open(log, "ab") as f:
-        daemon = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                  start_new_session=True, close_fds=True)
-    state.update_state(hub_id, lambda r: r.update(owner={**state.process_identity(daemon.pid), "role": "daemon"}))
+    daemon, log = started["process"], started["log"]
     if not args.wait:
         _out(args, {"id": hub_id, "state": "starting", "daemon_pid": daemon.pid, "log": log},
              f"hub {hub_id} starting in the background (daemon pid {daemon.pid}, log {log})\n"
