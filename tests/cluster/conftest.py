@@ -39,6 +39,7 @@ class HubEnv:
                     if k not in ("IPP_PROFILE_DIR", "IPP_CLUSTER_ID", "IPP_CONNECTION_INFO")}
         self.env.update(JUPYTER_RUNTIME_DIR=str(self.runtime), IPYTHONDIR=str(self.ipython),
                         PYTHONUNBUFFERED="1")
+        self.ignore: set = set()  # pids of long-lived helpers a fixture owns (e.g. a private Slurm)
 
     @property
     def state_dir(self) -> Path:
@@ -66,7 +67,7 @@ class HubEnv:
         mark = str(self.root)
         found = []
         for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            if proc.pid == os.getpid() or proc.pid in self.ignore or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             try:
                 text = " ".join(proc.info["cmdline"] or ())
