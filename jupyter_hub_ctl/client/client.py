@@ -355,6 +355,11 @@ class Client:
     def ids(self) -> list:
         return sorted(self._engines)
 
+    @property
+    def engines(self) -> dict:
+        """Registered engines: ``{id: uuid}`` (a copy)."""
+        return dict(self._engines)
+
     def __len__(self) -> int:
         return len(self._engines)
 

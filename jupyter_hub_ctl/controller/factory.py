@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket as _socket
+import threading
 from typing import Optional
 
 import zmq
@@ -54,6 +55,7 @@ class HubFactory(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.context: Optional[zmq.Context] = None
+        self.hub = None
         self.client_ports: dict = {}
         self.engine_ports: dict = {}
         self._pool = list(self.ports)
@@ -216,9 +218,16 @@ class HubFactory(LoggingConfigurable):
             self.heartmonitor.stop()
         for s in getattr(self, "loop_sockets", []):
             s.close(0)
-        if self.context is not None:
-            # relay threads get ETERM, close their sockets and end
-            self.context.term()
-            for r in getattr(self, "relays", []):
-                r.thread.join(2)
-            self.context = None
+        ctx, self.context = self.context, None
+        if ctx is None:
+            return
+        relays_ = getattr(self, "relays", [])
+        if not any(r.thread.is_alive() for r in relays_) and getattr(self, "hub", None) is None:
+            ctx.destroy(linger=0)  # failed before anything ran: close whatever was created
+            return
+        # relay threads get ETERM, close their sockets and end
+        term = threading.Thread(target=ctx.term, name="hubctl-term", daemon=True)
+        term.start()
+        for r in relays_:
+            r.thread.join(2)
+        term.join(5)

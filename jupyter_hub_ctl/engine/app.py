@@ -98,7 +98,7 @@ class EngineApp(Application):
         code = 0
         try:
             code = engine.run()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             code = 0
         finally:
             engine.close()

@@ -173,8 +173,18 @@ class Engine:
                     s.flush()
 
     # ------------------------------------------------------------------ shell
+    def _on_sigterm(self, signum, frame) -> None:
+        self.exiting = True
+        raise SystemExit(0)  # leaves user code or the wait for requests; close() unregisters
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.parent is not None:  # interrupt running user code; ignored while idle
+            raise KeyboardInterrupt
+
     def run(self) -> int:
         """Serve requests until shut down or the controller is gone for good."""
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigint)
         sys.stdout, sys.stderr = self.stdout, self.stderr
         poller = zmq.Poller()
         poller.register(self.shell, zmq.POLLIN)
