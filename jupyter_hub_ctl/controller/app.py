@@ -31,6 +31,7 @@ from ..wire.connection import (
 )
 from ..wire.session import WireSession
 from .db import DB_CLASSES
+from .dbguard import DatabaseInUse, DBLock, open_guarded
 from .factory import HubFactory
 from .heartmonitor import HeartMonitor
 from .hub import EngineConnector, Hub
@@ -168,11 +169,28 @@ class ControllerApp(Application):
         if isinstance(cls, str):
             cls = import_item(cls)
         kwargs = {"parent": self, "config": self.config}
-        if "location" in getattr(cls, "class_trait_names", lambda: [])():
-            loc = self.config.get(cls.__name__, {}).get("location")
-            if not loc:
-                kwargs["location"] = self.profile_dir
-        return cls(**kwargs)
+        if "location" not in getattr(cls, "class_trait_names", lambda: [])():
+            return cls(**kwargs)
+        loc = self.config.get(cls.__name__, {}).get("location")
+        if not loc:
+            kwargs["location"] = self.profile_dir
+        cfg = self.config.get(cls.__name__, {})
+        location = os.path.expanduser(kwargs.get("location") or cfg.get("location") or ".")
+        filename = cfg.get("filename") or cls.class_traits()["filename"].default_value
+        table = cfg.get("table")
+        if not table:  # one table per cluster id: controllers sharing a profile keep their records apart
+            table = cls.class_traits()["table"].default_value + (f"_{self.cluster_id}" if self.cluster_id else "")
+            kwargs["table"] = table
+        path = os.path.join(location, filename)
+        if filename == ":memory:":
+            return cls(**kwargs)
+        self._db_lock = DBLock(path, table)
+        try:
+            self._db_lock.acquire()
+        except DatabaseInUse as e:
+            raise SystemExit(str(e)) from None
+        return open_guarded(lambda: cls(**kwargs), path,
+                            lambda e: "not a database" in str(e) or "malformed" in str(e))
 
     def _reused(self) -> Optional[dict]:
         if not self.reuse_files:
@@ -268,6 +286,8 @@ class ControllerApp(Application):
                 self.db.close()
             except Exception as e:
                 self.log.error("closing the task store failed: %s", e)
+            if getattr(self, "_db_lock", None) is not None:
+                self._db_lock.release()
             if not self.reuse_files:
                 for path in self.files:
                     try:
