@@ -175,7 +175,7 @@ def test_restore_takes_back_running_ipengines(tmp_path):
         with open(c.client_file) as f:
             info = json.load(f)
         rc = ipp.Client(info)
-        wait_for(lambda: sorted(rc.ids) == before, 20, "engines restored under their old ids")
+        wait_for(lambda: sorted(rc.ids) == before, 45, "engines restored under their old ids")
         import operator
 
         assert rc[:].apply_sync(operator.add, 1, 2) == [3, 3]
