@@ -104,6 +104,7 @@ class Hub(HubQueries, LoggingConfigurable):
         self.pending: set = set()
         self.all_completed: set = set()
         self.unassigned: set = set()
+        self.task_engine: dict = {}  # task msg_id -> id of the engine it is assigned to
         self.skeletons: set = set()
         self.io: "OrderedDict[str, dict]" = OrderedDict()
         self.errors: Counter = Counter()
@@ -397,25 +398,27 @@ class Hub(HubQueries, LoggingConfigurable):
 
     def save_task_destination(self, msg_id: str, uuid: str) -> None:
         self.unassigned.discard(msg_id)
+        self._leave_engine(msg_id)  # a retried task moves on: not outstanding where it failed
         eid = self.by_uuid.get(uuid)
         if eid is not None:
             self.engines[eid].tasks[msg_id] = None
+            self.task_engine[msg_id] = eid
         self._db_call("update_record", msg_id, {"engine_uuid": uuid})
+
+    def _leave_engine(self, msg_id: str) -> None:
+        eid = self.task_engine.pop(msg_id, None)
+        ec = self.engines.get(eid) if eid is not None else None
+        if ec is not None:
+            ec.tasks.pop(msg_id, None)
 
     def save_task_result(self, msg_id: str, uuid: Optional[str], msg, content, md) -> None:
         self.unassigned.discard(msg_id)
         self.pending.discard(msg_id)
         self.all_completed.add(msg_id)
+        self._leave_engine(msg_id)
         eid = self.by_uuid.get(uuid) if uuid else None
-        if eid is not None:
-            ec = self.engines[eid]
-            ec.tasks.pop(msg_id, None)
-            if md.get("status") != "aborted":
-                ec.completed.append(msg_id)
-        else:
-            for ec in self.engines.values():
-                if ec.tasks.pop(msg_id, 0) is None:
-                    break
+        if eid is not None and md.get("status") != "aborted":
+            self.engines[eid].completed.append(msg_id)
         if msg is not None:
             self._store_result(msg_id, uuid, msg)
             return

@@ -124,13 +124,15 @@ class HubQueries:
                 (completed if rec.get("completed") else pending).append(m)
             completed.sort()
             pending.sort()
+        if not status_only:
+            gone = [m for m in completed if m not in records]
+            if gone:  # completed, but its record was purged or culled
+                raise KeyError(f"No such message: {gone[0]} (its record is no longer kept)")
         reply = {"status": "ok", "pending": pending, "completed": completed}
         buffers = []
         if not status_only:
             for m in completed:
-                rec = records.get(m)
-                if rec is None:
-                    continue
+                rec = records[m]
                 reply[m] = {
                     "header": rec.get("header") or {"msg_id": m},
                     "metadata": rec.get("metadata") or {},
@@ -190,6 +192,7 @@ class HubQueries:
                 raise IndexError(f"msg pending: {busy[:10]}")
             if msg_ids:
                 await self.db.adrop_matching_records({"msg_id": {"$in": msg_ids}})
+                self.all_completed.difference_update(msg_ids)
             if not isinstance(engine_ids, list):
                 raise TypeError("engine_ids must be a list of ints")
             for eid in engine_ids:
