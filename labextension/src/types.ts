@@ -1,0 +1,97 @@
+/**
+ * Shapes of the hubctl server extension's REST replies and events.
+ */
+
+/** The schema id of the hub events on jupyter_server's event bus. */
+export const HUB_EVENT_SCHEMA_ID =
+  'https://events.jupyter-hub-ctl.dev/hubctl/hub/v1';
+
+export type HubState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+
+export interface IHub {
+  id: string;
+  name: string;
+  state: HubState;
+  error: string | null;
+  /** Number of registered engines. */
+  engines: number;
+  /** Number of engines requested. */
+  n: number;
+  launcher: string;
+  profile: string;
+  created: string;
+  updated: string;
+}
+
+export interface IEngine {
+  id: number | string;
+  uuid: string;
+  host: string;
+  pid: number | null;
+  state: string;
+  queue: number;
+  tasks: number;
+  completed: number;
+  last_heartbeat: string | null;
+}
+
+export interface IQueueCounts {
+  queue: number;
+  tasks: number;
+  completed: number;
+}
+
+export interface IQueues {
+  engines: { [id: string]: IQueueCounts };
+  unassigned: number;
+  totals: IQueueCounts;
+}
+
+/** The subset of JSON schema the create form understands. */
+export interface IOptionSchema {
+  type?: string | string[];
+  title?: string;
+  description?: string;
+  default?: unknown;
+  enum?: unknown[];
+  minimum?: number;
+  maximum?: number;
+  items?: IOptionSchema;
+  properties?: { [name: string]: IOptionSchema };
+  required?: string[];
+}
+
+export interface ILauncher {
+  name: string;
+  description: string;
+  schema: IOptionSchema;
+}
+
+export interface IConnection {
+  snippet: string;
+  connection_file: string;
+}
+
+export interface IVersion {
+  server: string;
+  controller: string;
+  panel: string;
+}
+
+export interface ICreateHubRequest {
+  name?: string;
+  launcher?: string;
+  n?: number;
+  options?: { [name: string]: unknown };
+}
+
+export type HubAction = 'state' | 'engines' | 'queues' | 'removed';
+
+/** The data of one hub event (jupyter_server flattens it next to `schema_id`). */
+export interface IHubEvent {
+  action: HubAction;
+  hub_id: string;
+  hub?: IHub;
+  engines?: IEngine[];
+  queues?: IQueues;
+}

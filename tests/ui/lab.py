@@ -1,0 +1,243 @@
+"""A real ``jupyter lab`` process for the browser tests, and small helpers around it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The lab extension's npm name, as `jupyter labextension list` shows it.
+LABEXTENSION = "jupyter-hub-ctl-labextension"
+
+#: Why tests that need the REST API are skipped until the server extension exists.
+SERVER_EXTENSION_MISSING = "server extension jupyter_hub_ctl.server not available yet"
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: object = None
+
+
+@dataclass
+class LabServer:
+    """One ``jupyter lab`` in its own config, data, runtime and root directories."""
+
+    root: Path
+    base_url: str = "/"
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    port: int = field(default_factory=free_port)
+    #: Serve the REST API from ``stub_hubctl`` (fake hubs) instead of the real extension.
+    stub: bool = False
+    #: User settings to write before start: ``{"plugin-id": {...}}``.
+    settings: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self):
+        if not (self.base_url.startswith("/") and self.base_url.endswith("/")):
+            raise ValueError(f"base_url must start and end with '/': {self.base_url!r}")
+        self.home = self.root / "home"
+        self.notebooks = self.root / "notebooks"
+        self.log_path = self.root / "lab.log"
+        # Kernels listen on unix sockets here; their paths must stay short (about 100 bytes).
+        self.runtime = Path(tempfile.mkdtemp(prefix="hubctl-ui-"))
+
+    # -- process -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            JUPYTER_CONFIG_DIR=str(self.home / "config"),
+            JUPYTER_DATA_DIR=str(self.home / "data"),
+            JUPYTER_RUNTIME_DIR=str(self.runtime),
+            IPYTHONDIR=str(self.home / "ipython"),
+            JUPYTERLAB_SETTINGS_DIR=str(self.home / "lab-settings"),
+            JUPYTERLAB_WORKSPACES_DIR=str(self.home / "lab-workspaces"),
+        )
+        env.pop("JUPYTER_PATH", None)
+        if self.stub:
+            here = str(Path(__file__).parent)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+        return env
+
+    def _write_config(self):
+        for sub in ("config", "data", "ipython", "lab-workspaces"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        self.notebooks.mkdir(parents=True, exist_ok=True)
+        # No news or update toasts over the panel.
+        notification = self.home / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        notification.mkdir(parents=True, exist_ok=True)
+        (notification / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
+        # Another package's lab panel would only add noise to the page these tests read.
+        labconfig = self.home / "config" / "labconfig"
+        labconfig.mkdir(parents=True, exist_ok=True)
+        (labconfig / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {"ipyparallel-labextension": True}})
+        )
+        for plugin, values in self.settings.items():
+            self.write_settings(plugin, values)
+        if self.stub:
+            extensions = {"stub_hubctl": True, "jupyter_hub_ctl": False, "jupyter_hub_ctl.server": False}
+            (self.home / "config" / "jupyter_server_config.json").write_text(
+                json.dumps({"ServerApp": {"jpserver_extensions": extensions}})
+            )
+
+    def write_settings(self, plugin: str, values: dict):
+        """User settings of a lab plugin, read by the next page load."""
+        package, _, name = plugin.partition(":")
+        target = self.home / "lab-settings" / package
+        target.mkdir(parents=True, exist_ok=True)
+        (target / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+
+    def start(self, timeout: float = 90) -> LabServer:
+        self._write_config()
+        cmd = [
+            sys.executable, "-m", "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--port-retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.base_url={self.base_url}",
+            f"--ServerApp.root_dir={self.notebooks}",
+            "--ServerApp.terminals_enabled=False",
+            # Kernels on unix sockets in the runtime dir: no TCP port for a busy machine to take
+            # between the kernel manager choosing it and the kernel binding it.
+            "--KernelManager.transport=ipc",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                cmd, env=self.env(), cwd=str(self.notebooks),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout, "jupyter lab to answer")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}")
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return self.get("api/status").status == 200
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 30):
+        """Shut kernels down, then stop the server by its pid."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            kernels = self.get("api/kernels")
+            for kernel in kernels.body or []:
+                self.request("DELETE", f"api/kernels/{kernel['id']}")
+        except OSError:
+            pass
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def remove_runtime(self):
+        """Remove the runtime directory, once the server is stopped for good."""
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # -- REST --------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body=None, timeout: float = 30) -> Reply:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return Reply(status, parsed)
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def has_server_extension(self) -> bool:
+        reply = self.get("hubctl/api/version")
+        if reply.status == 404:
+            return False
+        assert reply.status == 200, f"GET hubctl/api/version answered {reply.status}: {reply.body}"
+        return True
+
+    def lab_url(self, path: str = "lab") -> str:
+        return f"{self.url}{path}?token={self.token}"
+
+    def write_notebook(self, name: str, sources=("",)) -> str:
+        cells = [
+            {"cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": None}
+            for src in sources
+        ]
+        nb = {
+            "cells": cells,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+        (self.notebooks / name).write_text(json.dumps(nb))
+        return name
+
+
+def labextension_list() -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyterlab.labextensions", "list"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    return ANSI.sub("", out.stdout + out.stderr)
