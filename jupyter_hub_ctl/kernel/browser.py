@@ -73,13 +73,14 @@ class ResultsBrowser(LiveView):
             q["label"] = {"$glob": pattern}
         return q
 
-    def _fetch(self):
+    def _check_source(self) -> None:
         if self.hub_id:
-            from ..cluster import state
+            from .widgets import check_hub
 
-            record = state.read_state(self.hub_id)
-            if record is None:
-                raise SourceEnded(f"hub {self.hub_id} stopped")
+            check_hub(self.hub_id)
+
+    def _fetch(self):
+        self._check_source()
         try:
             engines = self.client.engines_info()
         except RuntimeError as e:
@@ -130,10 +131,8 @@ class ResultsBrowser(LiveView):
         return self._requery()
 
     def _requery(self) -> "ResultsBrowser":
-        if self.live:
-            self.poke()
-        else:
-            self.refresh()
+        self.refresh()  # at once, so what is shown always matches the filters
+        self.render_now()
         return self
 
     def select(self, msg_id: Optional[str]) -> dict:
@@ -144,7 +143,7 @@ class ResultsBrowser(LiveView):
             self.detail = {}
         else:
             self._load_detail(msg_id)
-        self.request_render()
+        self.render_now()
         return self.detail
 
     def _load_detail(self, msg_id: str) -> None:
@@ -188,18 +187,18 @@ class ResultsBrowser(LiveView):
         msg_id = msg_id or self.selected
         if not msg_id:
             self.message = "select a failed task first"
-            self.request_render()
+            self.render_now()
             return None
         try:
             mapping = self.client.resubmit([msg_id])
         except Exception as e:
             self.message = f"resubmit of {msg_id} failed: {type(e).__name__}: {e}"
-            self.request_render()
+            self.render_now()
             return None
         new = dict(mapping).get(msg_id)
         self.message = f"resubmitted {msg_id} as {new}"
         self._requery()
-        self.request_render()
+        self.render_now()
         return new
 
     # ------------------------------------------------------------------ rendering

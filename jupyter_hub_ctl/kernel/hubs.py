@@ -111,11 +111,14 @@ class HubConnection:
         return engines_table(self)
 
     # ------------------------------------------------------------------ lifetime
+    def _end_views(self, reason: str, state: str) -> None:
+        for view in self._views:
+            view.end(reason, state)
+        self._views = []
+
     def close(self) -> None:
         """Disconnect this kernel (the hub keeps running)."""
-        for view in self._views:
-            view.stop()
-        self._views = []
+        self._end_views(f"disconnected from hub {self.id}", "disconnected")
         if self.client is not None:
             self.client.close()
 
@@ -124,6 +127,7 @@ class HubConnection:
         from ..cluster import find_hub
         from ..cluster.errors import HubNotFound
 
+        self._end_views(f"hub {self.id} stopped", "stopped")
         self.close()
         try:
             find_hub(self.id).stop_sync()

@@ -12,6 +12,7 @@ its frontend closes the widget, or when ``_apply`` reports that its source has e
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 import time
@@ -180,7 +181,9 @@ class LiveView(LoggingConfigurable):
             return False
         self._loop = loop
         self._wake = asyncio.Event()
-        self._task = loop.create_task(self._run())
+        # A fresh context: updates are not outputs of the cell that opened the view, so the kernel
+        # attributes them to its latest request (ipykernel's fallback for code outside any request).
+        self._task = contextvars.Context().run(loop.create_task, self._run())
         self.live = True
         self._on_start()
         return True
@@ -237,8 +240,18 @@ class LiveView(LoggingConfigurable):
             return self._fetch()
         if self._worker is None:
             self._worker = _Worker(f"hubctl-{type(self).__name__}")
-        fut = self._worker.submit(self._fetch)
-        return await asyncio.wait_for(asyncio.wrap_future(fut), self.query_timeout)
+        fut = asyncio.wrap_future(self._worker.submit(self._fetch))
+        deadline = time.monotonic() + self.query_timeout
+        while True:  # a query to a hub that vanished meanwhile may never return: keep checking the source
+            done, _ = await asyncio.wait({fut}, timeout=min(0.25, self.query_timeout))
+            if done:
+                return fut.result()
+            self._check_source()
+            if time.monotonic() > deadline:
+                raise asyncio.TimeoutError
+
+    def _check_source(self) -> None:
+        """Hook, called on the owner thread while a poll is slow: raise SourceEnded if the source is gone."""
 
     async def _pause(self) -> None:
         """Wait for the next poll: the interval, or a poke (never sooner than the throttle allows)."""
@@ -252,6 +265,23 @@ class LiveView(LoggingConfigurable):
         rest = gap - (time.monotonic() - started)
         if rest > 0 and not self._closed:
             await asyncio.sleep(rest)
+
+    async def until(self, predicate, timeout: Optional[float] = None):
+        """Wait, letting live updates run, until ``predicate(view)`` is true; return its value.
+
+        ``await status.until(lambda s: s.totals["running"] == 0, timeout=60)`` in a notebook cell.
+        Raises TimeoutError at the deadline, or RuntimeError if the view stops updating first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            value = predicate(self)
+            if value:
+                return value
+            if self._task is None and (self.ended or self._closed or self._loop is None):
+                raise RuntimeError(f"{type(self).__name__} is not updating ({self.ended or 'not started'})")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{type(self).__name__}: condition not met within {timeout:g}s")
+            await asyncio.sleep(0.05)
 
     def _take(self, data) -> None:
         self._check_thread()
@@ -288,12 +318,18 @@ class LiveView(LoggingConfigurable):
             return
         self._dirty = True
         if self._render_timer is None and self._loop is not None and not self._loop.is_closed():
-            self._render_timer = self._loop.call_later(wait, self._timer_render)
+            self._render_timer = self._loop.call_later(wait, self._timer_render, context=contextvars.Context())
 
     def _timer_render(self) -> None:
         self._render_timer = None
         if self._dirty:
             self._do_render()
+
+    def render_now(self) -> None:
+        """Render at once, bypassing the throttle: for changes a user just made (owner thread)."""
+        self._check_thread()
+        self._dirty = True
+        self.flush()
 
     def flush(self) -> None:
         """Render pending changes regardless of the throttle (owner thread)."""
@@ -309,6 +345,19 @@ class LiveView(LoggingConfigurable):
         self.renders += 1
 
     # ------------------------------------------------------------------ lifetime
+    def end(self, reason: str, state: str = "stopped") -> None:
+        """Stop updating for good, saying why (e.g. the hub was stopped); any thread may call this."""
+        if threading.get_ident() != self._owner:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.end, reason, state)
+            return
+        if self._closed or self.ended:
+            return
+        self.stop()
+        self._source_ended(SourceEnded(reason, state))
+        self.flush()
+
     def stop(self) -> None:
         """Stop live updates (the widget stays, showing the last state)."""
         self._check_thread()

@@ -15,7 +15,7 @@ import weakref
 from typing import Optional
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
 from .hubs import HubConnection, HubStartFailed, KernelHubs
@@ -118,10 +118,21 @@ def split_px_line(line: str) -> tuple:
 
 
 def _json_or_str(raw: str):
+    """A --set value: JSON, else a Python literal (IPython expands {...} to Python reprs), else the text."""
+    import ast
+
     try:
         return json.loads(raw)
     except ValueError:
-        return raw
+        pass
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        pass
+    if raw[:1] in "[{" and raw[-1:] in "]}":
+        raise UsageError(f"%hub start: --set value {raw!r} looks like a list or dict but is not valid JSON; "
+                         "quote the whole setting, e.g. --set 'MPIEngineLauncher.mpi_args=[\"--oversubscribe\"]'")
+    return raw
 
 
 @magics_class
@@ -205,7 +216,7 @@ class HubMagics(Magics):
             return EngineProgress(wanted, echo=lambda line: print(line, flush=True))
         view = EngineProgress(wanted)
         if mode == "widget":
-            show(view)
+            view.handle = show(view)
         return view
 
     def _cmd_start(self, args):

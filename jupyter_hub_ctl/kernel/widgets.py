@@ -37,6 +37,21 @@ def result_status(record: dict) -> tuple:
     return status, status
 
 
+def check_hub(hub_id: str) -> None:
+    """Raise SourceEnded unless the hub's state file says it runs (or is starting)."""
+    from ..cluster import state
+    from ..cluster.errors import HubNotFound
+
+    try:
+        record = state.get_hub(hub_id)
+    except HubNotFound:
+        raise SourceEnded(f"hub {hub_id} stopped", "stopped") from None
+    if record.get("state") in ("stopping", "stopped"):
+        raise SourceEnded(f"hub {hub_id} stopped", "stopped")
+    if not record.get("alive"):
+        raise SourceEnded(f"hub {hub_id} is not running ({record.get('stale_reason') or record.get('status')})")
+
+
 class HubStatus(LiveView):
     """A hub's engines, queues, throughput and latest results, updating live."""
 
@@ -49,7 +64,7 @@ class HubStatus(LiveView):
                          help="Engines whose last heartbeat is older than this many seconds are shown as 'silent'.")
 
     hub_id = Unicode(None, allow_none=True, help="The hub's id (its state file tells when it stops).")
-    hub_state = Unicode("unknown", help="running, stopped, or unknown.")
+    hub_state = Unicode("unknown", help="running, stopped, disconnected (this kernel closed its client) or unknown.")
     engines = List(help="One dict per engine: id, host, pid, state, queue, running, completed, heartbeat_age.")
     totals = Dict(help="engines, queued, running, completed, unassigned.")
     throughput = Float(0.0, help="Tasks completed per second over throughput_window.")
@@ -71,25 +86,19 @@ class HubStatus(LiveView):
         self._subscribed = False
 
     # ------------------------------------------------------------------ polling
-    def _fetch(self):
+    def _check_source(self) -> None:
         if self.hub_id:
-            from ..cluster import state
-            from ..cluster.errors import HubNotFound
+            check_hub(self.hub_id)
 
-            try:
-                record = state.get_hub(self.hub_id)
-            except HubNotFound:
-                raise SourceEnded(f"hub {self.hub_id} stopped", "stopped") from None
-            if not record.get("alive"):
-                raise SourceEnded(f"hub {self.hub_id} is not running "
-                                  f"({record.get('stale_reason') or record.get('status')})")
+    def _fetch(self):
+        self._check_source()
         if self._shutdown:
             raise SourceEnded("the hub shut down")
         try:
             engines = self.client.engines_info()
             unassigned = self.client.queue_status().get("unassigned", 0)
         except RuntimeError as e:  # the client was closed
-            raise SourceEnded(str(e), "unknown") from None
+            raise SourceEnded(f"disconnected from the hub ({e})", "disconnected") from None
         data = {"now": time.time(), "mono": time.monotonic(), "engines": engines, "unassigned": unassigned}
         try:
             data["records"] = self.client.db_query({"completed": {"$gt": self._since}}, keys=RECENT_KEYS)
@@ -322,6 +331,7 @@ class EngineProgress(LiveView):
         self.client = client
         self._echo = echo  # a callable given each new one-line status (text mode)
         self._echoed = ""
+        self.handle = None  # the display handle, when shown
 
     def attach(self, client) -> None:
         """Count the engines of ``client`` from now on."""
@@ -358,6 +368,8 @@ class EngineProgress(LiveView):
         self._end("finished")
         self.flush()
         self._echo_line()
+        if self.handle is not None:  # the text/HTML copy (what a saved notebook shows without widgets)
+            self.handle.update(self)
 
     def _echo_line(self) -> None:
         line = self._label()
@@ -404,10 +416,11 @@ def in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell" and ipywidgets_or_none() is not None
 
 
-def show(view) -> None:
+def show(view):
+    """Display ``view``; returns the display handle (to refresh the static text/HTML copy later)."""
     from IPython.display import display
 
-    display(view)
+    return display(view, display_id=True)
 
 
 def wait_for_engines(client, n: int, timeout: Optional[float] = None, widget: Optional[bool] = None) -> list:
@@ -417,8 +430,7 @@ def wait_for_engines(client, n: int, timeout: Optional[float] = None, widget: Op
     widget = in_notebook() if widget is None else widget
     echo = None if widget else (lambda line: print(line, file=sys.stdout, flush=True))
     bar = EngineProgress(n, client=client, echo=echo)
-    if widget:
-        show(bar)
+    bar.handle = show(bar) if widget else None
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while len(client.ids) < n:

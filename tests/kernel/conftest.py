@@ -4,8 +4,6 @@ that records what widgets send to a frontend."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 import threading
 import time
@@ -13,49 +11,10 @@ import time
 import psutil
 import pytest
 
+from .helpers import processes_marked, stop_all_hubs
+
 #: controller flags that make engine registration and death detection quick
 FAST = ["--ping=250"]
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
-    """Poll ``cond`` until it is truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-async def until(cond, timeout: float, what: str, interval: float = 0.02):
-    """``wait_for`` for coroutines: the event loop keeps running while we poll."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-def processes_marked(mark: str) -> list:
-    """Live processes other than this one whose command line or environment mention ``mark``."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            text = " ".join(proc.info["cmdline"] or ())
-            if mark not in text:
-                text = " ".join(f"{k}={v}" for k, v in proc.environ().items() if k in ("IPYTHONDIR", "JUPYTER_RUNTIME_DIR"))
-        except psutil.Error:
-            continue
-        if mark in text:
-            found.append(proc)
-    return found
 
 
 @pytest.fixture
@@ -67,17 +26,7 @@ def hub_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     yield tmp_path
-    from jupyter_hub_ctl.cluster import find_hub, list_hubs, state
-
-    for record in list_hubs():
-        if record.get("alive"):
-            try:
-                find_hub(record["id"]).stop_sync()
-            except Exception:
-                pass
-        idents = [e for e in record.get("engines") or () if e.get("pid")]
-        idents += [record[k] for k in ("controller", "owner") if record.get(k)]
-        state.terminate_proven(idents, 5)
+    stop_all_hubs()
     deadline = time.monotonic() + 10
     while True:
         left = processes_marked(str(tmp_path))

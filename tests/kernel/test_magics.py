@@ -19,7 +19,7 @@ from jupyter_hub_ctl.cluster import get_hub, list_hubs, state
 from jupyter_hub_ctl.kernel.hubs import HubConnection, HubStartFailed
 from jupyter_hub_ctl.kernel.px import PxError
 
-from .conftest import processes_marked, wait_for
+from .helpers import processes_marked, wait_for
 
 
 def shown(cap) -> str:
@@ -134,16 +134,27 @@ def test_group_outputs_by_order_or_by_engine(ip, hub_dirs):
     flags.mkdir()
 
     def code(tag):
-        # engine 1 prints first; engine 0 prints only after engine 1 has finished printing
+        # engine 1 prints (and creates a flag); engine 0 prints once the flag exists
         return (f"import os, time\nflag = os.path.join({str(flags)!r}, {tag!r})\n"
-                "if eid == 1:\n    print('one'); print('one again', flush=True); open(flag, 'w').close()\n"
+                "if eid == 1:\n    print('one'); print('one again', flush=True)\n"
+                "    if {tag!r} == 'b':\n        open(flag, 'w').close()\n"
                 "else:\n    deadline = time.time() + 30\n"
                 "    while not os.path.exists(flag) and time.time() < deadline:\n        time.sleep(0.01)\n"
-                "    print('zero')\n")
+                "    print('zero' if os.path.exists(flag) else 'no flag')\n").replace("{tag!r}", repr(tag))
 
+    # by order: lines appear as they arrive, so engine 1's come first; the flag is set only once the
+    # kernel has shown them
     with capture_output() as cap:
+        def release():
+            wait_for(lambda: "[stdout:1] one again" in cap.stdout, 30, "engine 1's lines to be shown")
+            (flags / "a").write_text("")
+
+        helper = threading.Thread(target=release)
+        helper.start()
         px(ip, "--group-outputs order", code("a"))
+        helper.join()
     assert cap.stdout.splitlines() == ["[stdout:1] one", "[stdout:1] one again", "[stdout:0] zero"]
+    # by engine: engine 0's block comes first although engine 1 printed first
     with capture_output() as cap:
         px(ip, "--group-outputs engine", code("b"))
     assert cap.stdout.splitlines() == ["[stdout:0] zero", "[stdout:1] one", "[stdout:1] one again"]
@@ -317,3 +328,18 @@ def test_extension_loads_from_ipython_config(hub_dirs):
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "no hubs" in res.stdout
+
+
+def test_stop_on_exit_hub_stops_when_the_ipython_process_exits(hub_dirs):
+    code = "%hub start -n 1 --id exiting --stop-on-exit\n%hub start -n 1 --id staying"
+    res = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor",
+                          "--InteractiveShellApp.extensions=['jupyter_hub_ctl']",
+                          "--HubMagics.controller_args=['--ping=250']", "-c", code],
+                         env=dict(os.environ), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "hub exiting running with 1 engines" in res.stdout and "hub staying running" in res.stdout
+    wait_for(lambda: state.read_state("exiting") is None, 30, "the stop-on-exit hub to stop after the exit")
+    assert get_hub("staying")["status"] == "running"  # the default: hubs outlive the kernel
+    from jupyter_hub_ctl.cluster import find_hub
+
+    find_hub("staying").stop_sync()
