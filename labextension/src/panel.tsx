@@ -258,6 +258,8 @@ function HubDetail(props: {
 }): JSX.Element {
   const { model, hub, actions } = props;
   const [count, setCount] = React.useState(String(hub.n));
+  // Follow scaling done elsewhere (another client, the CLI).
+  React.useEffect(() => setCount(String(hub.n)), [hub.n]);
   const busy = model.isBusy(hub.id);
   const active = ACTIVE_STATES.has(hub.state);
   const n = Number(count);

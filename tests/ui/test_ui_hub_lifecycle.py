@@ -161,6 +161,8 @@ def run_lifecycle(page, lab, screenshot, timeout: float, real: bool):
     remaining = {hub["id"]: hub for hub in lab.get("hubctl/api/hubs").body["hubs"]}
     assert hub_id not in remaining or remaining[hub_id]["state"] == "stopped"
     assert page.locator(tid("hubctl-action-error")).count() == 0
+    assert page.hubctl_log.page_errors == []
+    assert page.hubctl_log.console_errors == []
 
 
 def check_engines_from_notebook(page, name: str, n: int, timeout: float):
