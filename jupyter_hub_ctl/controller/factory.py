@@ -150,16 +150,18 @@ class HubFactory(LoggingConfigurable):
         hm.on_new = hub.handle_new_heart
         hm.on_failed = hub.handle_heart_failure
 
-        task_in_r = SocketReader(loop, task_in, lambda f: None, copy=False, name="task-in")
-        task_out_r = SocketReader(loop, task_out, lambda f: None, copy=False, name="task-out")
+        # copy=True: for the small messages that dominate, bytes are much cheaper than zmq.Frame
+        # objects; a large buffer costs one memcpy here.
+        task_in_r = SocketReader(loop, task_in, lambda f: None, name="task-in")
+        task_out_r = SocketReader(loop, task_out, lambda f: None, name="task-out")
         sched = TaskScheduler(loop, session, task_in_r, task_out_r, hub, count_error=hub.count_error,
                               parent=self, config=cfg)
         task_in_r.handler = sched.dispatch_submission
         task_out_r.handler = sched.dispatch_result
         hub.scheduler = sched
 
-        bc_in_r = SocketReader(loop, bc_in, lambda f: None, copy=False, name="broadcast-in")
-        bc_out_r = SocketReader(loop, bc_out, lambda f: None, copy=False, name="broadcast-out")
+        bc_in_r = SocketReader(loop, bc_in, lambda f: None, name="broadcast-in")
+        bc_out_r = SocketReader(loop, bc_out, lambda f: None, name="broadcast-out")
         bsched = BroadcastScheduler(session, bc_in_r, bc_out_r, hub, count_error=hub.count_error,
                                     parent=self, config=cfg)
         bc_in_r.handler = bsched.dispatch_submission

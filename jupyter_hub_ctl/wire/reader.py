@@ -16,6 +16,19 @@ from typing import Callable
 import zmq
 
 log = logging.getLogger("jupyter_hub_ctl.reader")
+NOBLOCK = int(zmq.NOBLOCK)  # plain ints: enum flag arithmetic costs on every call
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+SNDMORE = int(zmq.SNDMORE)
+RCVMORE = int(zmq.RCVMORE)
+
+
+def send_frames(sock: zmq.Socket, frames, copy: bool = True) -> None:
+    """``send_multipart`` without pyzmq's per-frame enum arithmetic."""
+    send = sock.send
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        send(frame, SNDMORE if i < last else 0, copy=copy)
 
 
 class SocketReader:
@@ -50,12 +63,17 @@ class SocketReader:
         if self._closed:
             return
         sock = self.sock
-        recv = sock.recv_multipart
+        recv = sock.recv
+        opt = sock.getsockopt
         handler = self.handler
         copy = self.copy
         for _ in range(self.batch):
             try:
-                frames = recv(zmq.NOBLOCK, copy=copy)
+                if not opt(EVENTS) & POLLIN:  # cheaper than a receive that raises Again
+                    return
+                frames = [recv(NOBLOCK, copy=copy)]
+                while opt(RCVMORE):  # recv_multipart, minus its per-frame enum arithmetic
+                    frames.append(recv(NOBLOCK, copy=copy))
             except zmq.Again:
                 return
             except zmq.ZMQError as e:
@@ -76,11 +94,16 @@ class SocketReader:
             self.loop.call_soon(self._on_ready)
 
     def send(self, frames, copy: bool = True) -> None:
-        """Send on the same socket, then re-check it for input."""
+        """Send on the same socket, then re-check it for input.
+
+        Sending may consume the FD's edge; if input is already waiting, drain it soon.
+        Otherwise the next arrival raises a new edge, so no extra loop turn is needed.
+        """
         try:
-            self.sock.send_multipart(frames, copy=copy)
+            send_frames(self.sock, frames, copy)
         finally:
-            self.kick()
+            if self.sock.getsockopt(EVENTS) & POLLIN:
+                self.kick()
 
     def close(self) -> None:
         if self._closed:

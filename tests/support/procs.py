@@ -26,8 +26,9 @@ def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
 class Controller:
     """One controller process in its own profile dir."""
 
-    def __init__(self, root, args=(), cluster_id="t", ping=200):
+    def __init__(self, root, args=(), cluster_id="t", ping=200, log_level=10):
         self.ping = ping
+        self.log_level = log_level
         self.profile_dir = str(root / "profile")
         self.cluster_id = cluster_id
         self.log_path = str(root / "controller.log")
@@ -40,7 +41,7 @@ class Controller:
     def start(self):
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         cmd = [sys.executable, "-m", "jupyter_hub_ctl.controller", f"--profile-dir={self.profile_dir}",
-               f"--cluster-id={self.cluster_id}", "--log-level=10", *self.args]
+               f"--cluster-id={self.cluster_id}", f"--log-level={self.log_level}", *self.args]
         if self.ping:
             cmd.append(f"--ping={self.ping}")
         self._log = open(self.log_path, "ab")

@@ -140,7 +140,6 @@ class DictDB(BaseDB):
     def _drop_culled(self, msg_id: str) -> None:
         self._forget(msg_id)
         self._remember_culled(msg_id)
-        self.log.debug("Culled task record %s", msg_id)
 
     def _missing(self, msg_id: str) -> KeyError:
         if msg_id in self._culled:

@@ -119,6 +119,7 @@ class TaskScheduler(LoggingConfigurable):
         self.monitor = monitor
         self.count_error = count_error
         self._choose = CHOOSERS[self.scheme_name]
+        self._hwm = self.hwm  # plain attributes on the hot path (trait access is slow)
         self.engines: list = []  # uuid str, least recently used first
         self.loads: dict = {}  # uuid -> outstanding count
         self.pending: dict = {}  # uuid -> {msg_id: Job}
@@ -238,7 +239,7 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ scheduling
     def _candidates(self, job: Job) -> list:
-        hwm = self.hwm
+        hwm = self._hwm
         out = []
         for uuid in self.engines:
             if hwm and self.loads[uuid] >= hwm:
@@ -268,9 +269,9 @@ class TaskScheduler(LoggingConfigurable):
     def _has_capacity(self) -> bool:
         if not self.engines:
             return False
-        if not self.hwm:
+        hwm = self._hwm
+        if not hwm:
             return True
-        hwm = self.hwm
         return any(load < hwm for load in self.loads.values())
 
     def _schedule(self) -> None:
@@ -321,7 +322,7 @@ class TaskScheduler(LoggingConfigurable):
         job.engine = uuid
         self.pending[uuid][job.msg_id] = job
         self.dispatched += 1
-        self.engine_reader.send([uuid.encode(), *(job.client or [b"hub"]), DELIM, *job.frames], copy=False)
+        self.engine_reader.send([uuid.encode(), *(job.client or [b"hub"]), DELIM, *job.frames])
         self.monitor.save_task_destination(job.msg_id, uuid)
 
     # ------------------------------------------------------------------ replies
@@ -370,7 +371,7 @@ class TaskScheduler(LoggingConfigurable):
             self._schedule()
             return
         if msg is not None and job.client is not None:
-            self.client_reader.send([*job.client, msg.idents[0], DELIM, *msg.frames], copy=False)
+            self.client_reader.send([*job.client, msg.idents[0], DELIM, *msg.frames])
         elif msg is None and job.client is not None:
             frames = self.session.serialize("apply_reply", content, parent=job.header, metadata=md)
             self.client_reader.send([*job.client, uuid.encode(), *frames])
