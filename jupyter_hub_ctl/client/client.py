@@ -16,7 +16,7 @@ from typing import Dict, Optional
 import zmq
 
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
-from ..wire.session import DELIM, MessageError, WireSession, new_id, parse_date
+from ..wire.session import MessageError, WireSession, new_id, parse_date
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from . import ops
 from .asyncresult import AsyncResult, CoalescedMessage, Message

@@ -50,7 +50,8 @@ def start(config: Config, owner_role: str = "cli") -> dict:
             daemon = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                                       start_new_session=True, close_fds=True)
     except OSError as e:
-        state.update_state(hub_id, lambda r: r.update(state="failed", error=f"cannot start the hub daemon: {e}"))
+        error = f"cannot start the hub daemon: {e}"
+        state.update_state(hub_id, lambda r: r.update(state="failed", error=error))
         raise
     record = state.update_state(
         hub_id, lambda r: r.update(owner={**state.process_identity(daemon.pid), "role": "daemon"})) or record

@@ -8,7 +8,6 @@ make live engines look dead.  Results go back to the Hub's loop with
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Callable, Optional

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter, OrderedDict
 from typing import Optional
 
@@ -18,7 +17,7 @@ from traitlets import Any, Dict, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import write_atomic
-from ..wire.session import DELIM, MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
+from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import error_content, wrap_exception
 from .queries import HubQueries
 from .records import buffers_of, empty_record, init_record

@@ -13,8 +13,9 @@ from typing import Callable
 
 from traitlets.config import LoggingConfigurable
 
-from ...wire.session import DELIM, MessageError, Msg, WireSession, frame_bytes, pack
+from ...wire.session import DELIM, Msg, WireSession, frame_bytes, pack
 from ..errors import error_content
+from . import accept
 
 
 class _Pending:
@@ -46,15 +47,10 @@ class BroadcastScheduler(LoggingConfigurable):
         self.by_engine: dict = {}  # uuid -> set of per-engine msg_ids outstanding
 
     def dispatch_submission(self, raw: list) -> None:
-        try:
-            idents, parts = self.session.split(raw)
-            if not idents:
-                raise MessageError("no-ident")
-            msg = self.session.parse(parts, content=False, idents=idents)
-        except MessageError as e:
-            self.count_error(e.reason)
-            self.log.warning("broadcast: dropped a bad message (%s)", e.reason)
+        msg = accept(self.session, raw, 1, self.count_error, self.log, "broadcast", content=False)
+        if msg is None:
             return
+        idents, parts = msg.idents, msg.frames
         md = msg.metadata
         targets = md.get("targets")
         try:
@@ -89,15 +85,10 @@ class BroadcastScheduler(LoggingConfigurable):
             self.engine_reader.send([uuid.encode(), *idents, DELIM, sig, h, p, m, c, *bufs], copy=False)
 
     def dispatch_result(self, raw: list) -> None:
-        try:
-            idents, parts = self.session.split(raw)
-            if len(idents) < 2:
-                raise MessageError("no-ident")
-            msg = self.session.parse(parts, idents=idents)
-        except MessageError as e:
-            self.count_error(e.reason)
-            self.log.warning("broadcast: dropped a bad reply (%s)", e.reason)
+        msg = accept(self.session, raw, 2, self.count_error, self.log, "broadcast reply")
+        if msg is None:
             return
+        idents = msg.idents
         sub_id = msg.parent.get("msg_id")
         entry = self.sub_ids.pop(sub_id, None)
         uuid = frame_bytes(idents[0]).decode("utf8", "replace")

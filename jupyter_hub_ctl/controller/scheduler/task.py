@@ -16,8 +16,9 @@ import zmq
 from traitlets import Enum, Float, Integer
 from traitlets.config import LoggingConfigurable
 
-from ...wire.session import DELIM, MessageError, WireSession, frame_bytes
+from ...wire.session import DELIM, WireSession, frame_bytes
 from ..errors import error_content
+from . import accept
 from .dependency import Dependency, DependencyError
 
 SCHEMES = ("leastload", "lru", "plainrandom", "twobin", "weighted")
@@ -169,15 +170,10 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ submissions
     def dispatch_submission(self, raw: list) -> None:
-        try:
-            idents, parts = self.session.split(raw)
-            if not idents:
-                raise MessageError("no-ident")
-            msg = self.session.parse(parts, content=False, idents=idents)
-        except MessageError as e:
-            self.count_error(e.reason)
-            self.log.warning("task: dropped a bad message (%s)", e.reason)
+        msg = accept(self.session, raw, 1, self.count_error, self.log, "task", content=False)
+        if msg is None:
             return
+        idents, parts = msg.idents, msg.frames
         self.submit(msg.msg_id, idents, parts, msg.header, msg.metadata, msg)
 
     def submit(self, msg_id, client, frames, header, md, msg=None) -> None:
@@ -327,15 +323,10 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ replies
     def dispatch_result(self, raw: list) -> None:
-        try:
-            idents, parts = self.session.split(raw)
-            if len(idents) < 2:
-                raise MessageError("no-ident")
-            msg = self.session.parse(parts, idents=idents)
-        except MessageError as e:
-            self.count_error(e.reason)
-            self.log.warning("task: dropped a bad reply (%s)", e.reason)
+        msg = accept(self.session, raw, 2, self.count_error, self.log, "task reply")
+        if msg is None:
             return
+        idents = msg.idents
         uuid = frame_bytes(idents[0]).decode("utf8", "replace")
         parent_id = msg.parent.get("msg_id")
         job = self.pending.get(uuid, {}).get(parent_id) or self.stranded.get(uuid, {}).get(parent_id)
