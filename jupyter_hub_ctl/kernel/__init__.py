@@ -1,1 +1,13 @@
-"""jupyter_hub_ctl.kernel"""
+"""jupyter_hub_ctl.kernel: hubs from inside an IPython kernel.
+
+- ``magics``: ``%hub start|stop|list|connect|status|engines|results``, ``%px`` / ``%%px`` and
+  ``%pxresult`` (loaded by ``%load_ext jupyter_hub_ctl``);
+- ``hubs``: ``HubConnection``, the ``hub`` object ``%hub start`` binds (``hub.client``,
+  ``hub.status()``, ``hub.results()``, ``hub.progress(ar)``, ``hub.stop()``);
+- ``widgets``: ``HubStatus``, ``ResultsBrowser``, ``TaskProgress``, ``EngineProgress`` and
+  ``wait_for_engines`` — ipywidgets updated live from the kernel's event loop (``live``),
+  with text and HTML fallbacks;
+- ``px``: streaming engines' output into the kernel for ``%px``.
+
+Nothing is imported here: loading the package stays cheap.
+"""

@@ -175,12 +175,13 @@ class KernelHubs:
         from ..cluster import background
 
         for conn in list(self.connections.values()):
-            try:
-                if conn.stop_on_exit and not conn.stopped:
-                    conn.close()
+            if conn.stop_on_exit and not conn.stopped:
+                try:
                     background.request_stop(conn.id)  # its daemon stops it; the kernel need not wait
-                else:
-                    conn.close()
+                except Exception:
+                    pass
+            try:
+                conn.close()
             except Exception:
                 pass
 

@@ -31,6 +31,14 @@ def ipywidgets_or_none():
     return ipywidgets
 
 
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
 def running_loop() -> Optional[asyncio.AbstractEventLoop]:
     try:
         return asyncio.get_running_loop()
@@ -101,6 +109,8 @@ class LiveView(LoggingConfigurable):
     fetch_blocks = True
 
     def __init__(self, **kwargs):
+        if "parent" not in kwargs and "config" not in kwargs:
+            kwargs["parent"] = _shell()  # so c.HubStatus.update_interval = ... in IPython config applies
         super().__init__(**kwargs)
         self._owner = threading.get_ident()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -361,11 +371,14 @@ class LiveView(LoggingConfigurable):
     def stop(self) -> None:
         """Stop live updates (the widget stays, showing the last state)."""
         self._check_thread()
-        if self._task is not None:
-            self._task.cancel()
-        if self._render_timer is not None:
-            self._render_timer.cancel()
-            self._render_timer = None
+        try:
+            if self._task is not None:
+                self._task.cancel()
+            if self._render_timer is not None:
+                self._render_timer.cancel()
+        except RuntimeError:  # the loop is already closed (interpreter exit): nothing runs any more
+            self._task = None
+        self._render_timer = None
         self.flush()
         self.live = False
 

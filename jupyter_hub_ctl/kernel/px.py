@@ -77,8 +77,8 @@ def runs_of_results(results: dict) -> List[EngineRun]:
 
 
 def runs_of_combined(ar, eids: list) -> List[EngineRun]:
-    """EngineRuns over one AsyncResult of an execute on several engines (``%px --noblock``)."""
-    outputs = ar.outputs if isinstance(ar.outputs, list) and len(eids) > 1 else [ar.outputs]
+    """EngineRuns over one AsyncResult of ``client[eids].execute`` (``%px --noblock``): one output list per engine."""
+    outputs = ar.outputs
 
     def error_of(eid):
         if not ar.done():

@@ -103,6 +103,10 @@ def test_px_targets_results_and_noblock(ip, hub_dirs):
         ip.run_line_magic("pxresult", "")
     assert [ln for ln in cap.stdout.splitlines() if ln.startswith("[stdout")] == \
         ["[stdout:0] later 0", "[stdout:1] later 1", "[stdout:2] later 2"]
+    ip.user_ns["ar"] = px(ip, "--noblock --targets 2 print('alone', eid)")
+    with capture_output() as cap:
+        ip.run_line_magic("pxresult", "")
+    assert cap.stdout.splitlines() == ["[stdout:2] alone 2"]
 
 
 def test_px_shows_each_engines_error_and_raises_after_showing_everything(ip, hub_dirs):
@@ -203,10 +207,15 @@ def test_hub_list_connect_status_and_engines_find_a_hub_started_elsewhere(ip, st
     engines = hub_magic(ip, "engines")
     assert [row[0] for row in engines.rows] == [0, 1]
     assert {e["pid"] for e in engines.data} == {e["pid"] for e in get_hub("elsewhere")["engines"]}
-    status = hub_magic(ip, "status")
+    ip.run_line_magic("config", "HubStatus.recent_count = 3")  # views take the shell's config
+    try:
+        status = hub_magic(ip, "status")
+    finally:
+        ip.run_line_magic("config", "HubStatus.recent_count = 8")
     try:
         assert [e["id"] for e in status.engines] == [0, 1] and status.hub_state == "running"
         assert "hub elsewhere: running · 2 engines" in status.text()
+        assert status.recent_count == 3
     finally:
         status.close()
     with capture_output():
