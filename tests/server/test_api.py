@@ -106,3 +106,21 @@ async def test_unknown_and_invalid_hub_ids(api):
     assert (await api("DELETE", "hubs", "nosuchhub")).code == 404
     assert (await api("PATCH", "hubs", "nosuchhub", body={"n": 2})).code == 404
     assert (await api("GET", "hubs", "nosuchhub", "engines")).code == 404
+
+
+class TestControllerSettingsFromServerConfig:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config):
+        cfg = dict(jp_server_config)
+        cfg["TaskScheduler"] = {"scheme_name": "lru"}
+        cfg["EngineConnector"] = {"registration_timeout": 45.0}
+        return cfg
+
+    async def test_new_hubs_get_the_servers_controller_settings(self, api, jp_fetch):
+        assert (await api("POST", "hubs", body={"name": "cfg", "n": 1})).code == 202
+        await wait_api(jp_fetch, ("hubctl", "api", "hubs", "cfg"), lambda h: h["engines"] == 1, what="running")
+        conn = json.loads((await api("GET", "hubs", "cfg", "connection")).body)
+        with open(conn["connection_file"]) as f:
+            assert json.load(f)["task_scheme"] == "lru"
+        assert (await api("DELETE", "hubs", "cfg")).code == 204
+        await wait_api(jp_fetch, ("hubctl", "api", "hubs"), lambda d: not d["hubs"], what="hub gone")
