@@ -243,6 +243,8 @@ class ControllerApp(Application):
         hub.engine_state_file = self._engine_state_path()
         if self.restore_engines:
             self._restore(hub)
+        if self.reuse_files or self.restore_engines:
+            hub.mark_lost_tasks()
         cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
         self.files = (cpath, epath)
         cinfo = factory.client_info(session, hub.scheduler.scheme_name)

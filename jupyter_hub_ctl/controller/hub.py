@@ -556,6 +556,33 @@ class Hub(HubQueries, LoggingConfigurable):
         if self.on_shutdown is not None:
             self.loop.call_later(self.shutdown_delay, self.on_shutdown)
 
+    def mark_lost_tasks(self) -> int:
+        """After a restart: tasks the store still shows unfinished can never finish; say so.
+
+        They get a ``TaskLost`` error result (so clients waiting on them stop waiting) and
+        stay resubmittable.  Returns how many were marked.
+        """
+        try:
+            lost = self.db.find_records({"completed": None, "submitted": {"$ne": None}}, ["msg_id"])
+        except Exception as e:  # NoDB, or a store that cannot answer
+            self.log.debug("no unfinished tasks to check: %s", e)
+            return 0
+        now = utcnow()
+        for rec in lost:
+            msg_id = rec["msg_id"]
+            self._db_call("update_record", msg_id, {
+                "result_content": error_content(
+                    "TaskLost", "the controller stopped while this task was in flight; resubmit it to run it again"),
+                "result_header": {"msg_id": "", "msg_type": "apply_reply", "date": now},
+                "result_metadata": {"status": "error"},
+                "result_buffers": [],
+                "completed": now,
+                "received": now,
+            })
+        if lost:
+            self.log.warning("%d task(s) in flight when the controller stopped are marked lost", len(lost))
+        return len(lost)
+
     def health_request(self, idents, msg: Msg) -> None:
         self._reply(idents, "health_reply", dict(self.health(), status="ok"), parent=msg.header)
 
