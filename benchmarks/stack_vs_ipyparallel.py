@@ -1,0 +1,612 @@
+"""Full-stack benchmark: jupyter_hub_ctl (controller, engines, Client) vs ipyparallel's.
+
+"ours": ``python -m jupyter_hub_ctl.controller`` + ``python -m jupyter_hub_ctl.engine`` × 2 +
+``jupyter_hub_ctl.Client``.  "ref": ``python -m ipyparallel.controller`` +
+``python -m ipyparallel.engine`` × 2 + ``ipyparallel.Client``.  Both run in the same
+invocation, alternating, and the figures are printed side by side with ours/ref and the
+project's targets.
+
+Phases, each on a freshly started stack (controller ``--dictdb --ping=3000``):
+
+1. load-balanced no-op ``apply_async`` throughput (submit ``--tasks``, then wait for all);
+2. ``apply_sync`` round-trip latency on one engine through a DirectView (median, p99);
+3. load-balanced ``map`` of ``--map-items`` items, ``chunksize=1`` (items/s);
+4. push and pull of a ``--push-mb`` MB numpy array to/from one engine (MB/s);
+5. client RSS while running ``--memory-tasks`` no-op tasks in batches whose AsyncResults are
+   dropped, measured in a separate client process per stack;
+6. registration of 128 engines (ours within 30 s, the reference within 60 s for context).
+
+Process management (start by pid in its own session, SIGTERM then SIGKILL of the whole tree,
+also on Ctrl-C/SIGTERM/exception) is ``Managed`` from ``controller_vs_ipcontroller.py``.
+
+Run ``python benchmarks/stack_vs_ipyparallel.py --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from controller_vs_ipcontroller import (  # noqa: E402  (process management shared with that benchmark)
+    POLL,
+    Failure,
+    Managed,
+    _raise_interrupt,
+    _signal_all,
+    _wait_gone,
+    call_with_timeout,
+    environment,
+    log,
+)
+
+KINDS = ("ref", "ours")
+LABELS = {"ref": "ipyparallel", "ours": "jupyter_hub_ctl"}
+CONTROLLER_CMD = {
+    "ref": [sys.executable, "-m", "ipyparallel.controller"],
+    "ours": [sys.executable, "-m", "jupyter_hub_ctl.controller"],
+}
+ENGINE_CMD = {
+    "ref": [sys.executable, "-m", "ipyparallel.engine"],
+    "ours": [sys.executable, "-m", "jupyter_hub_ctl.engine"],
+}
+
+
+def noop():
+    """The task: does nothing, returns None."""
+
+
+def ident(x):
+    return x
+
+
+for _f in (noop, ident):
+    _f.__module__ = "__main__"  # shipped by value, also when this file is imported rather than run
+
+
+def make_client(kind: str, client_file: str, profile_dir: str, timeout: float):
+    if kind == "ours":
+        from jupyter_hub_ctl import Client
+
+        return Client(client_file, timeout=timeout)
+    from ipyparallel import Client
+
+    return Client(client_file, profile_dir=profile_dir, timeout=timeout)
+
+
+def wait_for_engines(kind: str, client, n: int, timeout: float) -> None:
+    try:
+        if kind == "ours":
+            client.wait_for_engines(n, timeout)
+        else:
+            client.wait_for_engines(n, timeout=timeout, interactive=False)
+    except TimeoutError:
+        raise Failure(f"{len(client.ids)} of {n} engines registered within {timeout:.0f} s") from None
+
+
+def close_client(kind: str, client) -> None:
+    if kind == "ours":
+        client.close()
+    else:
+        client.close(linger=0)
+
+
+def get_all(ars: list, timeout: float, what: str) -> list:
+    """``ar.get()`` for every AsyncResult, all within one deadline."""
+    deadline = time.monotonic() + timeout
+    out = []
+    for ar in ars:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Failure(f"{what}: not done within {timeout:.0f} s")
+        try:
+            out.append(ar.get(timeout=left))
+        except TimeoutError:
+            raise Failure(f"{what}: not done within {timeout:.0f} s") from None
+    return out
+
+
+# --------------------------------------------------------------------------- one stack
+class Stack:
+    """A controller, ``n`` engines and (optionally) a connected Client of one kind."""
+
+    def __init__(self, kind: str, opts, tag: str, engines: int, connect: bool = True):
+        self.kind, self.opts, self.tag, self.n_engines, self.connect = kind, opts, tag, engines, connect
+        self.controller: Managed | None = None
+        self.engines: list = []
+        self.client = None
+        self.failed = False
+
+    def __enter__(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.failed = True
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        opts = self.opts
+        self.dir = tempfile.mkdtemp(prefix=f"hubctl-stack-{self.kind}-{self.tag}-")
+        self.profile_dir = os.path.join(self.dir, "profile")
+        os.makedirs(os.path.join(self.profile_dir, "security"))
+        os.makedirs(os.path.join(self.profile_dir, "log"))
+        self.cluster_id = cluster_id = f"bench-{uuid.uuid4().hex[:8]}"
+        self.env = dict(os.environ, IPP_PROFILE_DIR=self.profile_dir, IPP_CLUSTER_ID=cluster_id,
+                        PYTHONUNBUFFERED="1")
+        argv = CONTROLLER_CMD[self.kind] + [
+            f"--profile-dir={self.profile_dir}", f"--cluster-id={cluster_id}",
+            f"--ping={opts.ping}", f"--log-level={opts.log_level}", "--dictdb",
+        ]
+        self.controller = Managed(f"{self.kind} controller", argv, self.env, self.dir,
+                                  os.path.join(self.dir, "controller.log"))
+        security = os.path.join(self.profile_dir, "security")
+        self.client_file = os.path.join(security, f"ipcontroller-{cluster_id}-client.json")
+        self.engine_file = os.path.join(security, f"ipcontroller-{cluster_id}-engine.json")
+        deadline = time.monotonic() + opts.start_timeout
+        while not (_ready_json(self.client_file) and _ready_json(self.engine_file)):
+            if not self.controller.running():
+                raise Failure(f"controller exited with status {self.controller.popen.returncode} "
+                              "before writing its connection files")
+            if time.monotonic() > deadline:
+                raise Failure(f"connection files not written within {opts.start_timeout:.0f} s")
+            time.sleep(POLL)
+        self.controller.tree()
+        if self.connect:
+            self.client = call_with_timeout(
+                lambda: make_client(self.kind, self.client_file, self.profile_dir, opts.start_timeout),
+                opts.start_timeout + 5, "Client() connection")
+        self.start_engines(self.n_engines)
+        if self.connect and self.n_engines:
+            wait_for_engines(self.kind, self.client, self.n_engines, opts.start_timeout)
+            for m in self.engines:
+                m.tree()  # note the nannies (ipengine) now
+
+    def start_engines(self, n: int) -> list:
+        new = []
+        for _ in range(n):
+            i = len(self.engines)
+            argv = ENGINE_CMD[self.kind] + [f"--file={self.engine_file}", "--log-level=WARN"]
+            if self.kind == "ref":
+                argv.append(f"--profile-dir={self.profile_dir}")
+            m = Managed(f"engine {i}", argv, dict(os.environ, PYTHONUNBUFFERED="1"), self.dir,
+                        os.path.join(self.dir, f"engine-{i}.log"))
+            self.engines.append(m)
+            new.append(m)
+        return new
+
+    def stop_engines(self) -> dict:
+        """Stop every engine (and nanny) by pid, all at once; check they are gone."""
+        for m in self.engines:
+            m.tree()
+        pids = {pid for m in self.engines for pid in m.known}
+        _signal_all([m.proc for m in self.engines if m.running()], signal.SIGTERM)
+        _wait_gone([p for m in self.engines for p in m.known.values()], 10.0)
+        survivors = []
+        for m in self.engines:
+            survivors += m.stop(grace=5.0)  # SIGTERM leftovers, then SIGKILL
+        self.engines = []
+        still = [pid for pid in pids if _alive(pid)]
+        return {"processes": len(pids), "survivors": survivors, "alive_after": still}
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.failed = True
+        if self.client is not None:
+            try:
+                call_with_timeout(lambda: close_client(self.kind, self.client), 10, "Client.close")
+            except Exception as e:
+                log(f"  client close failed: {e}")
+            self.client = None
+        survivors = self.stop_engines()["survivors"]
+        if self.controller is not None:
+            if self.failed:
+                self.failure_tail = self.controller.log_tail()
+            survivors += self.controller.stop()
+        if survivors:
+            raise RuntimeError(f"processes still alive after SIGKILL: {survivors}")
+        if self.failed:
+            log(f"  logs kept in {self.dir}")
+        elif hasattr(self, "dir"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def check_alive(self) -> None:
+        if not self.controller.running():
+            raise Failure(f"controller exited with status {self.controller.popen.returncode}")
+
+    def snapshot(self) -> dict:
+        t = psutil.cpu_times()
+        me = psutil.Process()
+        mine = me.cpu_times()
+        own = mine.user + mine.system + self.controller.cpu_seconds() + sum(m.cpu_seconds() for m in self.engines)
+        return {"time": time.monotonic(), "machine": sum(t) - t.idle - getattr(t, "iowait", 0.0), "own": own}
+
+    @staticmethod
+    def other_cores(a: dict, b: dict) -> float:
+        wall = max(b["time"] - a["time"], 1e-9)
+        return max(0.0, ((b["machine"] - a["machine"]) - (b["own"] - a["own"])) / wall)
+
+
+def _ready_json(path: str) -> bool:
+    try:
+        with open(path) as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# --------------------------------------------------------------------------- phases 1-4
+def phase_main(s: Stack, opts) -> dict:
+    rc = s.client
+    lview = rc.load_balanced_view()
+    out: dict = {}
+    # warm-up
+    get_all([lview.apply_async(noop) for _ in range(opts.warmup)], 60 + opts.warmup / 50, "warm-up")
+
+    # 1. LB throughput
+    a = s.snapshot()
+    t0 = time.perf_counter()
+    ars = [lview.apply_async(noop) for _ in range(opts.tasks)]
+    t_sub = time.perf_counter() - t0
+    get_all(ars, opts.task_timeout + opts.tasks / 50, f"{opts.tasks} LB tasks")
+    dt = time.perf_counter() - t0
+    b = s.snapshot()
+    del ars
+    s.check_alive()
+    out["lb_tasks_per_s"] = opts.tasks / dt
+    out["lb_submit_per_s"] = opts.tasks / t_sub
+    out["background_cores"] = Stack.other_cores(a, b)
+    log(f"  {LABELS[s.kind]}: LB {out['lb_tasks_per_s']:.0f} tasks/s (submit {out['lb_submit_per_s']:.0f}/s), "
+        f"other load {out['background_cores']:.2f} cores")
+
+    # 2. apply_sync latency on one engine
+    dv = rc[rc.ids[0]]
+    for _ in range(20):
+        call_with_timeout(lambda: dv.apply_sync(noop), 30, "apply_sync warm-up")
+    lat = []
+    deadline = time.monotonic() + opts.task_timeout + opts.latency_calls / 20
+    for _ in range(opts.latency_calls):
+        t = time.perf_counter()
+        dv.apply_sync(noop)
+        lat.append(time.perf_counter() - t)
+        if time.monotonic() > deadline:
+            raise Failure("apply_sync latency loop past its deadline")
+    lat.sort()
+    out["latency_median_ms"] = 1000 * statistics.median(lat)
+    out["latency_p99_ms"] = 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    log(f"  {LABELS[s.kind]}: apply_sync median {out['latency_median_ms']:.2f} ms, p99 {out['latency_p99_ms']:.2f} ms")
+
+    # 3. LB map, chunksize=1
+    seq = list(range(opts.map_items))
+    a = s.snapshot()
+    t0 = time.perf_counter()
+    amr = lview.map(ident, seq, chunksize=1, block=False)
+    res = get_all([amr], opts.task_timeout + opts.map_items / 50, f"map of {opts.map_items}")[0]
+    dt = time.perf_counter() - t0
+    b = s.snapshot()
+    if list(res) != seq:
+        raise Failure("map returned wrong results")
+    del amr, res
+    out["map_items_per_s"] = opts.map_items / dt
+    out["map_background_cores"] = Stack.other_cores(a, b)
+    log(f"  {LABELS[s.kind]}: map {out['map_items_per_s']:.0f} items/s")
+
+    # 4. push / pull of a numpy array to/from one engine
+    import numpy as np
+
+    arr = np.random.default_rng(0).random(opts.push_mb * 2**20 // 8)
+    mb = arr.nbytes / 2**20
+    pushes, pulls = [], []
+    for _ in range(opts.push_repeat):
+        t = time.perf_counter()
+        call_with_timeout(lambda: dv.push({"a": arr}, block=True), opts.task_timeout, "push")
+        pushes.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        back = call_with_timeout(lambda: dv.pull("a", block=True), opts.task_timeout, "pull")
+        pulls.append(time.perf_counter() - t)
+        if back.shape != arr.shape or back[12345] != arr[12345] or back[-1] != arr[-1]:
+            raise Failure("pulled array differs from the pushed one")
+        del back
+        call_with_timeout(lambda: dv.execute("del a", block=True), opts.task_timeout, "execute del")
+    out["push_mb_per_s"] = mb / statistics.median(pushes)
+    out["pull_mb_per_s"] = mb / statistics.median(pulls)
+    log(f"  {LABELS[s.kind]}: push {out['push_mb_per_s']:.0f} MB/s, pull {out['pull_mb_per_s']:.0f} MB/s")
+    return out
+
+
+# --------------------------------------------------------------------------- phase 5
+def memory_child(argv: list) -> int:
+    """Runs in its own process: connect, run tasks in batches, print RSS samples as JSON lines."""
+    p = argparse.ArgumentParser()
+    p.add_argument("kind")
+    p.add_argument("client_file")
+    p.add_argument("profile_dir")
+    p.add_argument("tasks", type=int)
+    p.add_argument("batch", type=int)
+    a = p.parse_args(argv)
+    me = psutil.Process()
+    rc = make_client(a.kind, a.client_file, a.profile_dir, 30)
+    wait_for_engines(a.kind, rc, 1, 60)
+    lview = rc.load_balanced_view()
+    get_all([lview.apply_async(noop) for _ in range(200)], 60, "warm-up")
+    print(json.dumps({"done": 0, "rss_mb": me.memory_info().rss / 2**20}), flush=True)
+    done = 0
+    while done < a.tasks:
+        n = min(a.batch, a.tasks - done)
+        ars = [lview.apply_async(noop) for _ in range(n)]
+        get_all(ars, 120 + n / 20, f"batch at {done}")
+        del ars  # the AsyncResults are released; nothing else is kept
+        done += n
+        print(json.dumps({"done": done, "rss_mb": me.memory_info().rss / 2**20,
+                          "gc_objects": len(gc.get_objects())}), flush=True)
+    close_client(a.kind, rc)
+    return 0
+
+
+def phase_memory(kind: str, opts) -> dict:
+    with Stack(kind, opts, "memory", opts.engines, connect=False) as s:
+        child = Managed("memory client", [sys.executable, os.path.abspath(__file__), "--memory-child", kind,
+                                          s.client_file, s.profile_dir, str(opts.memory_tasks),
+                                          str(opts.memory_batch)],
+                        s.env, s.dir, os.path.join(s.dir, "memory-client.log"))
+        deadline = time.monotonic() + 120 + opts.memory_tasks / 50
+        try:
+            while child.running():
+                s.check_alive()
+                if time.monotonic() > deadline:
+                    raise Failure("memory client not done by its deadline")
+                time.sleep(0.2)
+            samples = []
+            with open(child.log_path) as f:
+                for line in f:
+                    if line.startswith("{"):
+                        samples.append(json.loads(line))
+            if child.popen.returncode != 0:
+                raise Failure(f"memory client exited with {child.popen.returncode}: {child.log_tail(8)}")
+        finally:
+            child.stop()
+    by = {d["done"]: d["rss_mb"] for d in samples}
+    log(f"  {LABELS[kind]}: client RSS " + ", ".join(f"{k // 1000}k {v:.0f}" for k, v in by.items()) + " MB")
+    return {"samples": samples}
+
+
+def rss_at(samples: list, n: int):
+    for d in samples:
+        if d["done"] >= n:
+            return d["rss_mb"]
+    return None
+
+
+# --------------------------------------------------------------------------- phase 6
+def phase_register(kind: str, opts) -> dict:
+    n = opts.many_engines
+    limit = opts.register_within[kind]
+    with Stack(kind, opts, "register", 0) as s:
+        rc = s.client
+        a = s.snapshot()
+        t0 = time.monotonic()
+        s.start_engines(n)
+        launched = time.monotonic() - t0
+        curve, count, t_all = [], 0, None
+        while True:
+            s.check_alive()
+            now = time.monotonic() - t0
+            count = len(rc.ids)
+            if not curve or curve[-1][1] != count:
+                curve.append((round(now, 2), count))
+            if count >= n:
+                t_all = now
+                break
+            if now > limit:
+                break
+            for m in s.engines:  # note the nannies while they live
+                m.tree()
+            time.sleep(0.2)
+        b = s.snapshot()
+        count_at_limit = max((c for t, c in curve if t <= limit), default=0)
+        info = s.stop_engines()
+        log(f"  {LABELS[kind]}: {count_at_limit} of {n} engines registered within {limit:.0f} s"
+            + (f" (all after {t_all:.1f} s)" if t_all else "")
+            + f"; launching took {launched:.1f} s; stopped {info['processes']} processes, "
+            f"{len(info['alive_after'])} left alive")
+        if info["alive_after"]:
+            raise Failure(f"processes still alive after stopping the engines: {info['alive_after']}")
+        return {"registered": count_at_limit, "engines": n, "limit_s": limit, "all_after_s": t_all,
+                "launch_s": launched, "curve": curve, "processes_stopped": info["processes"],
+                "background_cores": Stack.other_cores(a, b)}
+
+
+# --------------------------------------------------------------------------- summary
+def med(results, phase, kind, key):
+    vals = [r[key] for r in results.get(phase, {}).get(kind, []) if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(results: dict, opts) -> list:
+    rows = []
+
+    def ratio_row(label, key, fmt, op, bound, target_text, phase="main", extra_bound=None):
+        ref, ours = med(results, phase, "ref", key), med(results, phase, "ours", key)
+        ratio = ours / ref if ref and ours is not None else None
+        verdict = "-" if ratio is None else ("PASS" if op(ratio, bound) else "MISS")
+        rows.append((label, ref, ours, fmt, ratio, target_text, verdict))
+        if extra_bound is not None:
+            b, text = extra_bound
+            rows.append(("  same, vs stretch target", None, None, fmt, ratio, text,
+                         "-" if ratio is None else ("PASS" if op(ratio, b) else "MISS")))
+
+    ge, le = (lambda r, b: r >= b), (lambda r, b: r <= b)
+    ratio_row("LB no-op apply_async tasks/s", "lb_tasks_per_s", "{:.0f}", ge, 5.0, "ours/ref >= 5",
+              extra_bound=(10.0, "ours/ref >= 10"))
+    ratio_row("  submission alone, tasks/s (context)", "lb_submit_per_s", "{:.0f}", ge, 0, "(context)")
+    rows[-1] = rows[-1][:6] + ("-",)
+    ratio_row("apply_sync latency median (ms)", "latency_median_ms", "{:.2f}", le, 1 / 3, "ours/ref <= 0.33")
+    ratio_row("apply_sync latency p99 (ms)", "latency_p99_ms", "{:.2f}", le, 1 / 3, "ours/ref <= 0.33")
+    ratio_row(f"LB map {opts.map_items} items chunksize=1, items/s", "map_items_per_s", "{:.0f}", ge, 5.0,
+              "ours/ref >= 5")
+    ratio_row(f"push {opts.push_mb} MB numpy array (MB/s)", "push_mb_per_s", "{:.0f}", ge, 2.0, "ours/ref >= 2")
+    ratio_row(f"pull {opts.push_mb} MB numpy array (MB/s)", "pull_mb_per_s", "{:.0f}", ge, 2.0, "ours/ref >= 2")
+
+    mem = results.get("memory", {})
+    if mem:
+        pts = sorted({0, opts.memory_tasks // 5, 3 * opts.memory_tasks // 5, opts.memory_tasks})
+        vals = {k: {n: rss_at(mem[k][0]["samples"], n) if mem.get(k) else None for n in pts} for k in KINDS}
+        for n in pts:
+            rows.append((f"client RSS after {n} tasks (MB)", vals["ref"][n], vals["ours"][n], "{:.0f}", None,
+                         "(context)", "-"))
+        hi, mid = pts[-1], pts[-2]
+        growth = {k: (vals[k][hi] - vals[k][mid]) if vals[k][hi] is not None and vals[k][mid] is not None else None
+                  for k in KINDS}
+        g = growth["ours"]
+        rows.append((f"  growth {mid // 1000}k -> {hi // 1000}k tasks (MB)", growth["ref"], g, "{:.1f}", None,
+                     "ours <= 5 MB", "-" if g is None else ("PASS" if g <= 5 else "MISS")))
+    reg = results.get("register", {})
+    if reg:
+        r = {k: (reg[k][0]["registered"] if reg.get(k) else None) for k in KINDS}
+        rows.append((f"engines registered of {opts.many_engines} (ref in 60 s, ours in 30 s)", r["ref"], r["ours"],
+                     "{:.0f}", None, f"ours = {opts.many_engines}",
+                     "-" if r["ours"] is None else ("PASS" if r["ours"] >= opts.many_engines else "MISS")))
+        t = {k: (reg[k][0]["all_after_s"] if reg.get(k) else None) for k in KINDS}
+        rows.append(("  all registered after (s)", t["ref"], t["ours"], "{:.1f}", None, "(context)", "-"))
+    return rows
+
+
+def print_table(rows: list, failures: list) -> None:
+    def cell(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    header = ("measurement", LABELS["ref"], LABELS["ours"], "ours/ref", "target", "result")
+    body = [(label, cell(ref, fmt), cell(ours, fmt), cell(ratio, "{:.2f}"), target, verdict)
+            for label, ref, ours, fmt, ratio, target, verdict in rows]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    print("\n" + line)
+    for i, r in enumerate([header] + body):
+        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
+        if i == 0:
+            print(line)
+    print(line)
+    if failures:
+        print(f"\n{len(failures)} measurement(s) failed:")
+        for f in failures:
+            print(f"  {f['phase']} [{LABELS[f['kind']]}] {f['tag']}: {f['error']}  (logs: {f['log_dir']})")
+
+
+# --------------------------------------------------------------------------- main
+def run(phase: str, kind: str, tag: str, fn, results: dict, failures: list) -> None:
+    log(f"{phase} [{LABELS[kind]}] {tag}")
+    try:
+        results.setdefault(phase, {}).setdefault(kind, []).append(fn())
+    except Exception as e:  # noqa: BLE001  (reported, the next measurement goes on)
+        log(f"  FAILED: {type(e).__name__}: {e}")
+        failures.append({"phase": phase, "kind": kind, "tag": tag, "error": f"{type(e).__name__}: {e}",
+                         "log_dir": "(see above)"})
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--tasks", type=int, default=5000, help="no-op tasks in the LB throughput run")
+    p.add_argument("--repeat", type=int, default=3, help="rounds of phases 1-4, order alternating")
+    p.add_argument("--only", choices=KINDS, help="one stack only")
+    p.add_argument("--skip-128", action="store_true", help="skip the engine registration phase")
+    p.add_argument("--skip-memory", action="store_true", help="skip the client memory phase")
+    p.add_argument("--json", metavar="OUT", help="also write every figure here")
+    p.add_argument("--engines", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--latency-calls", type=int, default=500)
+    p.add_argument("--map-items", type=int, default=10000)
+    p.add_argument("--push-mb", type=int, default=100)
+    p.add_argument("--push-repeat", type=int, default=3)
+    p.add_argument("--memory-tasks", type=int, default=100000)
+    p.add_argument("--memory-batch", type=int, default=5000)
+    p.add_argument("--many-engines", type=int, default=128)
+    p.add_argument("--ping", type=int, default=3000)
+    p.add_argument("--log-level", default="30")
+    p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--task-timeout", type=float, default=120.0)
+    opts = p.parse_args(argv)
+    opts.register_within = {"ours": 30.0, "ref": 60.0}
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    kinds = [opts.only] if opts.only else list(KINDS)
+    env = environment()
+    log(f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
+        f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']})")
+    results: dict = {}
+    failures: list = []
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    atexit.register(Managed.stop_all)
+    interrupted = False
+
+    def main_phase(kind, tag):
+        with Stack(kind, opts, tag, opts.engines) as s:
+            return phase_main(s, opts)
+
+    try:
+        for r in range(opts.repeat):
+            for kind in (kinds if r % 2 == 0 else kinds[::-1]):
+                run("main", kind, f"round{r + 1}", lambda: main_phase(kind, f"round{r + 1}"), results, failures)
+        if not opts.skip_memory:
+            for kind in kinds[::-1]:
+                run("memory", kind, "memory", lambda: phase_memory(kind, opts), results, failures)
+        if not opts.skip_128:
+            for kind in kinds[::-1]:
+                run("register", kind, "register", lambda: phase_register(kind, opts), results, failures)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted; stopping every process started here")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        survivors = Managed.stop_all()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if survivors:
+            log(f"WARNING: processes survived SIGKILL: {survivors}")
+    rows = summarize(results, opts)
+    loads = [r["background_cores"] for runs in results.get("main", {}).values() for r in runs]
+    print(f"\nMedians over {opts.repeat} round(s); {opts.tasks} LB tasks, {opts.engines} engines, {env['cpus']} CPUs.")
+    if loads:
+        print(f"CPU used by other processes on the machine during the LB throughput runs: "
+              f"median {statistics.median(loads):.2f} cores, max {max(loads):.2f} cores.")
+    print_table(rows, failures)
+    if opts.json:
+        doc = {"environment": env, "options": vars(opts), "results": results, "failures": failures,
+               "interrupted": interrupted,
+               "summary": [dict(zip(("measurement", "ref", "ours", "format", "ratio", "target", "result"), row))
+                           for row in rows]}
+        with open(opts.json, "w") as f:
+            json.dump(doc, f, indent=1, default=str)
+        log(f"wrote {opts.json}")
+    return 130 if interrupted else (1 if failures else 0)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
+        sys.exit(memory_child(sys.argv[2:]))
+    sys.exit(main())
