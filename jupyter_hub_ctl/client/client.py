@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from typing import Dict, Optional
 
 import zmq
 
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
+from ..wire.reader import recv_frames, send_frames
 from ..wire.session import MessageError, WireSession, new_id, parse_date
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
@@ -50,7 +52,8 @@ class Client:
     """
 
     def __init__(self, connection_info=None, *, profile: Optional[str] = None, profile_dir: Optional[str] = None,
-                 cluster_id: Optional[str] = None, hub_id: Optional[str] = None, timeout: float = 10.0):
+                 cluster_id: Optional[str] = None, hub_id: Optional[str] = None, timeout: float = 10.0,
+                 history_limit: int = 10000):
         if hub_id is not None:
             from ..cluster import find_hub  # a hub started through the cluster API
 
@@ -75,7 +78,7 @@ class Client:
         self._awaiting_output: Dict[str, float] = {}
         self._registration_callbacks: list = []
         self._closed = False
-        self.history: list = []
+        self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
         self.results_seen = 0
         self._ctx = zmq.Context()
         self._outbox_url = f"inproc://hubctl-client-{id(self)}"
@@ -138,17 +141,15 @@ class Client:
                 for sock, _ in events:
                     if sock is outbox:
                         for _ in range(1000):
-                            try:
-                                frames = outbox.recv_multipart(zmq.NOBLOCK, copy=False)
-                            except zmq.Again:
+                            frames = recv_frames(outbox, copy=False)
+                            if frames is None:
                                 break
-                            socks[frames[0].bytes].send_multipart(frames[1:], copy=False)
+                            send_frames(socks[frames[0].bytes], frames[1:], copy=False)
                         continue
                     handler = handlers[sock]
                     for _ in range(1000):
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
+                        frames = recv_frames(sock, copy=False)
+                        if frames is None:
                             break
                         try:
                             handler(frames)
@@ -177,7 +178,7 @@ class Client:
             self._local.push = s
             with self._push_lock:
                 self._push_sockets.append(s)
-        s.send_multipart([channel, *frames], copy=False)
+        send_frames(s, [channel, *frames], copy=False)
 
     # ================================================================ replies
     def _parse(self, frames):

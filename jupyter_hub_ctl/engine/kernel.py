@@ -15,6 +15,7 @@ import zmq
 from ..client.serialize import SERIALIZER
 from ..wire.session import MessageError, WireSession, new_id, utcnow
 from .executor import Executor, error_content
+from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
 
 log = logging.getLogger("jupyter_hub_ctl.engine")
@@ -233,9 +234,8 @@ class Engine:
 
     def _drain_shell(self) -> None:
         while not self.exiting:
-            try:
-                frames = self.shell.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            frames = recv_frames(self.shell, copy=False)
+            if frames is None:
                 self.abort_all = False
                 return
             self._handle(frames)
@@ -250,7 +250,7 @@ class Engine:
         msg_type = msg.msg_type
         md = msg.metadata
         reply_md = {
-            "started": utcnow(),
+            "started": utcnow().isoformat().replace("+00:00", "Z"),
             "dependencies_met": True,
             "engine": self.uuid,
             "is_broadcast": md.get("is_broadcast", False),
@@ -300,9 +300,8 @@ class Engine:
         self.parent = None
 
     def _send(self, idents, msg_type, content, parent, md, buffers=()) -> None:
-        self.shell.send_multipart(
-            self.session.serialize(msg_type, content, parent=parent, metadata=md, buffers=buffers, idents=idents),
-            copy=False)
+        send_frames(self.shell, self.session.serialize(msg_type, content, parent=parent, metadata=md,
+                                                       buffers=buffers, idents=idents), copy=bool(not buffers))
 
     def kernel_info(self) -> dict:
         from .._version import __version__

@@ -23,6 +23,18 @@ SNDMORE = int(zmq.SNDMORE)
 RCVMORE = int(zmq.RCVMORE)
 
 
+def recv_frames(sock: zmq.Socket, copy: bool = True):
+    """One multipart message if one is waiting, else None (no Again exception, no enum arithmetic)."""
+    opt = sock.getsockopt
+    if not opt(EVENTS) & POLLIN:
+        return None
+    recv = sock.recv
+    frames = [recv(NOBLOCK, copy=copy)]
+    while opt(RCVMORE):
+        frames.append(recv(NOBLOCK, copy=copy))
+    return frames
+
+
 def send_frames(sock: zmq.Socket, frames, copy: bool = True) -> None:
     """``send_multipart`` without pyzmq's per-frame enum arithmetic."""
     send = sock.send
