@@ -30,6 +30,9 @@ export type SnippetStyle = 'client' | 'magic';
 export const MIN_POLL_INTERVAL = 5;
 export const DEFAULT_POLL_INTERVAL = 30;
 
+/** How long (ms) a hub created here stays listed before the server lists it. */
+const PENDING_GRACE = 60_000;
+
 /** How long to wait before re-listing hubs after an event without a model. */
 const EVENT_REFRESH_DELAY = 250;
 
@@ -156,27 +159,9 @@ export class HubCtlModel implements IDisposable {
    * Never rejects: failures are recorded in `status` and the messages.
    */
   async refresh(): Promise<void> {
-    const seq = ++this._refreshSeq;
-    try {
-      const { hubs } = await this.api.listHubs();
-      if (seq !== this._refreshSeq || this._isDisposed) {
-        return;
-      }
-      this._hubs = sortHubs(hubs);
-      this._status = 'ready';
-      this._statusMessage = '';
-      if (this._selectedId && !this.selectedHub) {
-        this._clearSelection();
-      }
-    } catch (reason) {
-      if (seq !== this._refreshSeq || this._isDisposed) {
-        return;
-      }
-      this._setFailure(reason);
-      this._changed.emit();
+    if (!(await this._refreshList())) {
       return;
     }
-    this._changed.emit();
     const loads: Promise<void>[] = [this._loadDetail()];
     if (this._launchers === null) {
       loads.push(this._loadLaunchers());
@@ -217,6 +202,7 @@ export class HubCtlModel implements IDisposable {
   async create(request: ICreateHubRequest): Promise<IHub | null> {
     const hub = await this._act('create', () => this.api.createHub(request));
     if (hub) {
+      this._pending.set(hub.id, Date.now() + PENDING_GRACE);
       this._upsert(hub);
       this._formOpen = false;
       this.select(hub.id);
@@ -272,6 +258,7 @@ export class HubCtlModel implements IDisposable {
     this._events?.stream.disconnect(this._onEvent, this);
     this._poll.dispose();
     window.clearTimeout(this._eventRefreshTimer);
+    window.clearTimeout(this._detailLoadTimer);
     Signal.clearData(this);
   }
 
@@ -296,6 +283,48 @@ export class HubCtlModel implements IDisposable {
       this._status = 'unreachable';
       this._statusMessage = describe(reason);
     }
+  }
+
+  /** Re-read the hub list only; resolves whether it could be read. */
+  private async _refreshList(): Promise<boolean> {
+    const seq = ++this._refreshSeq;
+    try {
+      const { hubs } = await this.api.listHubs();
+      if (seq !== this._refreshSeq || this._isDisposed) {
+        return false;
+      }
+      this._hubs = sortHubs([...hubs, ...this._pendingHubs(hubs)]);
+      this._status = 'ready';
+      this._statusMessage = '';
+      if (this._selectedId && !this.selectedHub) {
+        this._clearSelection();
+      }
+    } catch (reason) {
+      if (seq !== this._refreshSeq || this._isDisposed) {
+        return false;
+      }
+      this._setFailure(reason);
+      this._changed.emit();
+      return false;
+    }
+    this._changed.emit();
+    return true;
+  }
+
+  /**
+   * Hubs this panel created that a list does not show yet: kept for a grace
+   * period, so a server that lists a new hub a moment after answering the
+   * POST does not make it flicker away (and lose its selection).
+   */
+  private _pendingHubs(listed: IHub[]): IHub[] {
+    const now = Date.now();
+    const ids = new Set(listed.map(hub => hub.id));
+    for (const [id, deadline] of this._pending) {
+      if (ids.has(id) || now > deadline) {
+        this._pending.delete(id);
+      }
+    }
+    return this._hubs.filter(hub => this._pending.has(hub.id));
   }
 
   private async _loadLaunchers(): Promise<void> {
@@ -331,8 +360,9 @@ export class HubCtlModel implements IDisposable {
       }
       this._detailError = describe(reason);
       if (reason instanceof HubCtlError && reason.status === 404) {
-        // The hub may have gone between the list and this call.
-        await this._refreshHub(id);
+        // The hub is gone, or not quite there yet: the list decides (and
+        // drops the selection if it is gone). Its next event reloads this.
+        await this._refreshList();
         return;
       }
     }
@@ -384,15 +414,20 @@ export class HubCtlModel implements IDisposable {
         break;
       case 'state':
         known = !!event.hub;
+        if (id === this._selectedId && (this._detailError || this._engines === null)) {
+          this._scheduleDetailLoad();
+        }
         break;
       case 'engines':
         if (id === this._selectedId && Array.isArray(event.engines)) {
           this._engines = event.engines;
+          this._detailError = null;
         }
         break;
       case 'queues':
         if (id === this._selectedId && event.queues) {
           this._queues = event.queues;
+          this._detailError = null;
         }
         break;
       default:
@@ -411,6 +446,14 @@ export class HubCtlModel implements IDisposable {
     if (this._status === 'ready') {
       this._changed.emit();
     }
+  }
+
+  private _scheduleDetailLoad(): void {
+    window.clearTimeout(this._detailLoadTimer);
+    this._detailLoadTimer = window.setTimeout(
+      () => void this._loadDetail(),
+      EVENT_REFRESH_DELAY
+    );
   }
 
   private _scheduleRefresh(): void {
@@ -435,6 +478,7 @@ export class HubCtlModel implements IDisposable {
   }
 
   private _remove(id: string): void {
+    this._pending.delete(id);
     this._hubs = this._hubs.filter(h => h.id !== id);
     if (id === this._selectedId) {
       this._clearSelection();
@@ -461,9 +505,11 @@ export class HubCtlModel implements IDisposable {
   private _actionError: string | null = null;
   private _formOpen = false;
   private _busy = new Set<string>();
+  private _pending = new Map<string, number>();
   private _snippetStyle: SnippetStyle = 'client';
   private _refreshSeq = 0;
   private _eventRefreshTimer = 0;
+  private _detailLoadTimer = 0;
   private _isDisposed = false;
   private _isActive: () => boolean;
   private _poll: Poll;

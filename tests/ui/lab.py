@@ -115,7 +115,8 @@ class LabServer:
         for plugin, values in self.settings.items():
             self.write_settings(plugin, values)
         if self.stub:
-            extensions = {"stub_hubctl": True, "jupyter_hub_ctl": False, "jupyter_hub_ctl.server": False}
+            extensions = {name: False for name in real_extension_names()}
+            extensions["stub_hubctl"] = True
             (self.home / "config" / "jupyter_server_config.json").write_text(
                 json.dumps({"ServerApp": {"jpserver_extensions": extensions}})
             )
@@ -233,6 +234,18 @@ class LabServer:
         }
         (self.notebooks / name).write_text(json.dumps(nb))
         return name
+
+
+def real_extension_names() -> set[str]:
+    """Module names under which the real server extension may be enabled (off for the stub)."""
+    names = {"jupyter_hub_ctl", "jupyter_hub_ctl.server"}
+    config_d = Path(__file__).parents[2] / "jupyter-config" / "jupyter_server_config.d"
+    for path in config_d.glob("*.json"):
+        try:
+            names.update(json.loads(path.read_text())["ServerApp"]["jpserver_extensions"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return names
 
 
 def labextension_list() -> str:

@@ -162,12 +162,15 @@ def run_lifecycle(page, lab, screenshot, timeout: float, real: bool):
     assert hub_id not in remaining or remaining[hub_id]["state"] == "stopped"
     assert page.locator(tid("hubctl-action-error")).count() == 0
     assert page.hubctl_log.page_errors == []
-    assert page.hubctl_log.console_errors == []
+    # The browser logs every 4xx/5xx answer as a console error; the panel handles those
+    # in place, and the steps above check what it shows. Anything else is a fault.
+    assert [e for e in page.hubctl_log.console_errors if "Failed to load resource" not in e[0]] == []
 
 
 def check_engines_from_notebook(page, name: str, n: int, timeout: float):
     """In the empty cell that running the snippet left below it, ask the client for engines."""
-    last = cells(page).last
+    # pinned by index: running the cell adds another one below it
+    last = cells(page).nth(cells(page).count() - 1)
     assert cell_text(last).strip() == ""
     last.locator(".jp-InputPrompt").click()
     page.keyboard.press("Enter")
@@ -175,7 +178,7 @@ def check_engines_from_notebook(page, name: str, n: int, timeout: float):
         f"import time; [time.sleep(0.1) for _ in range(300) if len({name}.ids) < {n}]; "
         f"print('engines:', len({name}.ids))"
     )
-    output = run_cell(page, cells(page).last, timeout=timeout)
+    output = run_cell(page, last, timeout=timeout)
     assert f"engines: {n}" in output, output
 
 

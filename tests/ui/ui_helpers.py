@@ -8,7 +8,7 @@ PANEL_TAB = '.jp-SideBar [data-id="hubctl-panel"]'
 
 def open_lab(page, lab, path: str = "lab"):
     """Load JupyterLab at ``path`` with a fresh layout (nothing restored from earlier pages)."""
-    page.goto(lab.lab_url(path) + "&reset")
+    page.goto(lab.lab_url(path) + "&reset", timeout=90_000)
     page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
     page.wait_for_selector(PANEL_TAB, timeout=30_000)
     # the splash screen goes once the saved layout is restored
