@@ -108,6 +108,18 @@ def page(browser, request):
     context.close()
 
 
+def _stop_all(labs):
+    """Stop every lab, even when stopping one of them fails."""
+    if not labs:
+        return
+    lab, rest = labs[0], labs[1:]
+    try:
+        lab.stop()
+        lab.remove_runtime()
+    finally:
+        _stop_all(rest)
+
+
 def _lab_factory(root: Path):
     labs: list[LabServer] = []
 
@@ -124,9 +136,7 @@ def lab_factory(tmp_path):
     """Start labs on demand (``lab_factory(base_url='/prefix/')``); all are stopped at the end."""
     start, labs = _lab_factory(tmp_path)
     yield start
-    for lab in labs:
-        lab.stop()
-        lab.remove_runtime()
+    _stop_all(labs)
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +144,7 @@ def module_lab_factory(tmp_path_factory):
     """Like ``lab_factory``, for labs that all tests of a module share."""
     start, labs = _lab_factory(tmp_path_factory.mktemp("labs"))
     yield start
-    for lab in labs:
-        lab.stop()
-        lab.remove_runtime()
+    _stop_all(labs)
 
 
 @pytest.fixture

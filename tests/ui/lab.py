@@ -163,21 +163,22 @@ class LabServer:
             return False
 
     def stop(self, timeout: float = 30):
-        """Shut kernels down, then stop the server by its pid."""
+        """Shut kernels down, then stop the server by its pid (whatever the kernels did)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            kernels = self.get("api/kernels")
-            for kernel in kernels.body or []:
+            kernels = self.get("api/kernels").body
+            for kernel in kernels if isinstance(kernels, list) else []:
                 self.request("DELETE", f"api/kernels/{kernel['id']}")
         except OSError:
             pass
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        finally:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
     def remove_runtime(self):
         """Remove the runtime directory, once the server is stopped for good."""
