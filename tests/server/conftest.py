@@ -8,9 +8,6 @@ import time
 
 import pytest
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
-
 @pytest.fixture(autouse=True)
 def hub_dirs(tmp_path, monkeypatch):
     """Every test sees only its own hubs: its own runtime and IPython dirs."""
