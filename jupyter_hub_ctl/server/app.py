@@ -136,10 +136,17 @@ class HubCtlExtension(ExtensionApp):
         background.request_stop(hub_id)
 
     def panel_version(self):
-        here = pathlib.Path(__file__).parent.parent / "labextension" / "package.json"
-        try:
-            with open(here) as f:
-                return json.load(f).get("version")
-        except (OSError, ValueError):
-            return None
+        """Version of the installed JupyterLab panel (from the Jupyter data path), or None."""
+        from jupyter_core.paths import jupyter_path
+
+        candidates = [pathlib.Path(p) / "package.json" for p in
+                      jupyter_path("labextensions", "jupyter-hub-ctl-labextension")]
+        candidates.append(pathlib.Path(__file__).parent.parent / "labextension" / "package.json")
+        for path in candidates:
+            try:
+                with open(path) as f:
+                    return json.load(f).get("version")
+            except (OSError, ValueError):
+                continue
+        return None
 

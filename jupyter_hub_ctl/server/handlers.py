@@ -103,11 +103,14 @@ class HubsHandler(HubCtlHandler):
         except Exception as e:
             self.log.error("hubctl: starting a hub failed: %s", e)
             self.fail(400, f"cannot start the hub: {str(e).splitlines()[0][:200]}")
-        self.monitor.wake()
         from .models import hub_model
 
-        model = hub_model(started["record"] or {"id": started["id"], "state": "starting"})
+        record = dict(started["record"] or {"id": started["id"], "state": "starting"}, alive=True)
+        model = hub_model(record)
         model["state"] = "starting"
+        self.monitor.records[model["id"]] = record  # readable at once, before the next refresh
+        self.monitor.models[model["id"]] = model
+        self.monitor.wake()
         self.ext.emit_state(model)
         self.write_json(model, 202)
 

@@ -124,3 +124,11 @@ class TestControllerSettingsFromServerConfig:
             assert json.load(f)["task_scheme"] == "lru"
         assert (await api("DELETE", "hubs", "cfg")).code == 204
         await wait_api(jp_fetch, ("hubctl", "api", "hubs"), lambda d: not d["hubs"], what="hub gone")
+
+
+async def test_a_created_hub_is_readable_at_once(api):
+    resp = await api("POST", "hubs", body={"name": "quick", "n": 1})
+    assert resp.code == 202
+    got = await api("GET", "hubs", "quick")
+    assert got.code == 200 and json.loads(got.body)["state"] in ("starting", "running")
+    assert (await api("DELETE", "hubs", "quick")).code == 204
