@@ -167,3 +167,15 @@ def screenshot(request):
         return path
 
     return shoot
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop():
+    """Playwright's sync API runs its own loop; pytest-jupyter's per-test loop must stay out of it."""
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup():
+    """No in-process Jupyter server here (the labs are subprocesses): nothing to clean."""
+    yield None

@@ -59,8 +59,6 @@ class LabServer:
     base_url: str = "/"
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = field(default_factory=free_port)
-    #: Serve the REST API from ``stub_hubctl`` (fake hubs) instead of the real extension.
-    stub: bool = False
     #: User settings to write before start: ``{"plugin-id": {...}}``.
     settings: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
@@ -91,9 +89,6 @@ class LabServer:
             JUPYTERLAB_WORKSPACES_DIR=str(self.home / "lab-workspaces"),
         )
         env.pop("JUPYTER_PATH", None)
-        if self.stub:
-            here = str(Path(__file__).parent)
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         return env
 
     def _write_config(self):
@@ -114,12 +109,10 @@ class LabServer:
         )
         for plugin, values in self.settings.items():
             self.write_settings(plugin, values)
-        if self.stub:
-            extensions = {name: False for name in real_extension_names()}
-            extensions["stub_hubctl"] = True
-            (self.home / "config" / "jupyter_server_config.json").write_text(
-                json.dumps({"ServerApp": {"jpserver_extensions": extensions}})
-            )
+        # the real server extension, whether or not the install enabled it (editable installs don't)
+        (self.home / "config" / "jupyter_server_config.json").write_text(
+            json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hub_ctl": True}}})
+        )
 
     def write_settings(self, plugin: str, values: dict):
         """User settings of a lab plugin, read by the next page load."""
@@ -235,18 +228,6 @@ class LabServer:
         }
         (self.notebooks / name).write_text(json.dumps(nb))
         return name
-
-
-def real_extension_names() -> set[str]:
-    """Module names under which the real server extension may be enabled (off for the stub)."""
-    names = {"jupyter_hub_ctl", "jupyter_hub_ctl.server"}
-    config_d = Path(__file__).parents[2] / "jupyter-config" / "jupyter_server_config.d"
-    for path in config_d.glob("*.json"):
-        try:
-            names.update(json.loads(path.read_text())["ServerApp"]["jpserver_extensions"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return names
 
 
 def labextension_list() -> str:
