@@ -268,7 +268,7 @@ def _stop_quietly(hub_id: str, daemon) -> None:
         except Exception:
             pass
     try:
-        daemon.wait(10)
+        daemon.wait(30)
     except Exception:
         pass
 

@@ -247,7 +247,7 @@ def test_failed_start_reports_the_reason_and_leaves_nothing_running(ip, hub_dirs
     assert "hub broken failed to start" in message and "code 3" in message
     assert "hub" not in ip.user_ns
     assert get_hub("broken")["state"] == "failed"
-    assert processes_marked(str(hub_dirs)) == []
+    wait_for(lambda: processes_marked(str(hub_dirs)) == [], 20, "the failed hub's processes to exit")
 
 
 def test_ctrl_c_during_start_stops_the_hub_being_started(ip, hub_dirs):
