@@ -20,6 +20,7 @@ from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_fo
 from ..wire.reader import recv_frames, send_frames
 from ..wire.session import MessageError, WireSession, new_id, parse_date
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 
 from .asyncresult import AsyncResult, Message, result_of
@@ -53,7 +54,7 @@ class Client:
 
     def __init__(self, connection_info=None, *, profile: Optional[str] = None, profile_dir: Optional[str] = None,
                  cluster_id: Optional[str] = None, hub_id: Optional[str] = None, timeout: float = 10.0,
-                 history_limit: int = 10000):
+                 history_limit: int = 10000, query_timeout: float = 60.0):
         if hub_id is not None:
             from ..cluster import find_hub  # a hub started through the cluster API
 
@@ -78,6 +79,7 @@ class Client:
         self._awaiting_output: Dict[str, float] = {}
         self._registration_callbacks: list = []
         self._closed = False
+        self.query_timeout = query_timeout  # seconds to wait for any hub query's reply
         self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
         self.results_seen = 0
         self._ctx = zmq.Context()
@@ -89,9 +91,18 @@ class Client:
         self._io = threading.Thread(target=self._io_main, name="hubctl-client-io", daemon=True)
         self._io.start()
         self._ready.wait(5)
-        reply = self._query("connection_request", {}).result(timeout)
+        try:
+            reply = self._query("connection_request", {}).result(timeout)
+        except FutureTimeout:
+            self.close()
+            raise TimeoutError(f"no answer from the hub at {self._url('registration')} within {timeout}s "
+                               "(is its controller running?)") from None
+        except BaseException:
+            self.close()
+            raise
         content = reply["content"]
         if content.get("status") != "ok":
+            self.close()
             raise RemoteError.from_content(content)
         self._update_engines({int(k): v for k, v in content.get("engines", {}).items()})
 
@@ -346,7 +357,14 @@ class Client:
         return self._submit(b"q", msg_type, content, {}, fut_class=_QueryFuture)
 
     def _hub(self, msg_type: str, content: dict, timeout: Optional[float] = None) -> dict:
-        reply = self._query(msg_type, content).result(timeout)
+        timeout = self.query_timeout if timeout is None else timeout
+        fut = self._query(msg_type, content)
+        try:
+            reply = fut.result(timeout)
+        except FutureTimeout:
+            self._futures.pop(fut.msg_id, None)
+            raise TimeoutError(f"the hub did not answer {msg_type} within {timeout}s "
+                               "(is its controller running?)") from None
         if reply["content"].get("status") != "ok":
             raise RemoteError.from_content(reply["content"], self._uuids)
         return reply
@@ -548,6 +566,17 @@ class Client:
             return
         self._closed = True
         self._io.join(3)
+        closed = RuntimeError("the client was closed before a reply arrived")
+        for fut in list(self._futures.values()):  # nobody waits forever on a closed client
+            if isinstance(fut, _QueryFuture):
+                if not fut.done():
+                    fut.set_exception(closed)
+            elif not fut.done:
+                fut.error = closed
+                fut.done = True
+                if fut.owner is not None:
+                    fut.owner._child_finished(fut)
+        self._futures.clear()
         with self._push_lock:
             for s in self._push_sockets:
                 s.close(0)

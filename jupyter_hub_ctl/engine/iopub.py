@@ -99,6 +99,8 @@ class OutStream(io.TextIOBase):
         if not text:
             return 0
         with self._lock:
+            if not self._buf:
+                self._last = time.monotonic()  # age of the oldest unsent text
             self._buf.append(text)
             self._size += len(text)
             due = self._size > 8192 or time.monotonic() - self._last > self.flush_interval

@@ -155,14 +155,21 @@ class Engine:
         self.iopub.send(name, "stream", {"name": name, "text": text}, self.parent)
 
     def _publish_display(self, msg_type: str, content: dict) -> None:
+        self._flush_streams()
         self.outputs += 1
         self.iopub.send("displaypub", msg_type, content, self.parent)
 
+    def _flush_streams(self) -> None:
+        for s in (self.stdout, self.stderr):
+            s.flush()
+
     def _publish_result(self, content: dict) -> None:
+        self._flush_streams()  # printed text comes before the value, as it was produced
         self.outputs += 1
         self.iopub.send("execute_result", "execute_result", content, self.parent)
 
     def _publish_error(self, content: dict) -> None:
+        self._flush_streams()
         self.outputs += 1
         self.iopub.send("error", "error", content, self.parent)
 

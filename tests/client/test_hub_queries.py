@@ -190,3 +190,28 @@ def test_engines_info_reports_host_pid_and_heartbeat(rc):
     assert sorted(e["pid"] for e in info) == sorted(pids)
     assert all(e["host"] == socket.gethostname() for e in info)
     assert all(e["last_heartbeat"] is not None and abs(e["last_heartbeat"] - time.time()) < 30 for e in info)
+
+
+def test_queries_time_out_and_close_releases_waiters(tmp_path):
+    from support.procs import Controller
+
+    c = Controller(tmp_path).start()
+    rc = Client(c.client_file, query_timeout=1.0)
+    try:
+        c.proc.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="did not answer queue_request"):
+            rc.queue_status()
+        assert time.monotonic() - t0 < 10
+        with pytest.raises(TimeoutError, match="no answer from the hub"):
+            Client(c.client_file, timeout=1)
+    finally:
+        c.proc.send_signal(signal.SIGCONT)
+        rc.close()
+        c.stop()
+
+
+def test_printed_text_comes_before_the_value(rc):
+    ar = rc[rc.ids[0]].execute("print('x')\n5")
+    ar.get(20)
+    assert [o["msg_type"] for o in ar.outputs] == ["stream", "execute_result"]
