@@ -274,9 +274,9 @@ class Hub(HubQueries, LoggingConfigurable):
         self.by_uuid[ec.uuid] = ec.id
         if self.scheduler is not None:
             self.scheduler.add_engine(ec.uuid)
+        self._save_engine_state()
         self._notify("registration_notification", ec.info())
         self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
-        self._save_engine_state()
 
     def unregister_engine(self, eid: int, reason: str = "unregistration") -> None:
         ec = self.engines.pop(eid, None)
@@ -294,11 +294,11 @@ class Hub(HubQueries, LoggingConfigurable):
             self.scheduler.remove_engine(ec.uuid)
         if self.broadcast is not None:
             self.broadcast.remove_engine(ec.uuid, ec.id)
+        self._save_engine_state()
         self._notify("unregistration_notification", ec.info())
         self.log.info("engine %d (%s) unregistered: %s", eid, ec.uuid, reason)
         delay = self.scheduler.stranded_delay if self.scheduler is not None else 5.0
         self.loop.call_later(delay, self._handle_stranded_mux, ec)
-        self._save_engine_state()
 
     def _handle_stranded_mux(self, ec: EngineConnector) -> None:
         now = utcnow()
@@ -331,8 +331,9 @@ class Hub(HubQueries, LoggingConfigurable):
         if not self.engine_state_file:
             return
         state = {"engines": {str(ec.id): ec.uuid for ec in self.engines.values()}, "next_id": self._next_id}
-        path = self.engine_state_file
-        self.loop.run_in_executor(None, _write_json, path, state)
+        # a few hundred bytes, no fsync: written before anyone hears of the change, so a
+        # controller killed right after an (un)registration restores exactly what it announced
+        _write_json(self.engine_state_file, state)
 
     # ================================================================ MUX traffic
     def dispatch_monitor_traffic(self, raw: list) -> None:
@@ -611,7 +612,7 @@ def _safe_unpack(frame):
 
 def _write_json(path: str, obj) -> None:
     try:
-        write_atomic(path, json.dumps(obj).encode())
+        write_atomic(path, json.dumps(obj).encode(), fsync=False)
     except OSError:
         pass
 

@@ -48,8 +48,12 @@ def connection_file_paths(profile_dir: str, cluster_id: str = "") -> tuple:
     return os.path.join(sec, c), os.path.join(sec, e)
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically; the file has ``mode`` from its first byte."""
+def write_atomic(path: str, data: bytes, mode: int = 0o600, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically; the file has ``mode`` from its first byte.
+
+    ``fsync=False`` still survives the writer being killed (the page cache is the kernel's),
+    just not a crash of the machine.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)  # mkstemp creates 0600
     try:
@@ -58,7 +62,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
