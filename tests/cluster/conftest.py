@@ -13,21 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.procs import wait_for  # noqa: F401  (used by the tests here)
 
 #: controller flags that make registration quick in tests (heartbeat every 250 ms)
 FAST = "--ping=250"
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``cond`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class HubEnv:

@@ -7,18 +7,7 @@ import os
 import time
 
 import psutil
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
-    """Poll ``cond`` until it is truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+from support.procs import wait_for  # noqa: F401  (re-exported for the kernel tests)
 
 
 async def until(cond, timeout: float, what: str, interval: float = 0.02):

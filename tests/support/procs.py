@@ -12,14 +12,19 @@ import time
 from jupyter_client.session import Session
 
 
+class WaitTimeout(TimeoutError, AssertionError):
+    """A condition did not come true before its deadline (a test failure either way it is caught)."""
+
+
 def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
+    """Poll ``cond`` until it returns something truthy; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
 

@@ -12,11 +12,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from support.procs import wait_for  # noqa: F401  (re-exported for the UI tests)
 
 #: The lab extension's npm name, as `jupyter labextension list` shows it.
 LABEXTENSION = "jupyter-hub-ctl-labextension"
@@ -25,18 +25,6 @@ LABEXTENSION = "jupyter-hub-ctl-labextension"
 SERVER_EXTENSION_MISSING = "server extension jupyter_hub_ctl.server not available yet"
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:
