@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from support.procs import wait_for
 
 from jupyter_hub_ctl.client.errors import CompositeError, RemoteError, TaskAborted
 from jupyter_hub_ctl.client.serialize import SerializationError
@@ -273,15 +274,12 @@ def test_sigint_interrupts_running_code(rc):
     def long():
         import time
 
+        print("running", flush=True)  # tells the test the task has started
         time.sleep(30)
 
     ar = rc[target].apply_async(long)
     t0 = time.monotonic()
-    # wait until the task is running on the engine, then interrupt it
-    deadline = time.monotonic() + 10
-    while rc.queue_status(target)["queue"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
+    wait_for(lambda: "running" in ar.stdout, 10, "the task to start on the engine")
     rc.send_signal(signal.SIGINT, targets=target)
     with pytest.raises(RemoteError, match="KeyboardInterrupt"):
         ar.get(10)
