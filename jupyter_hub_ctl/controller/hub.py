@@ -108,6 +108,7 @@ class Hub(HubQueries, LoggingConfigurable):
         self.io: "OrderedDict[str, dict]" = OrderedDict()
         self.errors: Counter = Counter()
         self.tasks_seen = 0
+        self._degraded_since = None
         if not self.registration_timeout:
             self.registration_timeout = max(30.0, 10 * heartmonitor.period / 1000.0)
 
@@ -588,17 +589,37 @@ class Hub(HubQueries, LoggingConfigurable):
         self._reply(idents, "health_reply", dict(self.health(), status="ok"), parent=msg.header)
 
     def health(self) -> dict:
-        db_health = {}
+        """The hub's own view of whether it is working properly.
+
+        ``state`` is ``"ok"`` or ``"degraded"``; a degraded hub keeps scheduling, and
+        ``reasons`` says in a sentence each what is wrong (e.g. the task database cannot
+        write because the disk is full; records wait in memory and are written when it can).
+        """
         try:
             db_health = self.db.health()
         except Exception as e:  # a store without health() or a failing one
             db_health = {"ok": False, "error": str(e)[:200]}
+        reasons = []
+        if not db_health.get("ok", True):
+            reasons.append(f"task database: {db_health.get('error') or 'not working'}")
+        degraded = bool(reasons)
+        now = utcnow()
+        if degraded and self._degraded_since is None:
+            self._degraded_since = now
+            self.log.warning("hub degraded: %s", "; ".join(reasons))
+        elif not degraded and self._degraded_since is not None:
+            self._degraded_since = None
+            self.log.info("hub healthy again")
         return {
-            "ok": bool(db_health.get("ok", True)),
+            "ok": not degraded,
+            "state": "degraded" if degraded else "ok",
+            "reasons": reasons,
+            "degraded_since": self._degraded_since.isoformat() if self._degraded_since else None,
             "db": db_health,
             "errors": dict(self.errors),
             "engines": len(self.engines),
             "pending": len(self.pending),
+            "unassigned": len(self.unassigned),
         }
 
 

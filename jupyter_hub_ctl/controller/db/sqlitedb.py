@@ -80,6 +80,12 @@ class SQLiteDB(BaseDB):
         help="""Most operations per transaction; reaching this many pending
         operations also starts a commit before ``commit_interval`` has passed.""",
     )
+    max_retry_interval = Float(
+        5.0,
+        config=True,
+        help="""Longest wait, in seconds, between attempts to write task records after a
+        write failed (disk full, I/O error); waits double from 0.5 s up to this.""",
+    )
     max_page_count = Integer(
         0,
         config=True,
@@ -301,7 +307,7 @@ class SQLiteDB(BaseDB):
             )
         self._error = message
         self._retry_delay = min(
-            30.0, max(0.5, self.commit_interval, 2 * self._retry_delay)
+            self.max_retry_interval, max(0.5, self.commit_interval, 2 * self._retry_delay)
         )
         with self._cond:
             self._due = time.monotonic() + self._retry_delay
