@@ -26,7 +26,7 @@ from . import processes, state
 from ._loop import LoopThread
 from .errors import ClusterError, ConnectionFileTimeout, ControllerExited, HubNotRunning, StartError
 from .launchers.base import launcher_class
-from .launchers.local import LocalControllerLauncher
+from .launchers.local import LocalControllerLauncher, controller_config_args
 from .engines import EngineOpsMixin
 from .supervision import LIVE, SupervisionMixin
 
@@ -237,7 +237,8 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
         before = {p: _file_id(p) for p in (cpath, epath)}
         ctl = LocalControllerLauncher(parent=self)
-        args = list(self.controller_args)
+        # controller classes' settings in this Cluster's config first: explicit controller_args win
+        args = controller_config_args(self.config) + list(self.controller_args)
         if self.db == "sqlitedb" and self.db_table_per_hub and not any("SQLiteDB.table" in a for a in args):
             args.insert(0, f"--SQLiteDB.table=hub_{self.cluster_id}")
         proc, log, cmd = ctl.start(self.profile_dir, self.cluster_id, db=self.db, ip=self.controller_ip,

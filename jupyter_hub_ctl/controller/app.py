@@ -62,6 +62,10 @@ aliases = {
     "ssh": "ControllerApp.ssh_server",
     "enginessh": "ControllerApp.engine_ssh_server",
     "log-url": "ControllerApp.log_url",
+    "retention-age": "Hub.retention_max_age",
+    "retention-records": "Hub.retention_max_records",
+    "retention-bytes": "Hub.retention_max_bytes",
+    "reconnect-grace": "Hub.reconnect_grace",
 }
 
 flags = {
@@ -245,6 +249,7 @@ class ControllerApp(Application):
             self._restore(hub)
         if self.reuse_files or self.restore_engines:
             hub.mark_lost_tasks()
+        hub.start_retention()
         cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
         self.files = (cpath, epath)
         cinfo = factory.client_info(session, hub.scheduler.scheme_name)
@@ -282,6 +287,7 @@ class ControllerApp(Application):
 
     def _cleanup(self) -> None:
         try:
+            self.hub.stop_retention()
             self.factory.stop()
         finally:
             try:

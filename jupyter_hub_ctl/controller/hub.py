@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from collections import Counter, OrderedDict
 from typing import Optional
 
@@ -80,6 +81,34 @@ class Hub(HubQueries, LoggingConfigurable):
     restore_engines = Dict(
         help="Engine ids and uuids to accept again after a restart (--restore)."
     )
+    reconnect_grace = Float(
+        60.0,
+        config=True,
+        help="Seconds an engine dropped for missed heartbeats keeps its id: if its heart answers "
+        "again within this window (it was only partitioned or paused) it is taken back under the "
+        "same id. 0: a dropped engine is gone for good.",
+    )
+    retention_max_age = Float(
+        0.0,
+        config=True,
+        help="Finished task records older than this many seconds are purged automatically (0: kept).",
+    )
+    retention_max_records = Integer(
+        0,
+        config=True,
+        help="When the task database holds more records than this, the oldest finished ones are "
+        "purged (down to 90 %%) automatically (0: no limit).",
+    )
+    retention_max_bytes = Integer(
+        0,
+        config=True,
+        help="When the task database (SQLite: the file's used pages; DictDB: buffers held) grows "
+        "beyond this many bytes, the oldest finished records are purged (down to 90 %%) and the "
+        "space given back (0: no limit).",
+    )
+    retention_interval = Float(
+        60.0, config=True, help="Seconds between checks of the retention limits."
+    )
     db = Any(help="The task-record store.")
 
     def __init__(self, loop, session: WireSession, heartmonitor, notifier, query_reader,
@@ -98,7 +127,10 @@ class Hub(HubQueries, LoggingConfigurable):
         self.engines: dict = {}  # id -> EngineConnector
         self.by_uuid: dict = {}  # uuid str -> id
         self.incoming: dict = {}  # uuid str -> EngineConnector awaiting first heartbeat
-        self.dead_hearts: set = set()
+        # uuid -> (id, loop time until which the id is kept) of engines dropped for silence
+        self.departed: "OrderedDict[str, tuple]" = OrderedDict()
+        self.retention_task = None
+        self.retained = 0  # records purged by the retention limits
         self._next_id = 0
         self.pending: set = set()
         self.all_completed: set = set()
@@ -195,7 +227,10 @@ class Hub(HubQueries, LoggingConfigurable):
         requested = content.get("id")
         if requested is None and uuid in self.restore_engines:
             requested = self.restore_engines[uuid]
-        eid = self._pick_id(requested)
+        if requested is None:
+            requested = self._departed_id(uuid)
+        eid = self._pick_id(requested, uuid)
+        self.departed.pop(uuid, None)
         about = content.get("info") if isinstance(content.get("info"), dict) else {}
         pid = about.get("pid")
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
@@ -212,12 +247,25 @@ class Hub(HubQueries, LoggingConfigurable):
                                                 self._purge_stalled, uuid)
             self.incoming[uuid] = ec
 
-    def _id_in_use(self, eid: int) -> bool:
-        return eid in self.engines or any(ec.id == eid for ec in self.incoming.values())
+    def _id_in_use(self, eid: int, uuid: Optional[str] = None) -> bool:
+        if eid in self.engines or any(ec.id == eid for ec in self.incoming.values()):
+            return True
+        now = self.loop.time()
+        return any(old == eid and until > now and u != uuid for u, (old, until) in self.departed.items())
 
-    def _pick_id(self, requested) -> int:
+    def _departed_id(self, uuid: str) -> Optional[int]:
+        """The id an engine dropped for silence may take back (None once its window has passed)."""
+        entry = self.departed.get(uuid)
+        if entry is None:
+            return None
+        eid, until = entry
+        if until <= self.loop.time() or self._id_in_use(eid, uuid):
+            return None
+        return eid
+
+    def _pick_id(self, requested, uuid: Optional[str] = None) -> int:
         if isinstance(requested, int) and not isinstance(requested, bool) and requested >= 0 \
-                and not self._id_in_use(requested):
+                and not self._id_in_use(requested, uuid):
             self._next_id = max(self._next_id, requested + 1)
             return requested
         if requested is not None:
@@ -248,6 +296,15 @@ class Hub(HubQueries, LoggingConfigurable):
                 self._next_id = max(self._next_id, eid + 1)
                 self.log.info("restored engine %d (%s) from its heartbeat", eid, uuid)
                 self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
+            elif self._departed_id(uuid) is not None:
+                # dropped for silence, but it was only paused or cut off: same engine, same id
+                eid = self.departed.pop(uuid)[0]
+                self.log.info("engine %d (%s) answers heartbeats again; it keeps id %d", eid, uuid, eid)
+                self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
+            elif uuid in self.departed:
+                self.departed.pop(uuid)
+                self.log.warning("engine %s answers heartbeats again after its %gs grace window; "
+                                 "restart it to use it", uuid[:64], self.reconnect_grace)
             else:
                 self.log.debug("heartbeat from unknown engine %s", uuid[:64])
 
@@ -290,7 +347,14 @@ class Hub(HubQueries, LoggingConfigurable):
             return
         del self.by_uuid[ec.uuid]
         self.heartmonitor.forget(ec.uuid.encode())
-        self.dead_hearts.add(ec.uuid)
+        if reason == "heart failure" and self.reconnect_grace > 0:
+            self.departed[ec.uuid] = (ec.id, self.loop.time() + self.reconnect_grace)
+            now = self.loop.time()
+            while self.departed:  # forget the oldest expired entries (bounded memory)
+                first = next(iter(self.departed.values()))
+                if first[1] > now and len(self.departed) <= 10000:
+                    break
+                self.departed.popitem(last=False)
         if self.scheduler is not None:
             self.scheduler.remove_engine(ec.uuid)
         if self.broadcast is not None:
@@ -585,6 +649,45 @@ class Hub(HubQueries, LoggingConfigurable):
             self.log.warning("%d task(s) in flight when the controller stopped are marked lost", len(lost))
         return len(lost)
 
+    # ================================================================ retention
+    def start_retention(self) -> None:
+        """Purge finished records beyond the retention limits now and every ``retention_interval``."""
+        if self.retention_max_age > 0 or self.retention_max_records > 0 or self.retention_max_bytes > 0:
+            self.retention_task = self.loop.create_task(self._retention_loop())
+
+    def stop_retention(self) -> None:
+        if self.retention_task is not None:
+            self.retention_task.cancel()
+            self.retention_task = None
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.apply_retention()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a full or failing store: try again next round
+                self.log.warning("retention: purging old task records failed: %s", e)
+            await asyncio.sleep(max(0.05, self.retention_interval))
+
+    async def apply_retention(self) -> int:
+        cutoff = None
+        if self.retention_max_age > 0:
+            cutoff = utcnow() - timedelta(seconds=self.retention_max_age)
+        dropped = await self.db.aretain(cutoff, self.retention_max_records, self.retention_max_bytes)
+        if dropped:
+            self.forget_tasks(dropped)
+            self.retained += len(dropped)
+            self.log.info("retention: purged %d finished task record(s)", len(dropped))
+        return len(dropped)
+
+    def forget_tasks(self, msg_ids) -> None:
+        """Purged records: drop what the Hub and scheduler still remember of them."""
+        msg_ids = set(msg_ids) - self.pending
+        self.all_completed.difference_update(msg_ids)
+        if self.scheduler is not None:
+            self.scheduler.forget(msg_ids)
+
     def health_request(self, idents, msg: Msg) -> None:
         self._reply(idents, "health_reply", dict(self.health(), status="ok"), parent=msg.header)
 
@@ -620,6 +723,8 @@ class Hub(HubQueries, LoggingConfigurable):
             "engines": len(self.engines),
             "pending": len(self.pending),
             "unassigned": len(self.unassigned),
+            "retention": {"purged": self.retained, "max_age": self.retention_max_age,
+                          "max_records": self.retention_max_records, "max_bytes": self.retention_max_bytes},
         }
 
 

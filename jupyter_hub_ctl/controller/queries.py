@@ -184,6 +184,7 @@ class HubQueries:
         engine_ids = content.get("engine_ids", []) or []
         if msg_ids == "all":
             await self.db.adrop_matching_records({"completed": {"$ne": None}})
+            self.forget_tasks(list(self.all_completed))
         else:
             if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
                 raise TypeError("msg_ids must be a list of strings or 'all'")
@@ -192,7 +193,7 @@ class HubQueries:
                 raise IndexError(f"msg pending: {busy[:10]}")
             if msg_ids:
                 await self.db.adrop_matching_records({"msg_id": {"$in": msg_ids}})
-                self.all_completed.difference_update(msg_ids)
+                self.forget_tasks(msg_ids)
             if not isinstance(engine_ids, list):
                 raise TypeError("engine_ids must be a list of ints")
             for eid in engine_ids:
@@ -200,6 +201,7 @@ class HubQueries:
                 if ec is None:
                     raise IndexError(f"No such engine: {eid!r}")
                 await self.db.adrop_matching_records({"engine_uuid": ec.uuid, "completed": {"$ne": None}})
+        await self.db.areclaim()  # purged space goes back to the disk
         self._reply(idents, "purge_reply", {"status": "ok"}, parent=msg.header)
 
     async def resubmit_task(self, idents, msg) -> None:

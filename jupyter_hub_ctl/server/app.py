@@ -14,9 +14,13 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 from traitlets.config import Config
 
+from ..cluster.launchers.local import controller_config_args
+from ..controller.db.dictdb import DictDB
+from ..controller.db.sqlitedb import SQLiteDB
 from ..controller.factory import HubFactory
 from ..controller.heartmonitor import HeartMonitor
 from ..controller.hub import EngineConnector, Hub
+from ..controller.scheduler.broadcast import BroadcastScheduler
 from ..controller.scheduler.task import TaskScheduler
 from .handlers import handlers
 from .monitor import HubMonitor
@@ -25,7 +29,8 @@ EVENT_SCHEMA = pathlib.Path(__file__).parent / "events" / "hub.yaml"
 EVENT_ID = "https://events.jupyter-hub-ctl.dev/hubctl/hub/v1"
 
 # controller classes whose settings in the server's config are handed to every new hub
-CONTROLLER_CLASSES = (HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler)
+CONTROLLER_CLASSES = (HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, BroadcastScheduler, SQLiteDB,
+                      DictDB)
 
 
 class HubCtlExtension(ExtensionApp):
@@ -93,12 +98,8 @@ class HubCtlExtension(ExtensionApp):
     # ------------------------------------------------------------------ hubs
     def _controller_args(self) -> list:
         """Settings of the controller classes from the server's config, as controller arguments."""
-        args = list(self.controller_args)
-        for cls in CONTROLLER_CLASSES:
-            section = self.config.get(cls.__name__, {})
-            for trait, value in section.items():
-                args.append(f"--{cls.__name__}.{trait}={json.dumps(value) if not isinstance(value, str) else value}")
-        return args
+        return list(self.controller_args) + controller_config_args(self.config,
+                                                                   [cls.__name__ for cls in CONTROLLER_CLASSES])
 
     def hub_config(self, name, n, profile, launcher, options) -> Config:
         c = Config()

@@ -44,7 +44,30 @@ def hub_state(record: dict) -> tuple:
     return (state if state in STATES else "failed"), record.get("error")
 
 
-def hub_model(record: dict, engines: Optional[int] = None) -> dict:
+HEALTH_STATES = ("ok", "degraded")
+MAX_REASONS = 10
+
+
+def health_model(health: Optional[dict]) -> Optional[dict]:
+    """What a hub says of its own health (its ``health_request`` reply), for people; None when unknown.
+
+    ``state`` is ``ok`` or ``degraded`` (a degraded hub keeps scheduling), ``reasons`` one
+    sentence per problem, ``degraded_since`` an ISO date while degraded.
+    """
+    if not isinstance(health, dict) or health.get("state") not in HEALTH_STATES:
+        return None
+    reasons = health.get("reasons")
+    reasons = [_short(r) for r in reasons if r][:MAX_REASONS] if isinstance(reasons, list) else []
+    degraded = health["state"] == "degraded"
+    return {
+        "state": health["state"],
+        "reasons": reasons,
+        "degraded_since": iso(health.get("degraded_since")) if degraded else None,
+    }
+
+
+def hub_model(record: dict, engines: Optional[int] = None, health: Optional[dict] = None) -> dict:
+    """The REST model of a hub; ``health`` is a ``health_model`` (shown only while the hub runs)."""
     state, error = hub_state(record)
     if engines is None:
         engines = 0
@@ -54,6 +77,7 @@ def hub_model(record: dict, engines: Optional[int] = None) -> dict:
         "state": state,
         "error": _short(error),
         "engines": engines if state == "running" else 0,
+        "health": health if state == "running" else None,
         "n": record.get("n") or 0,
         "launcher": record.get("launcher") or "local",
         "profile": profile_name(record.get("profile_dir") or ""),

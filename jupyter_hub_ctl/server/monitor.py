@@ -1,8 +1,8 @@
 """Keeps the server's view of every hub current and announces changes as events.
 
-State files are read, and hubs queried, off the event loop (``asyncio.to_thread``);
-request handlers only read the cache this keeps.  A hub's engine (un)registrations
-wake the monitor at once through its client's notification callback.
+State files are read, and hubs queried (engines, queue counts, health), off the event loop
+(``asyncio.to_thread``); request handlers only read the cache this keeps.  A hub's engine
+(un)registrations wake the monitor at once through its client's notification callback.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Callable, Dict, Optional
 
-from .models import engine_model, hub_model, queues_model
+from .models import engine_model, health_model, hub_model, queues_model
 
 log = logging.getLogger("jupyter_hub_ctl.server")
 
@@ -25,7 +25,10 @@ class HubMonitor:
         self.models: Dict[str, dict] = {}
         self.engines: Dict[str, list] = {}
         self.queues: Dict[str, dict] = {}
+        self.health: Dict[str, Optional[dict]] = {}  # hub id -> health_model (None: the hub did not say)
         self.clients: Dict[str, object] = {}
+        self._unsubscribe: Dict[str, Callable[[], None]] = {}
+        self._health_failures: Dict[str, str] = {}
         self._client_failures: Dict[str, str] = {}
         self._task: Optional[asyncio.Task] = None
         self._wake: Optional[asyncio.Event] = None
@@ -86,7 +89,8 @@ class HubMonitor:
                 self._drop_client(hub_id)
                 self.engines.pop(hub_id, None)
                 self.queues.pop(hub_id, None)
-            model = hub_model(record, len(self.engines.get(hub_id, ())))
+                self.health.pop(hub_id, None)
+            model = self._model(hub_id, record)
             if self._changed(self.models.get(hub_id), model):
                 self.models[hub_id] = model
                 self.emit({"action": "state", "hub_id": hub_id, "hub": model})
@@ -96,6 +100,7 @@ class HubMonitor:
                 self.records.pop(hub_id, None)
                 self.engines.pop(hub_id, None)
                 self.queues.pop(hub_id, None)
+                self.health.pop(hub_id, None)
                 self._drop_client(hub_id)
                 self.emit({"action": "removed", "hub_id": hub_id})
 
@@ -104,6 +109,9 @@ class HubMonitor:
         if old is None:
             return True
         return any(old.get(k) != new.get(k) for k in new if k != "updated")
+
+    def _model(self, hub_id: str, record: dict) -> dict:
+        return hub_model(record, len(self.engines.get(hub_id, ())), self.health.get(hub_id))
 
     async def _poll_hub(self, hub_id: str, record: dict) -> None:
         client = self.clients.get(hub_id)
@@ -117,11 +125,12 @@ class HubMonitor:
             log.warning("hubctl: hub %s did not answer: %s", hub_id, e)
             self._drop_client(hub_id)
             return
+        health = await asyncio.to_thread(self._health, hub_id, client)
         engines = [engine_model(e) for e in engines]
         queues = queues_model(status)
         if [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]:
             self.engines[hub_id] = engines
-            model = hub_model(record, len(engines))
+            model = self._model(hub_id, record)
             self.models[hub_id] = model
             self.emit({"action": "engines", "hub_id": hub_id, "hub": model, "engines": engines})
         else:
@@ -129,6 +138,32 @@ class HubMonitor:
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
             self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
+        old = self.health.get(hub_id)
+        self.health[hub_id] = health
+        if self._health_changed(old, health):
+            model = self._model(hub_id, record)
+            self.models[hub_id] = model
+            self.emit({"action": "health", "hub_id": hub_id, "hub": model, "health": health})
+
+    def _health(self, hub_id: str, client) -> Optional[dict]:
+        """The hub's health (worker thread); None if it cannot say (logged once per reason)."""
+        try:
+            health = health_model(client.health())
+        except Exception as e:  # e.g. a controller without health queries: the hub is not dropped for that
+            reason = f"{type(e).__name__}: {e}"
+            if self._health_failures.get(hub_id) != reason:
+                log.warning("hubctl: hub %s did not report its health: %s", hub_id, reason)
+            self._health_failures[hub_id] = reason
+            return None
+        self._health_failures.pop(hub_id, None)
+        return health
+
+    @staticmethod
+    def _health_changed(old: Optional[dict], new: Optional[dict]) -> bool:
+        """A change of state or reasons (None, unknown, counts as a state of its own)."""
+        if old is None or new is None:
+            return (old is None) != (new is None)
+        return (old["state"], old["reasons"]) != (new["state"], new["reasons"])
 
     def _connect(self, hub_id: str, record: dict):
         from ..client.client import Client

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 from typing import Optional
@@ -11,6 +13,32 @@ from traitlets.config import LoggingConfigurable
 
 from .. import processes
 from .base import EngineLauncher, EngineSet
+
+#: Config sections of the controller's classes that are handed to the controller it starts
+#: (``--Class.trait=value``): settings in a Cluster's config (``--set SQLiteDB.max_page_count=30``,
+#: the server's config) reach the hub's controller.
+CONTROLLER_SECTIONS = ("HubFactory", "Hub", "EngineConnector", "HeartMonitor", "TaskScheduler",
+                       "BroadcastScheduler", "SQLiteDB", "DictDB")
+
+log = logging.getLogger("jupyter_hub_ctl.cluster")
+
+
+def controller_config_args(config, sections=CONTROLLER_SECTIONS) -> list:
+    """The controller-class settings of ``config`` as controller arguments (strings as given, the rest as JSON)."""
+    args = []
+    for name in sections:
+        section = config.get(name) if hasattr(config, "get") else None
+        for trait, value in (section or {}).items():
+            if isinstance(value, str):
+                text = value
+            else:
+                try:
+                    text = json.dumps(value)
+                except (TypeError, ValueError):
+                    log.warning("controller setting %s.%s=%r cannot be passed on; ignored", name, trait, value)
+                    continue
+            args.append(f"--{name}.{trait}={text}")
+    return args
 
 
 class LocalControllerLauncher(LoggingConfigurable):

@@ -140,6 +140,25 @@ class BaseDB(LoggingConfigurable):
     def close(self) -> None:
         """Release resources; pending writes are flushed first."""
 
+    def retain(self, older_than=None, max_records: int = 0, max_bytes: int = 0) -> list[str]:
+        """Drop finished records beyond the retention limits; return their msg_ids.
+
+        ``older_than`` (a datetime): finished records completed before it go.
+        ``max_records`` / ``max_bytes`` (0: no limit): when the store holds more, the
+        oldest finished records go until it is back under 90 % of the limit.  Records of
+        tasks still pending are never dropped.
+        """
+        return []
+
+    def reclaim(self) -> None:
+        """Give space freed by dropped records back to the file system (if it holds any)."""
+
+    async def aretain(self, older_than=None, max_records: int = 0, max_bytes: int = 0) -> list[str]:
+        return self.retain(older_than, max_records, max_bytes)
+
+    async def areclaim(self) -> None:
+        self.reclaim()
+
     def health(self) -> dict:
         """Report whether the store is working: ``{"ok", "error", "backend", ...}``."""
         return {"ok": True, "error": None, "backend": self.backend_name}

@@ -184,6 +184,33 @@ class DictDB(BaseDB):
         for msg_id in [m for m, rec in self._records.items() if test(rec)]:
             self._forget(msg_id)
 
+    def retain(self, older_than=None, max_records=0, max_bytes=0):
+        finished = sorted(
+            (rec for rec in self._records.values() if rec.get("completed") is not None),
+            key=lambda rec: rec["completed"],
+        )
+        doomed = []
+        if older_than is not None:
+            cutoff = to_utc(older_than)
+            n = next((i for i, rec in enumerate(finished) if rec["completed"] >= cutoff), len(finished))
+            doomed = [rec["msg_id"] for rec in finished[:n]]
+            finished = finished[n:]
+        count = len(self._records) - len(doomed)
+        if max_records and count > max_records:
+            extra = count - int(max_records * 0.9)
+            doomed.extend(rec["msg_id"] for rec in finished[:extra])
+            finished = finished[extra:]
+        for msg_id in doomed:
+            self._forget(msg_id)
+        if max_bytes and self._total_bytes > max_bytes:
+            target = max_bytes * 0.9
+            for rec in finished:
+                if self._total_bytes <= target:
+                    break
+                doomed.append(rec["msg_id"])
+                self._forget(rec["msg_id"])
+        return doomed
+
     def find_records(self, query, keys=None):
         test = compile_query(query)
         if keys is None:

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 
 from traitlets import Float, Integer, Unicode, default, observe, validate
 
-from .base import BaseDB, DBOpenError, check_keys
+from .base import BaseDB, DBOpenError, check_keys, iso_utc
 from .pending import DELETE, INSERT, UPDATE, DropMatching, PendingWrites
 from .query import Condition, match, parse_query, to_sql
 from .sqlformat import (
@@ -167,6 +167,9 @@ class SQLiteDB(BaseDB):
                 if not os.path.exists(path):
                     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+            if not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                # a new file: let purges give pages back (PRAGMA incremental_vacuum)
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
@@ -367,6 +370,72 @@ class SQLiteDB(BaseDB):
         self._conn.executemany(f"DELETE FROM {table} WHERE msg_id = ?", doomed)
         return len(doomed)
 
+    def _retain(self, cutoff, max_records: int, max_bytes: int) -> list[str]:
+        conn, table = self._conn, quote(self._active_table)
+        doomed: list[str] = []
+        if cutoff is not None:
+            doomed += [r[0] for r in conn.execute(
+                f"SELECT msg_id FROM {table} WHERE completed IS NOT NULL AND completed < ?",
+                (iso_utc(cutoff),))]
+        if max_records:
+            (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            extra = count - len(doomed) - int(max_records * 0.9)
+            if count - len(doomed) > max_records and extra > 0:
+                doomed += [r[0] for r in conn.execute(
+                    f"SELECT msg_id FROM {table} WHERE completed IS NOT NULL ORDER BY completed "
+                    f"LIMIT ? OFFSET ?", (extra, len(doomed)))]
+        self._delete_ids(doomed)
+        if max_bytes:
+            used = self._used_bytes()
+            if used > max_bytes:
+                (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                if count:
+                    per_row = used / count
+                    extra = int((used - max_bytes * 0.9) / per_row) + 1
+                    more = [r[0] for r in conn.execute(
+                        f"SELECT msg_id FROM {table} WHERE completed IS NOT NULL ORDER BY completed "
+                        "LIMIT ?", (extra,))]
+                    self._delete_ids(more)
+                    doomed += more
+        if doomed:
+            self._reclaim()
+        return doomed
+
+    def _delete_ids(self, msg_ids: list) -> None:
+        if not msg_ids:
+            return
+        conn, table = self._conn, quote(self._active_table)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(f"DELETE FROM {table} WHERE msg_id = ?", [(m,) for m in msg_ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.stats["deletes"] += len(msg_ids)
+
+    def _used_bytes(self) -> int:
+        conn = self._conn
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        (size,) = conn.execute("PRAGMA page_size").fetchone()
+        return (pages - free) * size
+
+    def _reclaim(self) -> None:
+        conn = self._conn
+        if self.path == ":memory:":
+            return
+        try:
+            (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+            if mode == 2:  # incremental
+                conn.execute("PRAGMA incremental_vacuum").fetchall()
+            else:  # a file made before auto_vacuum was set: rebuild it once, with it set
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as e:  # e.g. no room for the rebuild: the space stays reusable
+            self.log.warning("Could not give freed space in %s back to the disk: %s", self.path, e)
+
     # -- reads (DB thread) ----------------------------------------------------
 
     def _select(self, where, params, rest, keys) -> list[dict]:
@@ -511,6 +580,18 @@ class SQLiteDB(BaseDB):
 
     async def aget_history(self):
         return await self._acall(self._history)
+
+    def retain(self, older_than=None, max_records=0, max_bytes=0):
+        return self._call(lambda: self._retain(older_than, max_records, max_bytes))
+
+    async def aretain(self, older_than=None, max_records=0, max_bytes=0):
+        return await self._acall(lambda: self._retain(older_than, max_records, max_bytes))
+
+    def reclaim(self):
+        self._call(self._reclaim)
+
+    async def areclaim(self):
+        await self._acall(self._reclaim)
 
     def flush(self):
         if self._closed:

@@ -409,6 +409,21 @@ class TaskScheduler(LoggingConfigurable):
             job.after = Dependency()
             self.waiting[dep_id] = job
 
+    def forget(self, msg_ids) -> None:
+        """Finished tasks whose records were purged: later dependencies on them are unknown."""
+        waiting = set(self.graph)
+        for msg_id in msg_ids:
+            if msg_id in waiting:
+                continue  # something still depends on it; keep its outcome
+            self.all_ids.discard(msg_id)
+            self.succeeded.discard(msg_id)
+            self.failed.discard(msg_id)
+        for table in (self.engine_done, self.engine_failed):
+            for uuid, done in list(table.items()):
+                done.difference_update(msg_ids)
+                if not done and uuid not in self.loads:
+                    del table[uuid]  # a departed engine with nothing left to remember
+
     # ------------------------------------------------------------------ status
     def queue_counts(self) -> dict:
         return {
