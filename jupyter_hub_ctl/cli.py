@@ -250,6 +250,27 @@ def _summary(record: dict) -> dict:
     return out
 
 
+def _health(client) -> dict:
+    """The hub's health reply (state ok/degraded, reasons, degraded_since, details); state unknown on failure."""
+    try:
+        health = client.health()
+    except Exception as e:
+        return {"state": "unknown", "reasons": [], "degraded_since": None,
+                "error": f"{type(e).__name__}: {e}"}
+    return {k: v for k, v in health.items() if k != "status"}
+
+
+def _health_lines(health: dict) -> list:
+    state = health.get("state", "unknown")
+    if state == "degraded":
+        since = health.get("degraded_since")
+        head = "  health: DEGRADED" + (f" since {str(since)[:19]}" if since else "") + " (tasks are still scheduled)"
+        return [head] + [f"    - {reason}" for reason in health.get("reasons") or ()]
+    if state == "unknown":
+        return [f"  health: unknown ({health.get('error')})"]
+    return [f"  health: {state}"]
+
+
 def cmd_list(args) -> int:
     from .cluster import list_hubs
 
@@ -279,10 +300,12 @@ def cmd_status(args) -> int:
             try:
                 data["registered"] = client.ids
                 data["queue"] = {str(k): v for k, v in client.queue_status().items()}
+                data["health"] = _health(client)
             finally:
                 client.close()
     lines = [f"hub {record['id']}: {record.get('status')}"
-             + (f" ({record.get('stale_reason')})" if not record.get("alive") and record.get("stale_reason") else "")]
+             + (f" ({record.get('stale_reason')})" if not record.get("alive") and record.get("stale_reason") else "")
+             + (", degraded" if (data.get("health") or {}).get("state") == "degraded" else "")]
     for key in ("profile_dir", "launcher", "db", "created", "updated"):
         lines.append(f"  {key.replace('_', ' ')}: {record.get(key)}")
     ctl = record.get("controller") or {}
@@ -293,6 +316,8 @@ def cmd_status(args) -> int:
     lines.append(f"  engine processes: {data['engine_processes']}")
     if "registered" in data:
         lines.append(f"  registered engines: {data['registered'] if data['registered'] is not None else data.get('query_error')}")
+    if "health" in data:
+        lines += _health_lines(data["health"])
     if record.get("error"):
         lines.append("  error: " + str(record["error"]).replace("\n", "\n    "))
     for ev in data["events"]:
@@ -458,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller-args", help="extra controller arguments (quoted string)")
     p.add_argument("--config", help="a traitlets config file (.py or .json)")
     p.add_argument("--set", action="append", metavar="CLASS.TRAIT=VALUE",
-                   help="set any trait, value as JSON or text (e.g. MPIEngineLauncher.mpi_args='[\"-v\"]')")
+                   help="set any trait, value as JSON or text (e.g. MPIEngineLauncher.mpi_args='[\"-v\"]'); "
+                        "settings of controller classes (HubFactory, Hub, TaskScheduler, SQLiteDB, ...) are "
+                        "passed to the controller (e.g. SQLiteDB.max_page_count=30)")
     p.add_argument("--dry-run", action="store_true", help="print the engine commands or job script; start nothing")
     p.set_defaults(func=cmd_start)
 

@@ -126,3 +126,21 @@ class Engines:
                 p.kill()
                 p.wait(5)
             p.log.close()
+
+
+#: ``SQLiteDB.max_page_count`` small enough that a few hundred task records fill the task database,
+#: so that writing them fails as on a full disk
+FULL_DISK_PAGES = 30
+
+
+def drive_until_degraded(client, timeout: float = 120, batch: int = 50) -> dict:
+    """Run batches of small load-balanced tasks through ``client``'s hub until the hub reports itself
+    degraded (its task store full, see ``FULL_DISK_PAGES``); return that health reply."""
+    view = client.load_balanced_view()
+
+    def step():
+        assert view.map(abs, range(-batch, 0)).get(60) == list(range(batch, 0, -1))  # scheduling goes on
+        health = client.health()
+        return health if health["state"] == "degraded" else None
+
+    return wait_for(step, timeout, "the hub to report itself degraded", interval=0)
