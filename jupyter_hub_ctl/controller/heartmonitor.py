@@ -147,6 +147,11 @@ class HeartMonitor(LoggingConfigurable):
             if payload == self.last_ping or (payload == self.prev_ping and payload):
                 self.responses.add(ident)
                 self.last_seen[ident] = time.monotonic()
+                if ident not in self.hearts:
+                    # a heart seen for the first time (or again after failing): report it now,
+                    # not at the next beat, so registrations and restores finish within a period
+                    self.hearts[ident] = 0
+                    self._report(self.on_new, [ident])
             else:
                 self.stale += 1
                 if self.debug:

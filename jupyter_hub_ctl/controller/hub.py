@@ -251,14 +251,14 @@ class Hub(HubQueries, LoggingConfigurable):
         if eid in self.engines or any(ec.id == eid for ec in self.incoming.values()):
             return True
         now = self.loop.time()
-        return any(old == eid and until > now and u != uuid for u, (old, until) in self.departed.items())
+        return any(d[0] == eid and d[1] > now and u != uuid for u, d in self.departed.items())
 
     def _departed_id(self, uuid: str) -> Optional[int]:
         """The id an engine dropped for silence may take back (None once its window has passed)."""
         entry = self.departed.get(uuid)
         if entry is None:
             return None
-        eid, until = entry
+        eid, until = entry[:2]
         if until <= self.loop.time() or self._id_in_use(eid, uuid):
             return None
         return eid
@@ -298,9 +298,9 @@ class Hub(HubQueries, LoggingConfigurable):
                 self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
             elif self._departed_id(uuid) is not None:
                 # dropped for silence, but it was only paused or cut off: same engine, same id
-                eid = self.departed.pop(uuid)[0]
+                eid, _, host, pid = self.departed.pop(uuid)
                 self.log.info("engine %d (%s) answers heartbeats again; it keeps id %d", eid, uuid, eid)
-                self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
+                self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid, parent=self))
             elif uuid in self.departed:
                 self.departed.pop(uuid)
                 self.log.warning("engine %s answers heartbeats again after its %gs grace window; "
@@ -348,7 +348,7 @@ class Hub(HubQueries, LoggingConfigurable):
         del self.by_uuid[ec.uuid]
         self.heartmonitor.forget(ec.uuid.encode())
         if reason == "heart failure" and self.reconnect_grace > 0:
-            self.departed[ec.uuid] = (ec.id, self.loop.time() + self.reconnect_grace)
+            self.departed[ec.uuid] = (ec.id, self.loop.time() + self.reconnect_grace, ec.host, ec.pid)
             now = self.loop.time()
             while self.departed:  # forget the oldest expired entries (bounded memory)
                 first = next(iter(self.departed.values()))
