@@ -444,9 +444,21 @@ class Client:
 
         return BroadcastView(self, targets, is_coalescing=is_coalescing)
 
-    def on_registration(self, callback) -> None:
-        """Call ``callback(event_dict)`` on engine register/unregister and hub shutdown."""
+    def on_registration(self, callback):
+        """Call ``callback(event_dict)`` on engine register/unregister and hub shutdown.
+
+        Returns a function that unsubscribes ``callback`` (as ``off_registration(callback)`` does).
+        """
         self._registration_callbacks.append(callback)
+        return lambda: self.off_registration(callback)
+
+    def off_registration(self, callback) -> bool:
+        """Stop calling ``callback`` (one subscription of it); False if it was not subscribed."""
+        try:
+            self._registration_callbacks.remove(callback)
+        except ValueError:
+            return False
+        return True
 
     # ================================================================ control
     def _control(self, msg_type: str, content: dict, targets, block: bool, timeout: float = 10.0):

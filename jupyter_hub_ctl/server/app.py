@@ -26,7 +26,9 @@ from .handlers import handlers
 from .monitor import HubMonitor
 
 EVENT_SCHEMA = pathlib.Path(__file__).parent / "events" / "hub.yaml"
-EVENT_ID = "https://events.jupyter-hub-ctl.dev/hubctl/hub/v1"
+#: the schema's version, which also ends its id (labextension/src/types.ts has the same id)
+EVENT_VERSION = "2"
+EVENT_ID = f"https://events.jupyter-hub-ctl.dev/hubctl/hub/v{EVENT_VERSION}"
 
 # controller classes whose settings in the server's config are handed to every new hub
 CONTROLLER_CLASSES = (HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, BroadcastScheduler, SQLiteDB,

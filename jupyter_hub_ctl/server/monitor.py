@@ -29,6 +29,7 @@ class HubMonitor:
         self.clients: Dict[str, object] = {}
         self._unsubscribe: Dict[str, Callable[[], None]] = {}
         self._health_failures: Dict[str, str] = {}
+        self._announced_health: Dict[str, Optional[dict]] = {}  # the health the last health event told
         self._client_failures: Dict[str, str] = {}
         self._task: Optional[asyncio.Task] = None
         self._wake: Optional[asyncio.Event] = None
@@ -49,6 +50,8 @@ class HubMonitor:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        for hub_id in list(self._unsubscribe):
+            self._unsubscribe.pop(hub_id)()
         clients, self.clients = self.clients, {}
         for c in clients.values():
             await asyncio.to_thread(c.close)
@@ -91,9 +94,12 @@ class HubMonitor:
                 self.queues.pop(hub_id, None)
                 self.health.pop(hub_id, None)
             model = self._model(hub_id, record)
-            if self._changed(self.models.get(hub_id), model):
+            old = self.models.get(hub_id)
+            if self._changed(old, model):
                 self.models[hub_id] = model
-                self.emit({"action": "state", "hub_id": hub_id, "hub": model})
+                if old is None or self._changed(dict(old, health=None), dict(model, health=None)):
+                    self.emit({"action": "state", "hub_id": hub_id, "hub": model})
+            self._announce_health(hub_id)
         for hub_id in list(self.models):
             if hub_id not in seen:
                 self.models.pop(hub_id)
@@ -101,6 +107,7 @@ class HubMonitor:
                 self.engines.pop(hub_id, None)
                 self.queues.pop(hub_id, None)
                 self.health.pop(hub_id, None)
+                self._announced_health.pop(hub_id, None)
                 self._drop_client(hub_id)
                 self.emit({"action": "removed", "hub_id": hub_id})
 
@@ -125,7 +132,7 @@ class HubMonitor:
             log.warning("hubctl: hub %s did not answer: %s", hub_id, e)
             self._drop_client(hub_id)
             return
-        health = await asyncio.to_thread(self._health, hub_id, client)
+        self.health[hub_id] = await asyncio.to_thread(self._health, hub_id, client)
         engines = [engine_model(e) for e in engines]
         queues = queues_model(status)
         if [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]:
@@ -138,12 +145,6 @@ class HubMonitor:
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
             self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
-        old = self.health.get(hub_id)
-        self.health[hub_id] = health
-        if self._health_changed(old, health):
-            model = self._model(hub_id, record)
-            self.models[hub_id] = model
-            self.emit({"action": "health", "hub_id": hub_id, "hub": model, "health": health})
 
     def _health(self, hub_id: str, client) -> Optional[dict]:
         """The hub's health (worker thread); None if it cannot say (logged once per reason)."""
@@ -157,6 +158,16 @@ class HubMonitor:
             return None
         self._health_failures.pop(hub_id, None)
         return health
+
+    def _announce_health(self, hub_id: str) -> None:
+        """A ``health`` event when what the hub says of its health (state or reasons) changed."""
+        model = self.models.get(hub_id) or {}
+        health = model.get("health")
+        if not self._health_changed(self._announced_health.get(hub_id), health):
+            return
+        self._announced_health[hub_id] = health
+        if health is not None:
+            self.emit({"action": "health", "hub_id": hub_id, "hub": model, "health": health})
 
     @staticmethod
     def _health_changed(old: Optional[dict], new: Optional[dict]) -> bool:
@@ -180,12 +191,15 @@ class HubMonitor:
             self._client_failures[hub_id] = reason
             return None
         self._client_failures.pop(hub_id, None)
-        client.on_registration(lambda event: self.wake())
+        self._unsubscribe[hub_id] = client.on_registration(lambda event: self.wake())
         self.clients[hub_id] = client
         return client
 
     def _drop_client(self, hub_id: str) -> None:
         client = self.clients.pop(hub_id, None)
+        unsubscribe = self._unsubscribe.pop(hub_id, None)
+        if unsubscribe is not None:  # a client still closing must not wake the monitor for a dropped hub
+            unsubscribe()
         if client is not None:  # closing joins the client's IO thread: not on the event loop
             threading.Thread(target=client.close, name="hubctl-client-close", daemon=True).start()
 

@@ -430,6 +430,9 @@ export class HubCtlModel implements IDisposable {
           this._detailError = null;
         }
         break;
+      case 'health':
+        known = !!event.hub;
+        break;
       default:
         known = false;
     }

@@ -2,11 +2,27 @@
  * Shapes of the hubctl server extension's REST replies and events.
  */
 
-/** The schema id of the hub events on jupyter_server's event bus. */
+/**
+ * The schema id of the hub events on jupyter_server's event bus (it ends in
+ * the schema's version; the server's `EVENT_ID` in jupyter_hub_ctl/server/app.py).
+ */
 export const HUB_EVENT_SCHEMA_ID =
-  'https://events.jupyter-hub-ctl.dev/hubctl/hub/v1';
+  'https://events.jupyter-hub-ctl.dev/hubctl/hub/v2';
 
 export type HubState = 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+
+/**
+ * What a running hub says of its own health: `degraded` when something is
+ * wrong (e.g. its task database cannot write because the disk is full) while
+ * it keeps scheduling tasks.
+ */
+export interface IHealth {
+  state: 'ok' | 'degraded';
+  /** One sentence per problem. */
+  reasons: string[];
+  /** ISO time it became degraded (null when ok). */
+  degraded_since: string | null;
+}
 
 export interface IHub {
   id: string;
@@ -21,6 +37,8 @@ export interface IHub {
   profile: string;
   created: string;
   updated: string;
+  /** Null while the hub is not running or has not said. */
+  health?: IHealth | null;
 }
 
 export interface IEngine {
@@ -85,7 +103,7 @@ export interface ICreateHubRequest {
   options?: { [name: string]: unknown };
 }
 
-export type HubAction = 'state' | 'engines' | 'queues' | 'removed';
+export type HubAction = 'state' | 'engines' | 'queues' | 'health' | 'removed';
 
 /** The data of one hub event (jupyter_server flattens it next to `schema_id`). */
 export interface IHubEvent {
@@ -94,4 +112,5 @@ export interface IHubEvent {
   hub?: IHub;
   engines?: IEngine[];
   queues?: IQueues;
+  health?: IHealth;
 }

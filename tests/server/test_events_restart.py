@@ -15,8 +15,7 @@ import urllib.request
 from conftest import wait_api
 
 from jupyter_hub_ctl.cluster import list_hubs
-
-EVENT_ID = "https://events.jupyter-hub-ctl.dev/hubctl/hub/v1"
+from jupyter_hub_ctl.server.app import EVENT_ID
 
 
 async def test_events_announce_state_engines_and_removal(jp_ws_fetch, api, jp_fetch):
