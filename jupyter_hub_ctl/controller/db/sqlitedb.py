@@ -428,7 +428,7 @@ class SQLiteDB(BaseDB):
         try:
             (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
             if mode == 2:  # incremental
-                conn.execute("PRAGMA incremental_vacuum").fetchall()
+                conn.executescript("PRAGMA incremental_vacuum;")  # every step, not just the first
             else:  # a file made before auto_vacuum was set: rebuild it once, with it set
                 conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("VACUUM")
