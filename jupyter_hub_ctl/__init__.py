@@ -28,3 +28,9 @@ def load_ipython_extension(ip):  # %load_ext jupyter_hub_ctl
     from .kernel.magics import load_ipython_extension as load
 
     load(ip)
+
+
+def unload_ipython_extension(ip):  # %unload_ext jupyter_hub_ctl
+    from .kernel.magics import unload_ipython_extension as unload
+
+    unload(ip)

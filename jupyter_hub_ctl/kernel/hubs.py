@@ -170,6 +170,12 @@ class KernelHubs:
         if conn is not None and self.current is conn:
             self.current = next(reversed(self.connections.values()), None) if self.connections else None
 
+    def unregister_at_exit(self) -> None:
+        """Forget the exit hook (the extension is being unloaded)."""
+        if self._atexit:
+            atexit.unregister(self.at_exit)
+            self._atexit = False
+
     def at_exit(self) -> None:
         """Stop the hubs started with stop_on_exit; disconnect from the rest."""
         from ..cluster import background
@@ -311,10 +317,16 @@ def hubs_table(current: Optional[str] = None) -> Table:
 
 
 def engines_table(conn: HubConnection) -> Table:
+    from .render import health_summary
+
     now = time.time()
     info = conn.client.engines_info()
+    try:
+        health = health_summary(conn.client.health())
+    except Exception:  # a hub that cannot say: the table without a banner
+        health = {}
     rows = [[e["id"], e.get("host", ""), e.get("pid", ""), e.get("queue", 0), e.get("tasks", 0),
              e.get("completed", 0), age(None if e.get("last_heartbeat") is None else now - e["last_heartbeat"])]
             for e in info]
     return Table(f"engines of hub {conn.id}", ["id", "host", "pid", "queue", "tasks", "completed", "heartbeat"],
-                 rows, empty="no engines registered", data=info)
+                 rows, empty="no engines registered", data=info, health=health)

@@ -55,7 +55,8 @@ def _hub_parser() -> _Parser:
     s.add_argument("--stop-on-exit", action="store_true", help="stop the hub when this kernel exits")
     s.add_argument("--name", default=None, help="variable to bind the connection to (default: hub)")
     s.add_argument("--set", action="append", default=[], metavar="Class.trait=value",
-                   help="any Cluster/launcher trait, value as JSON (repeatable)")
+                   help="any Cluster, launcher or controller trait (e.g. SQLiteDB.max_page_count=30), "
+                        "value as JSON (repeatable)")
     s.add_argument("--timeout", type=float, default=None, help="seconds to wait for the engines")
     s.add_argument("--dry-run", action="store_true", help="show the engine commands or job script; start nothing")
     st = sub.add_parser("stop", help="stop a hub (default: the connected one)")
@@ -423,6 +424,39 @@ def load_ipython_extension(ip) -> None:
     registry = KernelHubs()
     _registries[ip] = registry
     ip.register_magics(HubMagics(ip, registry=registry), PxMagics(ip, registry=registry))
+
+
+def unload_ipython_extension(ip) -> None:
+    """``%unload_ext jupyter_hub_ctl``: remove the magics and disconnect this kernel from its hubs.
+
+    Hubs keep running, except those started here with ``--stop-on-exit``: nothing would be left
+    to stop them when the kernel exits, so they are stopped now.  ``%load_ext`` starts afresh.
+    """
+    registry = _registries.pop(ip, None)
+    if registry is None:
+        return
+    manager = ip.magics_manager
+    for cls in (HubMagics, PxMagics):
+        instance = manager.registry.get(cls.__name__)
+        if not isinstance(instance, cls) or getattr(instance, "registry", None) is not registry:
+            continue  # someone else's magics of that name: not ours to remove
+        del manager.registry[cls.__name__]
+        for kind, table in instance.magics.items():
+            for name, fn in table.items():
+                if manager.magics.get(kind, {}).get(name) is fn:
+                    del manager.magics[kind][name]
+    registry.unregister_at_exit()
+    for conn in list(registry.connections.values()):
+        try:
+            if conn.stop_on_exit and not conn.stopped:
+                print(f"stopping hub {conn.id} (started with --stop-on-exit)")
+                conn.stop()
+            else:
+                conn.close()
+        except Exception as e:  # unloading goes on: the other hubs still get their turn
+            print(f"hub {conn.id}: {type(e).__name__}: {e}", file=sys.stderr)
+    registry.connections.clear()
+    registry.current = None
 
 
 def registry_of(ip) -> Optional[KernelHubs]:

@@ -70,27 +70,75 @@ def text_bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
+# ---------------------------------------------------------------- hub health
+BANNER_STYLE = ("background:#fff4d6;border-left:4px solid #e65100;color:#5d2c00;padding:4px 8px;"
+                "margin:4px 0;font-family:sans-serif;font-size:13px")
+
+
+def health_summary(health) -> dict:
+    """``{state, reasons, degraded_since}`` of a hub's health reply (``Client.health()``); {} when unknown."""
+    if not isinstance(health, dict) or health.get("state") not in ("ok", "degraded"):
+        return {}
+    reasons = health.get("reasons")
+    return {"state": health["state"],
+            "reasons": [str(r) for r in reasons if r] if isinstance(reasons, list) else [],
+            "degraded_since": health.get("degraded_since") if health["state"] == "degraded" else None}
+
+
+def _since(iso_time) -> str:
+    from datetime import datetime
+
+    if not iso_time:
+        return ""
+    try:
+        return " since " + datetime.fromisoformat(str(iso_time)).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return f" since {iso_time}"
+
+
+def degraded_lines(health: dict) -> list:
+    """The degraded banner as text lines ([] unless ``health`` says degraded)."""
+    if not health or health.get("state") != "degraded":
+        return []
+    lines = [f"DEGRADED{_since(health.get('degraded_since'))} (tasks are still scheduled):"]
+    lines += [f"  - {r}" for r in health.get("reasons") or ["no reason given"]]
+    return lines
+
+
+def degraded_html(health: dict) -> str:
+    """The degraded banner as HTML ('' unless ``health`` says degraded)."""
+    if not health or health.get("state") != "degraded":
+        return ""
+    items = "".join(f"<li>{esc(r)}</li>" for r in health.get("reasons") or ["no reason given"])
+    return (f"<div class='hubctl-degraded' role='alert' style='{BANNER_STYLE}'>"
+            f"<b>Hub degraded{esc(_since(health.get('degraded_since')))}</b> — tasks are still scheduled"
+            f"<ul style='margin:2px 0 2px 18px;padding:0'>{items}</ul></div>")
+
+
 class Table:
     """A static table that shows as text in a terminal and as HTML in a notebook."""
 
     def __init__(self, title: str, headers: Sequence[str], rows: Sequence[Sequence], empty: str = "(none)",
-                 data=None):
+                 data=None, health: Optional[dict] = None):
         self.title = title
         self.headers = list(headers)
         self.rows = [list(r) for r in rows]
         self.empty = empty
         self.data = data  # the structured data behind the table, for programs
+        self.health = health or {}  # a health_summary: a degraded hub gets a banner above the table
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def text(self) -> str:
-        body = text_table(self.headers, self.rows, self.empty)
-        return f"{self.title}\n{body}" if self.title else body
+        parts = [self.title] if self.title else []
+        parts += degraded_lines(self.health)
+        parts.append(text_table(self.headers, self.rows, self.empty))
+        return "\n".join(parts)
 
     def html(self) -> str:
         title = f"<b>{esc(self.title)}</b><br>" if self.title else ""
-        return title + html_table(self.headers, self.rows, self.empty)
+        return title + degraded_html(self.health) + html_table(self.headers, self.rows, self.empty)
 
     def _repr_html_(self) -> str:
         return self.html()

@@ -20,7 +20,8 @@ from typing import Optional
 from traitlets import Dict, Float, Integer, List, Unicode
 
 from .live import LiveView, SourceEnded
-from .render import age, clock, esc, html_table, shorten, text_bar, text_table
+from .render import age, clock, degraded_html, degraded_lines, esc, health_summary, html_table, shorten, text_bar, \
+    text_table
 
 RECENT_KEYS = ["msg_id", "engine_uuid", "label", "completed", "result_content"]
 STATE_COLORS = {"busy": "#e8f4e8", "silent": "#fff4d6", "gone": "#f6dddd"}
@@ -72,6 +73,8 @@ class HubStatus(LiveView):
     results_seen = Integer(0, help="Results seen since the view opened.")
     errors_seen = Integer(0, help="Failed results seen since the view opened.")
     problem = Unicode("", help="The last failed poll, if any ('' after a good one).")
+    health = Dict(help="What the hub says of its health: state (ok or degraded; a degraded hub keeps scheduling), "
+                       "reasons (one sentence per problem) and degraded_since; {} when it does not say.")
 
     def __init__(self, client, hub_id: Optional[str] = None, owns_client: bool = False, **kwargs):
         super().__init__(hub_id=hub_id, **kwargs)
@@ -83,7 +86,7 @@ class HubStatus(LiveView):
         self._uuids: dict = {}
         self._samples: collections.deque = collections.deque()
         self._shutdown = False
-        self._subscribed = False
+        self._unsubscribe = None  # ends this view's subscription to the client's registration events
 
     # ------------------------------------------------------------------ polling
     def _check_source(self) -> None:
@@ -100,6 +103,12 @@ class HubStatus(LiveView):
         except RuntimeError as e:  # the client was closed
             raise SourceEnded(f"disconnected from the hub ({e})", "disconnected") from None
         data = {"now": time.time(), "mono": time.monotonic(), "engines": engines, "unassigned": unassigned}
+        try:
+            data["health"] = self.client.health()
+        except RuntimeError as e:
+            raise SourceEnded(f"disconnected from the hub ({e})", "disconnected") from None
+        except Exception:  # a hub that cannot say: no banner, the rest of the view still works
+            data["health"] = None
         try:
             data["records"] = self.client.db_query({"completed": {"$gt": self._since}}, keys=RECENT_KEYS)
         except Exception as e:  # e.g. a hub that keeps no records (NoDB)
@@ -136,6 +145,7 @@ class HubStatus(LiveView):
         self._sample(data["mono"], {r["id"]: r["completed"] for r in live})
         self._take_records(data.get("records") or [])
         self.problem = data.get("db_error", "")
+        self.health = health_summary(data.get("health"))
         self.hub_state = "running"
 
     def _sample(self, t: float, counts: dict) -> None:
@@ -173,9 +183,8 @@ class HubStatus(LiveView):
         self.request_render()
 
     def _on_start(self) -> None:
-        if not self._subscribed:
-            self._subscribed = True
-            self.client.on_registration(self._on_event)
+        if self._unsubscribe is None:
+            self._unsubscribe = self.client.on_registration(self._on_event)
 
     def _on_event(self, event: dict) -> None:  # the client's IO thread: only flags and pokes
         if self._closed:
@@ -186,9 +195,13 @@ class HubStatus(LiveView):
 
     def _source_ended(self, e: SourceEnded) -> None:
         self.hub_state = e.state
+        self.health = {}  # what a hub that is gone said of its health no longer holds
         self._end(str(e))
 
     def _on_end(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe, unsubscribe = None, self._unsubscribe
+            unsubscribe()
         if self._owns_client and self.client is not None:
             client, self.client = self.client, None
             client.close()
@@ -223,13 +236,21 @@ class HubStatus(LiveView):
             notes.append(self.problem)
         return notes
 
+    @property
+    def degraded(self) -> bool:
+        """Whether the hub says it is degraded (see ``health``)."""
+        return self.health.get("state") == "degraded"
+
     def text(self) -> str:
-        parts = [self._headline(), *self._notes(), text_table(self.ENGINE_HEADERS, self._engine_rows(), "no engines"),
+        parts = [self._headline(), *degraded_lines(self.health), *self._notes(),
+                 text_table(self.ENGINE_HEADERS, self._engine_rows(), "no engines"),
                  "latest results:", text_table(self.RECENT_HEADERS, self._recent_rows(), "none yet")]
         return "\n".join(parts)
 
     def _header_html(self) -> str:
         color = "#2e7d32" if self.hub_state == "running" else "#b71c1c" if self.hub_state == "stopped" else "#555"
+        if self.hub_state == "running" and self.degraded:
+            color = "#e65100"
         notes = "".join(f"<div style='color:#b71c1c'>{esc(n)}</div>" for n in self._notes())
         return f"<div style='color:{color};font-weight:bold'>{esc(self._headline())}</div>{notes}"
 
@@ -244,17 +265,21 @@ class HubStatus(LiveView):
                                                     row_styles=styles)
 
     def html(self) -> str:
-        return self._header_html() + self._engines_html() + self._recent_html()
+        return self._header_html() + degraded_html(self.health) + self._engines_html() + self._recent_html()
 
     def _build(self, widgets):
         self._w_header = widgets.HTML()
+        self._w_banner = widgets.HTML(layout=widgets.Layout(display="none"))  # shown only while degraded
+        self._w_banner.add_class("hubctl-degraded-banner")
         self._w_engines = widgets.HTML()
         self._w_recent = widgets.HTML()
-        return widgets.VBox([self._w_header, self._w_engines, self._w_recent])
+        return widgets.VBox([self._w_header, self._w_banner, self._w_engines, self._w_recent])
 
     def _render(self) -> None:
         with self._widget.hold_sync():
             self._w_header.value = self._header_html()
+            self._w_banner.value = degraded_html(self.health)
+            self._w_banner.layout.display = None if self.degraded else "none"
             self._w_engines.value = self._engines_html()
             self._w_recent.value = self._recent_html()
 
@@ -331,13 +356,23 @@ class EngineProgress(LiveView):
         self.client = client
         self._echo = echo  # a callable given each new one-line status (text mode)
         self._echoed = ""
+        self._unsubscribe = None
         self.handle = None  # the display handle, when shown
 
     def attach(self, client) -> None:
         """Count the engines of ``client`` from now on."""
         self.client = client
         if self.live:
-            client.on_registration(lambda _e: self.poke())
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        if self._unsubscribe is None:
+            self._unsubscribe = self.client.on_registration(lambda _e: self.poke())
+
+    def _on_end(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe, unsubscribe = None, self._unsubscribe
+            unsubscribe()
 
     def _fetch(self):
         return len(self.client.ids) if self.client is not None else self.registered
@@ -349,7 +384,7 @@ class EngineProgress(LiveView):
 
     def _on_start(self) -> None:
         if self.client is not None:
-            self.client.on_registration(lambda _e: self.poke())
+            self._subscribe()
 
     def update(self, registered: Optional[int] = None, phase: Optional[str] = None) -> None:
         """Set progress by hand (owner thread); renders within the throttle."""

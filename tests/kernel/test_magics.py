@@ -352,3 +352,40 @@ def test_stop_on_exit_hub_stops_when_the_ipython_process_exits(hub_dirs):
     from jupyter_hub_ctl.cluster import find_hub
 
     find_hub("staying").stop_sync()
+
+
+def test_unload_ext_removes_the_magics_and_the_exit_hook_and_disconnects(ip, hub_dirs, monkeypatch):
+    import atexit
+
+    from jupyter_hub_ctl.kernel.magics import registry_of
+
+    unregistered = []  # atexit keeps no count of what was unregistered: watch the calls
+    real_unregister = atexit.unregister
+    monkeypatch.setattr(atexit, "unregister", lambda fn: (unregistered.append(fn), real_unregister(fn))[1])
+
+    with capture_output():
+        hub_magic(ip, "start -n 1 --id keep")
+        hub_magic(ip, "start -n 1 --id temp --stop-on-exit --name h2")
+    keep, temp = ip.user_ns["hub"], ip.user_ns["h2"]
+    registry = registry_of(ip)
+    try:
+        with capture_output() as cap:
+            ip.run_line_magic("unload_ext", "jupyter_hub_ctl")
+        assert "stopping hub temp (started with --stop-on-exit)" in cap.stdout
+        assert "jupyter_hub_ctl" not in ip.extension_manager.loaded
+        assert all(ip.find_line_magic(name) is None for name in ("hub", "px", "pxresult"))
+        assert ip.find_cell_magic("px") is None
+        assert not {"HubMagics", "PxMagics"} & set(ip.magics_manager.registry)
+        with pytest.raises(UsageError):
+            hub_magic(ip, "list")
+        assert registry_of(ip) is None and unregistered == [registry.at_exit]  # the stop-on-exit hook
+        assert keep.client._closed and temp.stopped
+        assert state.read_state("temp") is None  # stopped: nothing would stop it at exit any more
+        assert get_hub("keep")["status"] == "running"  # the others keep running
+    finally:
+        ip.run_line_magic("load_ext", "jupyter_hub_ctl")
+    assert registry_of(ip) is not registry and registry_of(ip).connections == {}
+    assert [row[1] for row in hub_magic(ip, "list").rows] == ["keep"]
+    with capture_output():
+        hub_magic(ip, "stop keep")
+    assert list_hubs() == []
