@@ -12,7 +12,7 @@ import { CreateForm } from './form';
 import { hubIcon } from './icons';
 import { HubCtlModel } from './model';
 import { watchForDrag } from './snippet';
-import { IEngine, IHub, IQueueCounts, IQueues } from './types';
+import { IEngine, IHealth, IHub, IQueueCounts, IQueues } from './types';
 
 /** The id of the sidebar widget (also its tab's `data-id`). */
 export const PANEL_ID = 'hubctl-panel';
@@ -232,11 +232,13 @@ function HubRow(props: {
       onPointerDown={e => props.onDragStart(e.nativeEvent)}
     >
       <span className="jp-HubCtl-hubName">{hub.name || hub.id}</span>
+      <HealthBadge health={hub.health} />
       <StateBadge state={hub.state} />
       <span className="jp-HubCtl-hubEngines" title="registered / requested engines">
         {hub.engines}/{hub.n}
       </span>
       <span className="jp-HubCtl-hubLauncher">{hub.launcher}</span>
+      <HealthReasons health={hub.health} />
     </li>
   );
 }
@@ -246,6 +248,53 @@ function StateBadge({ state }: { state: string }): JSX.Element {
     <span className={`jp-HubCtl-state jp-mod-${state}`} data-testid="hubctl-state">
       {state}
     </span>
+  );
+}
+
+function isDegraded(health: IHealth | null | undefined): health is IHealth {
+  return !!health && health.state === 'degraded';
+}
+
+function degradedTitle(health: IHealth): string {
+  const since = health.degraded_since ? new Date(health.degraded_since) : null;
+  const when = since && !Number.isNaN(since.getTime()) ? ` since ${since.toLocaleTimeString()}` : '';
+  return `Degraded${when}; tasks are still scheduled`;
+}
+
+/** A badge while the hub says it is degraded; nothing when it is healthy. */
+function HealthBadge({ health }: { health?: IHealth | null }): JSX.Element | null {
+  if (!isDegraded(health)) {
+    return null;
+  }
+  return (
+    <span
+      className="jp-HubCtl-health jp-mod-degraded"
+      data-testid="hubctl-health"
+      data-health={health.state}
+      title={[degradedTitle(health), ...health.reasons].join('\n')}
+    >
+      degraded
+    </span>
+  );
+}
+
+/** Why the hub is degraded, one line per reason; nothing when it is healthy. */
+function HealthReasons({ health }: { health?: IHealth | null }): JSX.Element | null {
+  if (!isDegraded(health)) {
+    return null;
+  }
+  const reasons = health.reasons.length ? health.reasons : ['no reason given'];
+  return (
+    <ul
+      className="jp-HubCtl-healthReasons"
+      data-testid="hubctl-health-reasons"
+      role="status"
+      aria-label={degradedTitle(health)}
+    >
+      {reasons.map((reason, i) => (
+        <li key={i}>{reason}</li>
+      ))}
+    </ul>
   );
 }
 
@@ -269,8 +318,10 @@ function HubDetail(props: {
     <section className="jp-HubCtl-detail" data-testid="hubctl-detail" data-hub-id={hub.id}>
       <div className="jp-HubCtl-detailHeader">
         <span className="jp-HubCtl-detailName">{hub.name || hub.id}</span>
+        <HealthBadge health={hub.health} />
         <StateBadge state={hub.state} />
       </div>
+      <HealthReasons health={hub.health} />
       <div className="jp-HubCtl-detailMeta">
         {hub.launcher} · profile {hub.profile} · id <code>{hub.id}</code>
       </div>
