@@ -215,3 +215,19 @@ def test_printed_text_comes_before_the_value(rc):
     ar = rc[rc.ids[0]].execute("print('x')\n5")
     ar.get(20)
     assert [o["msg_type"] for o in ar.outputs] == ["stream", "execute_result"]
+
+
+def test_registration_callbacks_can_be_unsubscribed(fresh_hub):
+    h = fresh_hub(1)
+    rc = h.client
+    kept, dropped, also_dropped = [], [], []
+    rc.on_registration(kept.append)
+    unsubscribe = rc.on_registration(dropped.append)
+    rc.on_registration(also_dropped.append)
+    unsubscribe()
+    assert rc.off_registration(also_dropped.append) is True
+    assert rc.off_registration(also_dropped.append) is False  # not subscribed any more
+    h.add_engines(1)
+    wait_for(lambda: any(e.get("event") == "register" for e in kept), 30, "the registration event")
+    assert rc.ids == [0, 1]
+    assert dropped == [] and also_dropped == []

@@ -40,7 +40,9 @@ def _missing(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running on this thread
+# while it is open, and the asyncio tests of other directories (run after these) need none running.
+@pytest.fixture(scope="package")
 def playwright_instance():
     try:
         from playwright.sync_api import sync_playwright
@@ -50,7 +52,7 @@ def playwright_instance():
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance):
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _missing(f"no chromium at {CHROMIUM} (apt-get install chromium)")
