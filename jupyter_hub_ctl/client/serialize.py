@@ -10,6 +10,9 @@ copied into the pickle stream nor, on receipt, out of the received frames.
 from __future__ import annotations
 
 import pickle
+import sys
+import types
+import weakref
 from typing import Any, List, Sequence
 
 SERIALIZER = "hubctl/1"
@@ -25,9 +28,7 @@ class SerializerMismatch(RuntimeError):
     """The peer speaks another payload format (e.g. ipyparallel's)."""
 
 
-def _dumps(obj: Any, oob: list) -> bytes:
-    import cloudpickle
-
+def _oob_callback(oob: list):
     def callback(pb: pickle.PickleBuffer):
         raw = pb.raw()
         if raw.nbytes < OOB_THRESHOLD:
@@ -35,7 +36,193 @@ def _dumps(obj: Any, oob: list) -> bytes:
         oob.append(raw)
         return False
 
-    return cloudpickle.dumps(obj, protocol=5, buffer_callback=callback)
+    return callback
+
+
+def _dumps(obj: Any, oob: list) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(obj, protocol=5, buffer_callback=_oob_callback(oob))
+
+
+# ----------------------------------------------------------------------------- function cache
+# Sending the same function many times (a loop of apply_async, map with chunksize=1) used to
+# cloudpickle it by value every time.  Now a function whose pickle cannot change while its
+# state stays the same (see _fn_state) is pickled once; the call payload carries those bytes
+# as ``_load_function(bytes)``, and the engine unpickles each distinct function once.
+
+_FN_CACHE: dict = {}  # id(function) -> (weakref, state tuple, pickled bytes, len(sys.modules))
+_FN_CACHE_MAX = 1024
+_CODE_NAMES: dict = {}  # id(code) -> (code, names it may read as globals)
+_MAX_STATE = 256
+_ATOMS = frozenset({
+    type(None), bool, int, float, complex, str, bytes, type(Ellipsis), type(NotImplemented),
+    types.CodeType, types.ModuleType, types.BuiltinFunctionType,
+})
+_MISSING = object()
+_EMPTY_CELL = object()
+
+
+def _code_names(code: types.CodeType) -> tuple:
+    """Names ``code`` (and the code nested in it) may look up as globals: a superset."""
+    hit = _CODE_NAMES.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names.update(_code_names(c))
+    names = tuple(sorted(names))
+    if len(_CODE_NAMES) > 4096:
+        _CODE_NAMES.clear()
+    _CODE_NAMES[id(code)] = (code, names)
+    return names
+
+
+def _by_reference(obj) -> bool:
+    """Would cloudpickle pickle this function or class by reference (module + qualified name)?"""
+    module_name = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module_name or module_name == "__main__" or not qualname or "<" in qualname:
+        return False
+    module = sys.modules.get(module_name)
+    if module is None or getattr(module, "__spec__", None) is None:
+        return False
+    target = module
+    for part in qualname.split("."):
+        target = getattr(target, part, _MISSING)
+    return target is obj
+
+
+def _safe(value, out: list, seen: set) -> bool:
+    """Add ``value`` to ``out``; False if its pickle could change while its identity does not."""
+    out.append(value)
+    if len(out) > _MAX_STATE:
+        return False
+    t = type(value)
+    if t in _ATOMS:
+        return True
+    if t is tuple or t is frozenset:
+        return all(_safe(v, out, seen) for v in value)
+    if t is types.FunctionType:
+        return _by_reference(value) or _fn_state(value, out, seen)
+    if isinstance(value, type):
+        return _by_reference(value)
+    return False  # lists, dicts, instances...: mutable, or unknown
+
+
+def _fn_state(f: types.FunctionType, out: list, seen: set) -> bool:
+    """Everything cloudpickle puts in ``f``'s by-value pickle, appended to ``out``.
+
+    False if any of it is mutable (a list default, a dict global, a class defined in
+    ``__main__``, ...): such a function is pickled afresh on every call, as before.
+    """
+    if id(f) in seen:
+        return True
+    seen.add(id(f))
+    code = f.__code__
+    out.extend((f, code, f.__name__, f.__qualname__, f.__module__, f.__doc__))
+    if f.__defaults__ is not None and not _safe(f.__defaults__, out, seen):
+        return False
+    for d in (f.__kwdefaults__, f.__dict__, f.__annotations__):
+        if d:
+            for k, v in d.items():
+                out.append(k)
+                if not _safe(v, out, seen):
+                    return False
+        else:
+            out.append(None)
+    if f.__closure__ is not None:
+        for cell in f.__closure__:
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                v = _EMPTY_CELL
+                out.append(v)
+                continue
+            if not _safe(v, out, seen):
+                return False
+    g = f.__globals__
+    for name in _code_names(code):
+        v = g.get(name, _MISSING)
+        if v is _MISSING:
+            out.append(None)
+            continue
+        out.append(name)
+        if not _safe(v, out, seen):
+            return False
+    return True
+
+
+def _function_bytes(f: types.FunctionType):
+    """cloudpickle bytes of ``f`` alone, cached while its state is unchanged; None if uncacheable."""
+    import cloudpickle
+
+    state: list = []
+    if not _fn_state(f, state, set()):
+        return None
+    n_modules = len(sys.modules)  # a new import may add a submodule to the pickle
+    hit = _FN_CACHE.get(id(f))
+    if hit is not None and hit[0]() is f and hit[3] == n_modules:
+        old = hit[1]
+        if len(old) == len(state) and all(a is b for a, b in zip(old, state)):
+            return hit[2]
+    if cloudpickle.list_registry_pickle_by_value():
+        return None  # modules pickled by value: _by_reference cannot tell what cloudpickle will do
+    data = cloudpickle.dumps(f, protocol=5)
+    if len(_FN_CACHE) >= _FN_CACHE_MAX:
+        _FN_CACHE.clear()
+    key = id(f)
+    _FN_CACHE[key] = (weakref.ref(f, lambda _r, key=key: _FN_CACHE.pop(key, None)), tuple(state), data, n_modules)
+    return data
+
+
+_LOADED: dict = {}  # pickled function bytes -> function (on the receiving side)
+_LOADED_MAX = 512
+
+
+def _load_function(data: bytes):
+    """Unpickle a function sent by ``_function_bytes``; each distinct one only once."""
+    f = _LOADED.get(data)
+    if f is None:
+        import cloudpickle
+
+        f = cloudpickle.loads(data)
+        if len(_LOADED) >= _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]  # the oldest
+        _LOADED[data] = f
+    return f
+
+
+def _call_pickler():
+    """A CloudPickler that sends cacheable functions as ``_load_function(bytes)``."""
+    global _CallPickler
+    if _CallPickler is None:
+        import cloudpickle
+
+        class CallPickler(cloudpickle.CloudPickler):
+            def reducer_override(self, obj):
+                if type(obj) is types.FunctionType:
+                    if _by_reference(obj) and not cloudpickle.list_registry_pickle_by_value():
+                        return NotImplemented  # as cloudpickle does: pickle's save_global
+                    data = _function_bytes(obj)
+                    if data is not None:
+                        return _load_function, (data,)
+                return super().reducer_override(obj)
+
+        _CallPickler = CallPickler
+    return _CallPickler
+
+
+_CallPickler = None
+
+
+def _dumps_call(obj: Any, oob: list) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    _call_pickler()(buf, protocol=5, buffer_callback=_oob_callback(oob)).dump(obj)
+    return buf.getvalue()
 
 
 _SIMPLE = (type(None), bool, int, float, complex, str)
@@ -57,7 +244,7 @@ def serialize_call(f, args: Sequence, kwargs: dict) -> List:
     """Buffers for an apply request; names the offending argument on failure."""
     oob: list = []
     try:
-        head = _dumps((f, tuple(args), dict(kwargs)), oob)
+        head = _dumps_call((f, tuple(args), dict(kwargs)), oob)
     except Exception as e:
         for label, value in [("function", f)] + [(f"argument {i}", a) for i, a in enumerate(args)] + \
                 [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import traceback
 import types
+import weakref
 from typing import Callable, Optional
 
 from ..client.serialize import SERIALIZER, SerializerMismatch, deserialize_call, serialize
 
 
 _current: dict = {}
+OK_CONTENT = {"status": "ok"}  # shared: callers must not modify it
 
 
 def current_namespace() -> dict:
@@ -51,6 +53,9 @@ class Executor:
         self._publish_result = publish_result
         self._publish_error = publish_error
         self._shell = None
+        # by-value functions bound to the namespace, by the function as unpickled: functions the
+        # client sends again arrive as the same object (serialize._load_function), bound once
+        self._bound: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ apply
     def _bind(self, f):
@@ -59,19 +64,23 @@ class Executor:
         Names they captured from the sender's globals are added where the engine
         namespace does not define them; the engine's own values win.
         """
-        if not isinstance(f, types.FunctionType):
+        if type(f) is not types.FunctionType:
             return f
-        mod = sys.modules.get(f.__module__ or "")
-        if mod is None or f.__globals__ is not vars(mod) or f.__module__ == "__main__":
-            ns = self.namespace
-            for name, value in f.__globals__.items():
-                if name not in ns and not name.startswith("__"):
-                    ns[name] = value
+        bound = self._bound.get(f)  # a function the serializer's cache sent again
+        if bound is None:
+            mod = sys.modules.get(f.__module__ or "")
+            if mod is not None and f.__globals__ is vars(mod) and f.__module__ != "__main__":
+                return f
+        ns = self.namespace
+        for name, value in f.__globals__.items():
+            if name not in ns and not name.startswith("__"):
+                ns[name] = value
+        if bound is None:
             bound = types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__)
             bound.__kwdefaults__ = f.__kwdefaults__
             bound.__dict__.update(f.__dict__)
-            return bound
-        return f
+            self._bound[f] = bound
+        return bound
 
     def apply(self, metadata: dict, buffers: list) -> tuple:
         """(content, result buffers, status) for an apply request."""
@@ -95,7 +104,7 @@ class Executor:
             bufs = serialize(result, "the result")
         except Exception as e:
             return error_content(e, self._engine_info("apply")), [], "error"
-        return {"status": "ok"}, bufs, "ok"
+        return OK_CONTENT, bufs, "ok"
 
     # ------------------------------------------------------------------ execute
     def shell(self):
