@@ -18,7 +18,7 @@ import zmq
 
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
 from ..wire.reader import recv_frames, send_frames
-from ..wire.session import MessageError, WireSession, new_id, parse_date
+from ..wire.session import MessageError, Msg, WireSession, frame_bytes, new_id, parse_date
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
@@ -29,6 +29,7 @@ from .serialize import SERIALIZER, SerializerMismatch, deserialize
 
 CHANNELS = {b"q": "registration", b"m": "mux", b"t": "task", b"b": "broadcast", b"c": "control"}
 OUTPUT_GRACE = 5.0  # seconds to wait for announced outputs after a reply
+RESYNC_RECHECK = 2.0  # seconds before a task the restarted hub does not know is declared lost
 
 
 def _find_connection_file(profile=None, profile_dir=None, cluster_id=None, timeout=10.0) -> str:
@@ -78,6 +79,7 @@ class Client:
         self._outstanding: Dict[str, set] = {}
         self._awaiting_output: Dict[str, float] = {}
         self._registration_callbacks: list = []
+        self._hub_lost = False  # the query socket lost its connection (controller restarting?)
         self._closed = False
         self.query_timeout = query_timeout  # seconds to wait for any hub query's reply
         self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
@@ -116,8 +118,12 @@ class Client:
     def _io_main(self) -> None:
         ctx = self._ctx
         socks = {}
+        ident = self.session.session.encode()
         for tag, key in CHANNELS.items():
             s = ctx.socket(zmq.DEALER)
+            # the session id as identity (as the records' client_uuid): after a controller restart
+            # the hub can still route a late result of a task to this client
+            s.setsockopt(zmq.IDENTITY, ident)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 0)
             s.setsockopt(zmq.RCVHWM, 0)
@@ -145,6 +151,10 @@ class Client:
         poller.register(subs["notification"], zmq.POLLIN)
         handlers[subs["notification"]] = self._on_notification
         poller.register(outbox, zmq.POLLIN)
+        # connection events of the hub query socket: a reconnect means the controller restarted
+        monitor = socks[b"q"].get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        poller.register(monitor, zmq.POLLIN)
+        handlers[monitor] = self._on_hub_connection
         self._ready.set()
         try:
             while not self._closed:
@@ -174,7 +184,11 @@ class Client:
             if e.errno != zmq.ETERM:
                 raise
         finally:
-            for s in [*socks.values(), *subs.values(), outbox]:
+            try:
+                socks[b"q"].disable_monitor()
+            except zmq.ZMQError:
+                pass
+            for s in [*socks.values(), *subs.values(), outbox, monitor]:
                 s.close(0)
 
     def _send(self, channel: bytes, frames: list) -> None:
@@ -199,10 +213,73 @@ class Client:
         except MessageError:
             return None
 
+    def _on_hub_connection(self, frames) -> None:
+        event = int.from_bytes(frame_bytes(frames[0])[:2], "little")
+        if event == zmq.EVENT_DISCONNECTED:
+            self._hub_lost = True
+        elif event == zmq.EVENT_CONNECTED and self._hub_lost:
+            self._hub_lost = False
+            self._resync()
+
+    def _resync(self, recheck: Optional[set] = None) -> None:
+        """The controller came back: ask it about tasks of ours whose replies we have not seen.
+
+        Finished ones (or ones it marked lost in the restart) are finished here from its
+        records.  A task it has no record of at all was submitted in the moment before it
+        died: it is asked about once more a little later (a submission queued here may still be
+        on its way) and then ended with a TaskLost error.  Runs in the IO thread.
+        """
+        waiting = [m for m, f in list(self._futures.items())
+                   if isinstance(f, Message) and f.reply is None and f.msg_type in ("apply_request", "execute_request")
+                   and (recheck is None or m in recheck)]
+        for i in range(0, len(waiting), 1000):
+            chunk = waiting[i:i + 1000]
+            fut = self._query("db_request", {
+                "query": {"msg_id": {"$in": chunk}},
+                "keys": ["completed", "result_header", "result_content", "result_metadata", "result_buffers"]})
+            fut.add_done_callback(lambda f, chunk=chunk: self._resynced(f, chunk, recheck is not None))
+
+    def _resynced(self, fut, asked: list, final: bool) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        reply = fut.result()
+        content = reply["content"]
+        if content.get("status") != "ok":
+            return
+        buffers = list(reply["buffers"])
+        rblens = content.get("result_buffer_lens") or [0] * len(content["records"])
+        known = set()
+        for rec, n in zip(content["records"], rblens):
+            bufs, buffers = buffers[:n], buffers[n:]
+            known.add(rec["msg_id"])
+            header = rec.get("result_header") or {}
+            if not rec.get("completed") or not isinstance(header, dict) or not rec.get("result_content"):
+                continue
+            self._deliver(Msg([], None, header, {"msg_id": rec["msg_id"]}, rec.get("result_metadata") or {},
+                              rec["result_content"], bufs))
+        unknown = {m for m in asked if m not in known}
+        if not unknown:
+            return
+        if not final:
+            timer = threading.Timer(RESYNC_RECHECK, lambda: self._closed or self._resync(unknown))
+            timer.daemon = True
+            timer.start()
+            return
+        for msg_id in unknown:
+            fut = self._futures.get(msg_id)
+            if isinstance(fut, Message) and fut.reply is None and not fut.done:
+                fut.reply = {}
+                fut.error = RemoteError("TaskLost", "the controller stopped before it recorded this task; "
+                                        "submit it again")
+                self._finish(fut)
+
     def _on_reply(self, frames) -> None:
         msg = self._parse(frames)
         if msg is None:
             return
+        self._deliver(msg)
+
+    def _deliver(self, msg) -> None:
         md = msg.metadata
         msg_id = msg.parent.get("msg_id")
         if md.get("is_coalescing") and md.get("original_msg_id"):

@@ -71,6 +71,10 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
     db_table_per_hub = Bool(True, config=True,
                             help="With sqlitedb, keep each hub's task records in its own table (hub_<id>) of "
                                  "<profile>/tasks.db, so one hub's history never shows another's tasks.")
+    controller_restarts = Integer(3, config=True,
+                                  help="How many times a controller that crashes is started again, with --restore "
+                                       "(same ports and key; running engines keep their ids; SQLite task records "
+                                       "carry over), before the hub is marked failed. 0: never.")
     restart_engines = Bool(False, config=True, help="Replace engines that die (within restart_limit, with backoff).")
     restart_limit = Integer(5, config=True, help="Restarts allowed per engine slot.")
     restart_backoff = Float(1.0, config=True, help="Seconds before restarting a dead engine; doubles for each "
@@ -119,6 +123,7 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         self._conn_ids: dict = {}
         self._sets: list = []
         self._pending_restarts: dict = {}
+        self._controller_restarts_used = 0
         self._events: list = []
         self._next_slot = 0
         self._started = False
@@ -233,12 +238,14 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         self.dry_run_scripts = [getattr(launcher, "last_script", "")]
         return self
 
-    async def _start_controller(self) -> None:
+    async def _start_controller(self, restore: bool = False) -> None:
         cpath, epath = connection_file_paths(self.profile_dir, self.cluster_id)
         before = {p: _file_id(p) for p in (cpath, epath)}
         ctl = LocalControllerLauncher(parent=self)
         # controller classes' settings in this Cluster's config first: explicit controller_args win
         args = controller_config_args(self.config) + list(self.controller_args)
+        if restore:  # after a crash: same ports and key, engines and records taken back
+            args.append("--restore")
         if self.db == "sqlitedb" and self.db_table_per_hub and not any("SQLiteDB.table" in a for a in args):
             args.insert(0, f"--SQLiteDB.table=hub_{self.cluster_id}")
         proc, log, cmd = ctl.start(self.profile_dir, self.cluster_id, db=self.db, ip=self.controller_ip,

@@ -25,8 +25,10 @@ class SupervisionMixin:
                 if self._stopping:
                     return
                 if self._controller is not None and self._controller.poll() is not None:
-                    await self._on_controller_exit()
-                    return
+                    if not await self._on_controller_exit():
+                        return
+                    state_mtime = self._state_mtime()
+                    continue
                 mtime = self._state_mtime()
                 if mtime != state_mtime:
                     state_mtime = mtime
@@ -140,7 +142,8 @@ class SupervisionMixin:
                     pids=[es.pid for es in new_sets])
 
     # ------------------------------------------------------------ controller
-    async def _on_controller_exit(self) -> None:
+    async def _on_controller_exit(self) -> bool:
+        """The controller process ended: start it again after a crash (True), or end the hub."""
         code = self._controller.returncode
         info = processes.describe_exit(code)
         if code == 0:
@@ -150,8 +153,25 @@ class SupervisionMixin:
             message = f"controller {info['reason']}"
             state, error = "failed", message + "\n" + processes.log_tail(self._controller_log, 15)
         self.log.warning("hub %s: %s", self.cluster_id, message)
+        if code != 0 and not self._stopping and self._controller_restarts_used < self.controller_restarts:
+            self._controller_restarts_used += 1
+            n, limit = self._controller_restarts_used, self.controller_restarts
+            self._event(f"{message}; starting it again with --restore ({n} of {limit})",
+                        kind="controller_restart", exit=info)
+            try:
+                await self._start_controller(restore=True)
+            except Exception as e:
+                error = f"{message}; starting it again failed: {e}"
+                self._event(error, kind="controller_exit", exit=info)
+                await self._shutdown_processes("failed", error)
+                return False
+            self._event(f"controller running again (pid {self._controller.pid}); engines are taken back "
+                        "under their ids", kind="controller_restarted")
+            self._commit()
+            return True
         self._event(message, kind="controller_exit", exit=info)
         await self._shutdown_processes(state, error)
+        return False
 
     def _event(self, message: str, **fields) -> None:
         self._events.append(add_event({"events": []}, message, **fields))

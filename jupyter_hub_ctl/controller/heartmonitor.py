@@ -8,6 +8,7 @@ make live engines look dead.  Results go back to the Hub's loop with
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable, Optional
@@ -65,6 +66,7 @@ class HeartMonitor(LoggingConfigurable):
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._start_time = time.monotonic()
+        self.instance = os.urandom(6).hex()
         # bind in the caller's thread so ports are known (and errors surface) at once;
         # the sockets are used only by the monitor thread afterwards.
         self.pinger = context.socket(zmq.PUB)
@@ -186,7 +188,8 @@ class HeartMonitor(LoggingConfigurable):
         self._report(self.on_failed, failed)
         self.prev_ping = self.last_ping
         self.lifetime = time.monotonic() - self._start_time
-        self.last_ping = str(self.lifetime).encode("ascii")
+        # uptime, then this run's id: engines of ours notice a restarted controller by the id
+        self.last_ping = f"{self.lifetime:.6f}:{self.instance}".encode("ascii")
         self.pinger.send(self.last_ping)
 
 

@@ -130,6 +130,7 @@ class Hub(HubQueries, LoggingConfigurable):
         # uuid -> (id, loop time until which the id is kept) of engines dropped for silence
         self.departed: "OrderedDict[str, tuple]" = OrderedDict()
         self.retention_task = None
+        self.lost_tasks: dict = {}  # msg_id -> client uuid, for tasks marked lost at a restart
         self.retained = 0  # records purged by the retention limits
         self._next_id = 0
         self.pending: set = set()
@@ -222,7 +223,19 @@ class Hub(HubQueries, LoggingConfigurable):
         uuid = content.get("uuid")
         if not isinstance(uuid, str) or not uuid or len(uuid) > 256:
             raise ValueError("registration_request needs a uuid string")
-        if uuid in self.by_uuid or uuid in self.incoming:
+        about = content.get("info") if isinstance(content.get("info"), dict) else {}
+        pid = about.get("pid")
+        pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+        if uuid in self.by_uuid:
+            ec = self.engines[self.by_uuid[uuid]]
+            if ec.pid is not None and ec.pid != pid:
+                raise KeyError(f"uuid {uuid!r} in use")
+            # an engine taken back from its heartbeat after a restart, registering again: same id
+            ec.host, ec.pid = str(about.get("host", ""))[:255] or ec.host, pid
+            self._reply(idents, "registration_reply", {"status": "ok", "id": ec.id, "hb_period": self.heartmonitor.period,
+                                                       "connection_info": self.engine_info}, parent=msg.header)
+            return
+        if uuid in self.incoming:
             raise KeyError(f"uuid {uuid!r} in use")
         requested = content.get("id")
         if requested is None and uuid in self.restore_engines:
@@ -231,10 +244,8 @@ class Hub(HubQueries, LoggingConfigurable):
             requested = self._departed_id(uuid)
         eid = self._pick_id(requested, uuid)
         self.departed.pop(uuid, None)
-        about = content.get("info") if isinstance(content.get("info"), dict) else {}
-        pid = about.get("pid")
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
-                             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None, parent=self)
+                             pid=pid, parent=self)
         reply = {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
                  "connection_info": self.engine_info}
         self._reply(idents, "registration_reply", reply, parent=msg.header)
@@ -442,6 +453,9 @@ class Hub(HubQueries, LoggingConfigurable):
             ec.queue.pop(msg_id, None)
             self.all_completed.add(msg_id)
             ec.completed.append(msg_id)
+        elif msg_id in self.lost_tasks:
+            self.late_result(msg_id, uuid, msg)
+            return
         elif msg_id not in self.all_completed:
             return
         self._store_result(msg_id, uuid, msg)
@@ -629,13 +643,14 @@ class Hub(HubQueries, LoggingConfigurable):
         stay resubmittable.  Returns how many were marked.
         """
         try:
-            lost = self.db.find_records({"completed": None, "submitted": {"$ne": None}}, ["msg_id"])
+            lost = self.db.find_records({"completed": None, "submitted": {"$ne": None}}, ["msg_id", "client_uuid"])
         except Exception as e:  # NoDB, or a store that cannot answer
             self.log.debug("no unfinished tasks to check: %s", e)
             return 0
         now = utcnow()
         for rec in lost:
             msg_id = rec["msg_id"]
+            self.lost_tasks[msg_id] = rec.get("client_uuid") or ""
             self._db_call("update_record", msg_id, {
                 "result_content": error_content(
                     "TaskLost", "the controller stopped while this task was in flight; resubmit it to run it again"),
@@ -687,6 +702,20 @@ class Hub(HubQueries, LoggingConfigurable):
         self.all_completed.difference_update(msg_ids)
         if self.scheduler is not None:
             self.scheduler.forget(msg_ids)
+
+    def late_result(self, msg_id: str, uuid: Optional[str], msg: Msg) -> Optional[str]:
+        """A reply, after a restart, for a task marked lost: its real result replaces TaskLost.
+
+        Returns the uuid of the client that submitted it ("" if unknown), None if the task
+        was not one of the lost ones.
+        """
+        client = self.lost_tasks.pop(msg_id, None)
+        if client is None:
+            return None
+        self.all_completed.add(msg_id)
+        self._store_result(msg_id, uuid, msg)
+        self.log.info("task %s finished after the restart; its result replaces the TaskLost error", msg_id)
+        return client
 
     def health_request(self, idents, msg: Msg) -> None:
         self._reply(idents, "health_reply", dict(self.health(), status="ok"), parent=msg.header)

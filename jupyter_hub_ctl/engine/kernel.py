@@ -75,7 +75,8 @@ class Engine:
         self.exiting = False
         self.outputs = 0
         self._last_ping = time.monotonic()
-        self._last_ping_value = b""
+        self._controller_instance = None  # our controller's run id, from its pings
+        self._controller_epoch = None  # monotonic time the controller started, from its pings
         self.executor = Executor(self.engine_info, self._publish_display, self._publish_result,
                                  self._publish_error)
 
@@ -214,20 +215,29 @@ class Engine:
         return 0
 
     def _drain_pings(self) -> None:
-        while True:
+        ping = None
+        while True:  # only the newest ping matters
             try:
                 ping = self.pings.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
-            self._last_ping = time.monotonic()
+                break
+        if ping is None:
+            return
+        now = self._last_ping = time.monotonic()
+        uptime, _, instance = ping.partition(b":")
+        if instance:  # our controller names its run in every ping: a new name is a new controller
+            restarted = self._controller_instance is not None and instance != self._controller_instance
+            self._controller_instance = instance
+        else:  # another controller: judge by when its uptime says it started
             try:
-                new, old = float(ping), float(self._last_ping_value or 0)
+                epoch = now - float(uptime)
             except ValueError:
-                new = old = 0.0
-            restarted = self._last_ping_value and new + self.hb_period < old
-            self._last_ping_value = ping
-            if restarted:
-                self._reregister()
+                return
+            restarted = self._controller_epoch is not None and epoch - self._controller_epoch > max(0.5, 2 * self.hb_period)
+            if self._controller_epoch is None or restarted or epoch < self._controller_epoch:
+                self._controller_epoch = epoch
+        if restarted:
+            self._reregister()
 
     def _reregister(self) -> None:
         """The controller restarted: register again under the same uuid and id."""

@@ -124,8 +124,36 @@ def test_engine_crash_on_start_raises_with_exit_code_and_log(hubenv):
     assert hubenv.processes() == []
 
 
+def test_crashed_controller_is_started_again_and_keeps_engines_and_records(hubenv):
+    cluster = Cluster(n=2, controller_args=[FAST], cluster_id="crestart")
+    cluster.start_sync()
+    try:
+        rc = cluster._client
+        before = rc.load_balanced_view().map_async(abs, range(-20, 0), chunksize=1)
+        assert before.get(30) == list(range(20, 0, -1))
+        ids = {e["id"]: e["pid"] for e in rc.engines_info()}
+        wait_for(lambda: rc.health()["db"]["pending"] == 0, 10, "records committed")
+        old_pid = cluster._controller.pid
+        os.kill(old_pid, signal.SIGKILL)
+
+        def restarted():
+            [hub] = list_hubs()
+            return hub["controller"]["pid"] != old_pid and hub["status"] == "running" and hub
+        hub = wait_for(restarted, 30, "the supervisor to start the controller again")
+        assert any("starting it again with --restore (1 of 3)" in e["message"] for e in hub["events"])
+        # the same engine processes, under the same ids; the same client object carries on
+        wait_for(lambda: {e["id"]: e["pid"] for e in rc.engines_info()} == ids, 15, f"engines {ids} taken back")
+        assert sorted(rc[:].apply_sync(os.getpid)) == sorted(ids.values())
+        assert len(rc.db_query({"msg_id": {"$in": before.msg_ids}}, keys=["completed"])) == 20
+        with Client(hub_id="crestart") as fresh:  # and a new client finds it by hub id
+            assert fresh.ids == sorted(ids)
+    finally:
+        cluster.stop_sync()
+    assert hubenv.processes() == []
+
+
 def test_controller_death_is_noticed_and_engines_are_stopped(hubenv):
-    cluster = Cluster(n=1, controller_args=[FAST], cluster_id="cdie")
+    cluster = Cluster(n=1, controller_args=[FAST], cluster_id="cdie", controller_restarts=0)
     cluster.start_sync()
     engine = _pids(cluster)[0]
     os.kill(cluster._controller.pid, signal.SIGKILL)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -72,15 +71,3 @@ def hub_factory(tmp_path):
         h.stop()
         for p in h.engines.procs if h.engines else ():
             assert p.poll() is not None, f"engine pid {p.pid} still running"
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def proc_exists(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}")

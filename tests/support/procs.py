@@ -144,3 +144,12 @@ def drive_until_degraded(client, timeout: float = 120, batch: int = 50) -> dict:
         return health if health["state"] == "degraded" else None
 
     return wait_for(step, timeout, "the hub to report itself degraded", interval=0)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")

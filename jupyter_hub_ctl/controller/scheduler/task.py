@@ -331,6 +331,11 @@ class TaskScheduler(LoggingConfigurable):
         parent_id = msg.parent.get("msg_id")
         job = self.pending.get(uuid, {}).get(parent_id) or self.stranded.get(uuid, {}).get(parent_id)
         if job is None:
+            client = self.monitor.late_result(parent_id, uuid, msg) if parent_id else None
+            if client is not None:  # in flight when the controller restarted: keep the result
+                if client:
+                    self.client_reader.send([client.encode(), msg.idents[0], DELIM, *msg.frames])
+                return
             self.count_error("unexpected-reply")
             self.log.warning("task: reply from %s for a task it does not hold (%s); dropped", uuid, str(parent_id)[:80])
             return
