@@ -79,3 +79,23 @@ def test_full_disk_degrades_the_hub_keeps_scheduling_and_loses_nothing(hub_facto
     log = h.log()
     assert "disk is full" in log and "written to" in log and "again" in log
     assert not [line for line in h.log_errors() if "Traceback" in line]
+
+
+def test_purge_on_a_full_store_frees_room_for_the_waiting_records(hub_factory):
+    # 100 pages of 4 kB: the store fills up as if the disk were full
+    h = hub_factory("--sqlitedb", "--SQLiteDB.max_page_count=100", "--SQLiteDB.max_retry_interval=1", n_engines=1)
+    rc = h.client()
+    rc.wait_for_engines(1, timeout=30)
+    lv = rc.load_balanced_view()
+    first = lv.map_async(_payload(), range(25), chunksize=1)  # ~250 kB: fits
+    first.get(30)
+    wait_for(lambda: rc.health()["db"]["pending"] == 0, 20, "the first records written")
+    second = lv.map_async(_payload(), range(20), chunksize=1)  # ~200 kB more: does not
+    second.get(30)
+    wait_for(lambda: rc.health()["state"] == "degraded", 20, "the full store to degrade the hub")
+    rc.purge_results(first.msg_ids)
+    wait_for(lambda: rc.health()["state"] == "ok", 20, "the purge to make room")
+    assert rc.health()["db"]["pending"] == 0
+    assert rc.db_query({"msg_id": {"$in": first.msg_ids}}, keys=["msg_id"]) == []
+    stored = rc.db_query({"msg_id": {"$in": second.msg_ids}}, keys=["completed"])
+    assert len(stored) == 20 and all(r["completed"] for r in stored)

@@ -554,7 +554,28 @@ class SQLiteDB(BaseDB):
         )
 
     async def adrop_matching_records(self, query):
-        self.drop_matching_records(query)
+        sql = to_sql(parse_query(query), KINDS, self._json_each)
+        self._enqueue(None, DropMatching(sql))  # in order with the writes queued before it
+        if self._error is not None:
+            # writes are failing (disk or page limit full): delete now as well, so a purge frees
+            # the space the queued writes wait for; the queued drop repeats it in order later
+            await self._acall(lambda: self._delete_now(sql))
+
+    def _delete_now(self, sql) -> int:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            n = self._delete_matching(*sql)
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.log.warning("Purging task records in %s failed too: %s", self.path, e)
+            return 0
+        self.stats["deletes"] += n
+        if n:
+            self._due = time.monotonic()  # retry the waiting writes at once
+        return n
 
     # -- reads ----------------------------------------------------------------
 
