@@ -44,7 +44,7 @@ class Message:
     """
 
     __slots__ = (
-        "msg_id", "msg_type", "engine_uuid", "header", "submitted", "reply", "outputs", "stdout",
+        "msg_id", "msg_type", "engine_uuid", "_header", "submitted", "reply", "outputs", "stdout",
         "stderr", "expected_outputs", "metadata", "value", "error", "done", "owner", "counted",
     )
 
@@ -52,7 +52,7 @@ class Message:
         self.msg_id = msg_id
         self.msg_type = msg_type
         self.engine_uuid = engine_uuid
-        self.header = header
+        self._header = header  # a dict, or as sent (packed JSON bytes)
         self.submitted = time.time()
         self.reply: Optional[dict] = None
         self.outputs: list = []
@@ -65,6 +65,16 @@ class Message:
         self.done = False
         self.owner = None
         self.counted = False
+
+    @property
+    def header(self) -> Optional[dict]:
+        """The request's header."""
+        h = self._header
+        if isinstance(h, bytes):
+            from ..wire.session import unpack
+
+            h = self._header = unpack(h)
+        return h
 
     def add_output(self, msg_type: str, content: dict) -> bool:
         """Record one IOPub message; True when this completes the message."""

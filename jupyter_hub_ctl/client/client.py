@@ -9,6 +9,7 @@ thread resolves.  Nothing a user thread does can block the IO thread.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from concurrent.futures import wait as wait_futures
 
 from .asyncresult import AsyncResult, Message, result_of
 from .errors import EngineError, NoEnginesRegistered, RemoteError
-from .serialize import SERIALIZER, SerializerMismatch, deserialize
+from .serialize import SERIALIZER, STAGE_TYPE, SerializerMismatch, Staging, deserialize
 
 CHANNELS = {b"q": "registration", b"m": "mux", b"t": "task", b"b": "broadcast", b"c": "control"}
 OUTPUT_GRACE = 5.0  # seconds to wait for announced outputs after a reply
@@ -78,6 +79,7 @@ class Client:
         self._futures: Dict[str, object] = {}  # msg_id -> Message or _QueryFuture
         self._outstanding: Dict[str, set] = {}
         self._awaiting_output: Dict[str, float] = {}
+        self._staging = Staging()  # pieces of large results, until their replies come
         self._registration_callbacks: list = []
         self._hub_lost = False  # the query socket lost its connection (controller restarting?)
         self._closed = False
@@ -85,10 +87,14 @@ class Client:
         self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
         self.results_seen = 0
         self._ctx = zmq.Context()
-        self._outbox_url = f"inproc://hubctl-client-{id(self)}"
-        self._local = threading.local()
-        self._push_sockets: list = []
-        self._push_lock = threading.Lock()
+        # Submissions: any thread appends (channel, frames) to _outq; the IO thread sends them.  It
+        # is woken through a socket pair only when it sleeps in poll (see _send and _io_main).
+        self._outq: deque = deque()
+        self._io_waiting = False
+        self._wake_pending = False
+        self._wake_recv, self._wake_send = socket.socketpair()
+        self._wake_recv.setblocking(False)
+        self._wake_send.setblocking(False)
         self._ready = threading.Event()
         self._io = threading.Thread(target=self._io_main, name="hubctl-client-io", daemon=True)
         self._io.start()
@@ -138,9 +144,9 @@ class Client:
             s.setsockopt(zmq.SUBSCRIBE, b"")
             s.connect(self._url(key))
             subs[key] = s
-        outbox = ctx.socket(zmq.PULL)
-        outbox.setsockopt(zmq.LINGER, 0)
-        outbox.bind(self._outbox_url)
+        wake = self._wake_recv
+        wake_fd = wake.fileno()
+        outq = self._outq
         poller = zmq.Poller()
         handlers = {}
         for tag, s in socks.items():
@@ -150,7 +156,7 @@ class Client:
         handlers[subs["iopub"]] = self._on_iopub
         poller.register(subs["notification"], zmq.POLLIN)
         handlers[subs["notification"]] = self._on_notification
-        poller.register(outbox, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
         # connection events of the hub query socket: a reconnect means the controller restarted
         monitor = socks[b"q"].get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         poller.register(monitor, zmq.POLLIN)
@@ -158,14 +164,20 @@ class Client:
         self._ready.set()
         try:
             while not self._closed:
-                events = poller.poll(200 if self._awaiting_output else 1000)
+                self._io_waiting = True  # before looking at outq: _send wakes us from here on
+                events = poller.poll(0 if outq else 200 if self._awaiting_output else 1000)
+                self._io_waiting = False
+                while outq:  # submissions first: replies can wait a moment, engines should not
+                    channel, frames = outq.popleft()
+                    send_frames(socks[channel], frames, copy=False)
                 for sock, _ in events:
-                    if sock is outbox:
-                        for _ in range(1000):
-                            frames = recv_frames(outbox, copy=False)
-                            if frames is None:
-                                break
-                            send_frames(socks[frames[0].bytes], frames[1:], copy=False)
+                    if sock == wake_fd:  # zmq.Poller reports other sockets by file descriptor
+                        self._wake_pending = False  # before draining: a later _send writes again
+                        try:
+                            while wake.recv(4096):
+                                pass
+                        except (BlockingIOError, InterruptedError):
+                            pass
                         continue
                     handler = handlers[sock]
                     for _ in range(1000):
@@ -188,22 +200,23 @@ class Client:
                 socks[b"q"].disable_monitor()
             except zmq.ZMQError:
                 pass
-            for s in [*socks.values(), *subs.values(), outbox, monitor]:
+            for s in [*socks.values(), *subs.values(), monitor]:
                 s.close(0)
 
     def _send(self, channel: bytes, frames: list) -> None:
         if self._closed:
             raise RuntimeError("client is closed")
-        s = getattr(self._local, "push", None)
-        if s is None:
-            s = self._ctx.socket(zmq.PUSH)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, 0)
-            s.connect(self._outbox_url)
-            self._local.push = s
-            with self._push_lock:
-                self._push_sockets.append(s)
-        send_frames(s, [channel, *frames], copy=False)
+        self._outq.append((channel, frames))  # first append, then look at the flag: see _io_main
+        if self._io_waiting and not self._wake_pending:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the IO thread from its poll (from any thread)."""
+        self._wake_pending = True
+        try:
+            self._wake_send.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full (it will wake anyway) or closed
 
     # ================================================================ replies
     def _parse(self, frames):
@@ -277,6 +290,16 @@ class Client:
         msg = self._parse(frames)
         if msg is None:
             return
+        if msg.msg_type == STAGE_TYPE:  # a piece of a large result, ahead of its reply
+            if msg.buffers:
+                self._staging.add(msg.content, msg.buffers[0])
+            return
+        staged = msg.metadata.get("staged")
+        if staged:
+            try:
+                msg.buffers = [*msg.buffers[:1], *self._staging.take(str(staged["transfer"]), int(staged["count"]))]
+            except (KeyError, TypeError, ValueError):
+                pass  # deserializing the result says what is missing
         self._deliver(msg)
 
     def _deliver(self, msg) -> None:
@@ -335,6 +358,8 @@ class Client:
     def _finish(self, msg: Message) -> None:
         self._futures.pop(msg.msg_id, None)
         self._awaiting_output.pop(msg.msg_id, None)
+        if self._staging.transfers:  # pieces of a result whose reply never came
+            self._staging.drop(msg.msg_id)
         if msg.engine_uuid is not None:
             self._outstanding.get(msg.engine_uuid, set()).discard(msg.msg_id)
         if msg.done:
@@ -416,8 +441,7 @@ class Client:
     # ================================================================ submitting
     def _submit(self, channel: bytes, msg_type: str, content: dict, metadata: dict, buffers=(),
                 ident: Optional[str] = None, fut_class=Message):
-        header = self.session.header(msg_type)
-        msg_id = header["msg_id"]
+        msg_id, header = self.session.header_bytes(msg_type)  # packed; Message.header decodes it if asked
         fut = fut_class(msg_id, msg_type, ident, header)
         self._futures[msg_id] = fut
         if ident is not None:
@@ -654,6 +678,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self._wake()
         self._io.join(3)
         closed = RuntimeError("the client was closed before a reply arrived")
         for fut in list(self._futures.values()):  # nobody waits forever on a closed client
@@ -666,9 +691,8 @@ class Client:
                 if fut.owner is not None:
                     fut.owner._child_finished(fut)
         self._futures.clear()
-        with self._push_lock:
-            for s in self._push_sockets:
-                s.close(0)
+        for s in (self._wake_send, self._wake_recv):
+            s.close()
         self._ctx.term()
 
     def __enter__(self):

@@ -85,6 +85,13 @@ def _by_reference(obj) -> bool:
     qualname = getattr(obj, "__qualname__", None)
     if not module_name or module_name == "__main__" or not qualname or "<" in qualname:
         return False
+    registry = _registry()
+    if registry:  # modules registered with cloudpickle.register_pickle_by_value, and their submodules
+        name = module_name
+        while name:
+            if name in registry:
+                return False
+            name = name.rpartition(".")[0]
     module = sys.modules.get(module_name)
     if module is None or getattr(module, "__spec__", None) is None:
         return False
@@ -92,6 +99,12 @@ def _by_reference(obj) -> bool:
     for part in qualname.split("."):
         target = getattr(target, part, _MISSING)
     return target is obj
+
+
+def _registry():
+    import cloudpickle
+
+    return cloudpickle.list_registry_pickle_by_value()
 
 
 def _safe(value, out: list, seen: set) -> bool:
@@ -167,8 +180,6 @@ def _function_bytes(f: types.FunctionType):
         old = hit[1]
         if len(old) == len(state) and all(a is b for a, b in zip(old, state)):
             return hit[2]
-    if cloudpickle.list_registry_pickle_by_value():
-        return None  # modules pickled by value: _by_reference cannot tell what cloudpickle will do
     data = cloudpickle.dumps(f, protocol=5)
     if len(_FN_CACHE) >= _FN_CACHE_MAX:
         _FN_CACHE.clear()
@@ -203,7 +214,7 @@ def _call_pickler():
         class CallPickler(cloudpickle.CloudPickler):
             def reducer_override(self, obj):
                 if type(obj) is types.FunctionType:
-                    if _by_reference(obj) and not cloudpickle.list_registry_pickle_by_value():
+                    if _by_reference(obj):
                         return NotImplemented  # as cloudpickle does: pickle's save_global
                     data = _function_bytes(obj)
                     if data is not None:
@@ -278,3 +289,68 @@ def deserialize(buffers: Sequence) -> Any:
 def deserialize_call(buffers: Sequence):
     f, args, kwargs = deserialize(buffers)
     return f, args, kwargs
+
+
+# ----------------------------------------------------------------------------- large transfers
+# The hub relays a message only once all of it has arrived, so one 100 MB message crosses the
+# two TCP hops (client -> hub -> engine) one after the other.  push and pull of large data
+# send the out-of-band buffers ahead as pieces (messages of type STAGE_TYPE, which the hub
+# relays without recording), so both hops work at once; the request (push) or reply (pull)
+# that follows carries only the pickle head and names the staged transfer in its metadata.
+STAGE_MIN = 16 * 2**20  # out-of-band bytes from which a push or pull result is sent in pieces
+STAGE_PIECE = 4 * 2**20
+STAGE_TYPE = "hubctl_data"
+
+
+def oob_nbytes(buffers: Sequence) -> int:
+    """Bytes in the out-of-band buffers (all but the head) of a payload."""
+    return sum(memoryview(b).nbytes for b in buffers[1:])
+
+
+def stage_pieces(transfer: str, buffers: Sequence):
+    """``(content, piece)`` for each piece of the out-of-band buffers of a payload, in order."""
+    for i, b in enumerate(buffers[1:]):
+        view = memoryview(b).cast("B")
+        n = view.nbytes
+        if n == 0:
+            yield {"transfer": transfer, "buffer": i, "nbytes": 0, "offset": 0}, b""
+        for offset in range(0, n, STAGE_PIECE):
+            yield ({"transfer": transfer, "buffer": i, "nbytes": n, "offset": offset},
+                   view[offset:offset + STAGE_PIECE])
+
+
+class Staging:
+    """Reassembles staged buffers (each into one writable bytearray), by transfer id."""
+
+    def __init__(self):
+        self.transfers: dict = {}  # transfer id -> {buffer index: bytearray}
+
+    def add(self, content: dict, piece) -> None:
+        """Copy one piece into place (``content`` as made by `stage_pieces`)."""
+        try:
+            transfer = str(content["transfer"])
+            i, n, offset = int(content["buffer"]), int(content["nbytes"]), int(content["offset"])
+        except (KeyError, TypeError, ValueError):
+            return
+        bufs = self.transfers.setdefault(transfer, {})
+        buf = bufs.get(i)
+        if buf is None:
+            buf = bufs[i] = bytearray(n)
+        view = memoryview(piece).cast("B")
+        if 0 <= offset and offset + view.nbytes <= n:
+            buf[offset:offset + view.nbytes] = view
+
+    def take(self, transfer: str, count: int) -> list:
+        """The ``count`` reassembled buffers of a transfer; KeyError if any is missing."""
+        bufs = self.transfers.pop(transfer, {})
+        try:
+            return [bufs[i] for i in range(count)]
+        except KeyError:
+            raise KeyError(f"staged data of transfer {transfer!r} is incomplete "
+                           f"({len(bufs)} of {count} buffers arrived)") from None
+
+    def drop(self, transfer: str) -> None:
+        self.transfers.pop(transfer, None)
+
+    def clear(self) -> None:
+        self.transfers.clear()

@@ -7,9 +7,11 @@ from typing import Any, Optional
 
 from . import ops
 from .asyncresult import AsyncResult, CoalescedMessage, Message
-from .serialize import SERIALIZER, serialize_call
+from ..wire.session import pack
+from .serialize import SERIALIZER, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
 
 _MISSING = object()
+_STAGE_MD = pack({"serializer": SERIALIZER})
 
 
 def _chunks(seq: list, n: int) -> list:
@@ -33,6 +35,7 @@ class View:
         self.targets = targets
         self.block = block
         self.label = label
+        self._md_cache = None  # (flags, packed metadata) of the last request sent with default flags
 
     def set_flags(self, **flags) -> None:
         for k, v in flags.items():
@@ -73,6 +76,21 @@ class View:
     def _metadata(self) -> dict:
         return {"serializer": SERIALIZER, "label": self.label}
 
+    def _cached_packed(self, key, build):
+        """``pack(build())``, reused while ``key`` (the flags it depends on) stays the same."""
+        cached = self._md_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        packed = pack(build())
+        self._md_cache = (key, packed)
+        return packed
+
+    def _packed_metadata(self):
+        label = self.label
+        if label is None or type(label) is str:
+            return self._cached_packed(("direct", label), self._metadata)
+        return self._metadata()
+
 
 class DirectView(View):
     """Work on named engines (``client[0]``, ``client[:]``, ``client[[1, 3]]``)."""
@@ -84,12 +102,32 @@ class DirectView(View):
     def _single(self) -> bool:
         return isinstance(self.targets, int)
 
-    def _apply(self, f, args, kwargs, targets=None) -> AsyncResult:
-        ids = self.client._resolve_targets(targets) if targets is not None else self._ids()
+    def _apply(self, f, args, kwargs, targets=None, stage: bool = False, stage_result: bool = False) -> AsyncResult:
+        """Send ``f(*args, **kwargs)`` to the targets.
+
+        ``stage``: large out-of-band data goes ahead in pieces (see serialize.STAGE_MIN);
+        ``stage_result``: the engines may send a large result the same way.
+        """
+        client = self.client
+        ids = client._resolve_targets(targets) if targets is not None else self._ids()
         bufs = serialize_call(f, args, kwargs)
-        md = self._metadata()
-        futs = [self.client._submit(b"m", "apply_request", {}, md, bufs, ident=self.client._uuid_of(t)) for t in ids]
-        return AsyncResult(self.client, futs, fname=getattr(f, "__name__", "f"), single=self._single)
+        if stage_result:
+            md = dict(self._metadata(), stage_result=True)
+        else:
+            md = self._packed_metadata()
+        if stage and oob_nbytes(bufs) >= STAGE_MIN:
+            futs = []
+            for t in ids:
+                uuid = client._uuid_of(t)
+                transfer = client.session.new_msg_id()
+                for content, piece in stage_pieces(transfer, bufs):
+                    client._send(b"m", client.session.serialize(STAGE_TYPE, content, metadata=_STAGE_MD,
+                                                                buffers=[piece], idents=[uuid.encode()]))
+                staged_md = dict(self._metadata(), staged={"transfer": transfer, "count": len(bufs) - 1})
+                futs.append(client._submit(b"m", "apply_request", {}, staged_md, bufs[:1], ident=uuid))
+        else:
+            futs = [client._submit(b"m", "apply_request", {}, md, bufs, ident=client._uuid_of(t)) for t in ids]
+        return AsyncResult(client, futs, fname=getattr(f, "__name__", "f"), single=self._single)
 
     def map(self, f, *seqs, block=None) -> Any:
         """Apply ``f`` elementwise, splitting the sequences evenly over the view's engines."""
@@ -124,11 +162,11 @@ class DirectView(View):
         """Set names in the engines' namespaces."""
         if not isinstance(ns, dict):
             raise TypeError("push takes a dict of names to values")
-        return self._finish(self._apply(ops.push, (ns,), {}, targets), block)
+        return self._finish(self._apply(ops.push, (ns,), {}, targets, stage=True), block)
 
     def pull(self, names, block=None, targets=None):
         """Get names' values from the engines."""
-        return self._finish(self._apply(ops.pull, (names,), {}, targets), block)
+        return self._finish(self._apply(ops.pull, (names,), {}, targets, stage_result=True), block)
 
     def scatter(self, name: str, seq, block=None, flatten: bool = False):
         """Partition ``seq`` over the engines as ``name`` (a single item per engine with ``flatten``)."""
@@ -237,9 +275,17 @@ class LoadBalancedView(View):
             "timeout": get("timeout"),
         }
 
+    def _packed_task_metadata(self):
+        """``_task_metadata()``, packed once for as long as the flags keep their defaults."""
+        retries, label = self.retries, self.label
+        if self.targets is None and not self.after and not self.follow and self.timeout is None \
+                and type(retries) is int and retries >= 0 and (label is None or type(label) is str):
+            return self._cached_packed(("task", retries, label), self._task_metadata)
+        return self._task_metadata()
+
     def _apply(self, f, args, kwargs) -> AsyncResult:
         bufs = serialize_call(f, args, kwargs)
-        fut = self.client._submit(b"t", "apply_request", {}, self._task_metadata(), bufs)
+        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(), bufs)
         return AsyncResult(self.client, [fut], fname=getattr(f, "__name__", "f"), single=True)
 
     def map(self, f, *seqs, block=None, chunksize: int = 1, ordered: bool = True) -> Any:
@@ -250,7 +296,7 @@ class LoadBalancedView(View):
             raise ValueError("chunksize must be a positive int")
         seqs = [list(s) for s in seqs]
         n = len(seqs[0])
-        md = self._task_metadata()
+        md = pack(self._task_metadata())  # once for all chunks
         futs = []
         for start in range(0, n, chunksize):
             chunk = [s[start:start + chunksize] for s in seqs]
@@ -264,7 +310,7 @@ class LoadBalancedView(View):
         from collections import deque
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        md = self._task_metadata()
+        md = pack(self._task_metadata())
         its = zip(*seqs)
         window: deque = deque()
         exhausted = False
@@ -326,7 +372,8 @@ class BroadcastView(DirectView):
         client.history.append(orig)
         return AsyncResult(client, futs, fname=fname, single=self.is_coalescing)
 
-    def _apply(self, f, args, kwargs, targets=None) -> AsyncResult:
+    def _apply(self, f, args, kwargs, targets=None, stage: bool = False, stage_result: bool = False) -> AsyncResult:
+        # one message for all targets, copied by the hub: no staging (the hub would copy the pieces)
         return self._send("apply_request", {}, serialize_call(f, args, kwargs), getattr(f, "__name__", "f"))
 
     def execute(self, code: str, silent: bool = False, block=None, targets=None):

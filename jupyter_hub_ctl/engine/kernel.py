@@ -12,17 +12,24 @@ from typing import Optional
 
 import zmq
 
-from ..client.serialize import SERIALIZER
-from ..wire.session import MessageError, WireSession, new_id, utcnow
-from .executor import Executor, error_content
+from ..client.serialize import SERIALIZER, STAGE_MIN, STAGE_TYPE, Staging, oob_nbytes, stage_pieces
+from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack, unpack, utcnow
+from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
 
 log = logging.getLogger("jupyter_hub_ctl.engine")
+_STAGE_MD = pack({"serializer": SERIALIZER})
+_OK_CONTENT = OK_CONTENT  # the executor's reply content for a successful apply ...
+_OK = pack(OK_CONTENT)  # ... sent packed once
 
 
 class RegistrationError(RuntimeError):
     pass
+
+
+class StagingError(RuntimeError):
+    """The pieces of a large push did not all arrive before its request."""
 
 
 class Heart:
@@ -74,6 +81,7 @@ class Engine:
         self.abort_all = False
         self.exiting = False
         self.outputs = 0
+        self.staging = Staging()  # pieces of large pushes, until their request comes
         self._last_ping = time.monotonic()
         self._controller_instance = None  # our controller's run id, from its pings
         self._controller_epoch = None  # monotonic time the controller started, from its pings
@@ -260,12 +268,26 @@ class Engine:
     def _handle(self, frames) -> None:
         try:
             idents, parts = self.session.split(frames)
-            msg = self.session.parse(parts, idents=idents)
+            # apply requests need no content; it is decoded below only where it is used
+            msg = self.session.parse(parts, idents=idents, content=False)
         except MessageError as e:
             log.warning("dropped a bad request (%s)", e.reason)
             return
         msg_type = msg.msg_type
         md = msg.metadata
+        if msg_type != "apply_request":
+            try:
+                msg.content = unpack(frame_bytes(parts[4]))
+            except (ValueError, UnicodeDecodeError):
+                msg.content = None
+            if not isinstance(msg.content, dict):
+                log.warning("dropped a bad request (bad-content)")
+                return
+            if msg_type == STAGE_TYPE:  # a piece of a large push, ahead of its request
+                if msg.buffers:
+                    self.staging.add(msg.content, msg.buffers[0])
+                return
+        parent = frame_bytes(parts[1])  # the request's header, as signed: the replies' parent
         reply_md = {
             "started": utcnow().isoformat().replace("+00:00", "Z"),
             "dependencies_met": True,
@@ -277,10 +299,13 @@ class Engine:
             "serializer": SERIALIZER,
         }
         reply_type = msg_type.replace("_request", "_reply")
+        staged = md.get("staged")
         if msg.msg_id in self.aborted or self.abort_all:
             self.aborted.discard(msg.msg_id)
+            if isinstance(staged, dict):
+                self.staging.drop(str(staged.get("transfer")))
             reply_md["status"] = "aborted"
-            self._send(idents, reply_type, {"status": "aborted"}, msg.header, reply_md)
+            self._send(idents, reply_type, {"status": "aborted"}, parent, reply_md)
             return
         self.parent = msg.header
         self.outputs = 0
@@ -290,6 +315,8 @@ class Engine:
         buffers = []
         try:
             if msg_type == "apply_request":
+                if staged:
+                    msg.buffers = self._unstage(staged, msg.buffers)
                 content, buffers, status = self.executor.apply(md, msg.buffers)
                 if status == "unmet":
                     reply_md["dependencies_met"] = False
@@ -302,7 +329,7 @@ class Engine:
             else:
                 content = error_content(ValueError(f"unsupported request {msg_type!r}"), self.engine_info(msg_type))
                 status = "error"
-        except KeyboardInterrupt as e:
+        except (KeyboardInterrupt, StagingError) as e:
             content, status = error_content(e, self.engine_info(msg_type)), "error"
         for s in (self.stdout, self.stderr):
             s.flush()
@@ -313,8 +340,22 @@ class Engine:
             reply_md["engine_info"] = content.get("engine_info", {})
         if compat:
             self.iopub.send("status", "status", {"execution_state": "idle"}, msg.header)
-        self._send(idents, reply_type, content, msg.header, reply_md, buffers)
+        if md.get("stage_result") and status == "ok" and oob_nbytes(buffers) >= STAGE_MIN:
+            # a large result (pull): its buffers go ahead in pieces, the reply names them
+            for piece_content, piece in stage_pieces(msg.msg_id, buffers):
+                self._send(idents, STAGE_TYPE, piece_content, b"{}", _STAGE_MD, [piece])
+            reply_md["staged"] = {"transfer": msg.msg_id, "count": len(buffers) - 1}
+            reply_md["nbuffers"] = 1
+            buffers = buffers[:1]
+        self._send(idents, reply_type, _OK if content is _OK_CONTENT else content, parent, reply_md, buffers)
         self.parent = None
+
+    def _unstage(self, staged, buffers: list) -> list:
+        """The request's buffers with the staged ones (sent ahead in pieces) after its head."""
+        try:
+            return [buffers[0], *self.staging.take(str(staged["transfer"]), int(staged["count"]))]
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise StagingError(str(e)) from None
 
     def _send(self, idents, msg_type, content, parent, md, buffers=()) -> None:
         send_frames(self.shell, self.session.serialize(msg_type, content, parent=parent, metadata=md,
@@ -371,6 +412,7 @@ class Engine:
             return {"status": "ok"}
         if t == "clear_request":
             self.executor.clear()
+            self.staging.clear()
             return {"status": "ok"}
         if t == "shutdown_request":
             return {"status": "ok", "restart": bool(c.get("restart", False))}

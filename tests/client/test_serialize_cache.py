@@ -162,3 +162,28 @@ def test_engine_binds_a_resent_function_once_and_reinjects_its_globals():
     ex.namespace["K"] = 9  # the engine's own value wins, as before
     content, out, status = ex.apply({"serializer": S.SERIALIZER}, buffers)
     assert S.deserialize(out) == 9
+
+
+def test_modules_registered_by_value_are_walked_not_referenced(tmp_path, monkeypatch):
+    import sys
+
+    import cloudpickle
+
+    (tmp_path / "hubctl_byvalue_mod.py").write_text("CONFIG = {'n': 1}\ndef helper():\n    return CONFIG['n']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import hubctl_byvalue_mod as mod
+
+    cloudpickle.register_pickle_by_value(mod)
+    try:
+        assert not S._by_reference(mod.helper)
+        ns = interactive("""
+            def f():
+                return helper()
+        """, helper=mod.helper)
+        assert S._function_bytes(ns["f"]) is None  # helper goes by value, with a mutable global
+        assert roundtrip(ns["f"]) == 1
+        mod.CONFIG["n"] = 2
+        assert roundtrip(ns["f"]) == 2
+    finally:
+        cloudpickle.unregister_pickle_by_value(mod)
+        sys.modules.pop("hubctl_byvalue_mod", None)

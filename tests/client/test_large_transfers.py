@@ -1,0 +1,72 @@
+"""push and pull of large data: sent in pieces ahead of the request / reply, over real processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_hub_ctl.client import serialize
+
+np = pytest.importorskip("numpy")
+
+
+def big(seed: int, mb: int = 40):
+    return np.random.default_rng(seed).random(mb * 2**20 // 8)
+
+
+def test_large_push_and_pull_round_trip(rc):
+    arr = big(1)
+    assert arr.nbytes >= serialize.STAGE_MIN + 3 * serialize.STAGE_PIECE + 5  # several pieces, a short last one
+    dv = rc[rc.ids[0]]
+    dv.push({"a": arr, "small": 7}, block=True)
+    # the engine holds the whole array, writable, and the small value next to it
+    assert dv.apply_sync(lambda: (float(a.sum()), a.shape, a.flags.writeable, small)) == (  # noqa: F821
+        float(arr.sum()), arr.shape, True, 7)
+    back = dv.pull("a", block=True)
+    assert back.shape == arr.shape and back.dtype == arr.dtype and np.array_equal(back, arr)
+    assert back.flags.writeable
+    both = dv.pull(["a", "small"], block=True)
+    assert np.array_equal(both[0], arr) and both[1] == 7
+    dv.execute("del a", block=True)
+
+
+def test_large_push_to_every_engine_and_pull_from_all(rc):
+    arr = big(2, 20)
+    rc[:].push({"b": arr}, block=True)
+    assert rc[:].apply_sync(lambda: float(b[-1])) == [float(arr[-1])] * len(rc.ids)  # noqa: F821
+    parts = rc[:].pull("b", block=True)
+    assert len(parts) == len(rc.ids) and all(np.array_equal(p, arr) for p in parts)
+    rc[:].execute("del b", block=True)
+
+
+def test_pieces_are_not_recorded_as_tasks(rc):
+    dv = rc[rc.ids[0]]
+    before = len(rc.hub_history())
+    ar = dv.push({"c": big(3, 20)})
+    ar.get(60)
+    history = rc.hub_history()
+    assert len(history) == before + 1 and history[-1] == ar.msg_ids[0]
+    dv.execute("del c", block=True)
+
+
+def test_small_push_and_pull_are_not_staged(rc):
+    dv = rc[rc.ids[0]]
+    arr = np.arange(1000.0)
+    dv.push({"d": arr}, block=True)
+    assert np.array_equal(dv.pull("d", block=True), arr)
+    recs = rc.db_query({"msg_id": rc.history[-1]}, keys=["msg_id", "result_metadata"])
+    assert "staged" not in recs[0]["result_metadata"]
+
+
+def test_engine_reports_a_push_whose_pieces_did_not_arrive(rc):
+    from jupyter_hub_ctl.client import ops
+
+    dv = rc[rc.ids[0]]
+    client = rc
+    head = serialize.serialize_call(ops.push, ({"e": big(4, 1)},), {})[:1]
+    md = dict(dv._metadata(), staged={"transfer": "never-sent", "count": 1})
+    fut = client._submit(b"m", "apply_request", {}, md, head, ident=client._uuid_of(rc.ids[0]))
+    from jupyter_hub_ctl.client.asyncresult import AsyncResult
+    from jupyter_hub_ctl.client.errors import RemoteError
+
+    with pytest.raises(RemoteError, match="StagingError"):
+        AsyncResult(client, [fut], single=True).get(30)
