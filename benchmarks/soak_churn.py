@@ -15,6 +15,7 @@ Every process started is stopped by pid at the end (also on Ctrl-C).
 
     python benchmarks/soak_churn.py --minutes 5
     python benchmarks/soak_churn.py --minutes 1 --only ours --json soak.json
+    python benchmarks/soak_churn.py --minutes 5 --only ours --ours-arg=--retention-records=20000
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def soak(kind: str, opts) -> dict:
                PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
     argv = CONTROLLER[kind] + [f"--profile-dir={profile}", f"--cluster-id={cid}", f"--ping={opts.ping}",
                                "--log-level=WARN", "--HeartMonitor.max_heartmonitor_misses=3"]
+    if kind == "ours":
+        argv += opts.ours_arg
     ctl = Managed(f"{kind} controller", argv, env, root, os.path.join(root, "controller.log"))
     engines: list = []
     client = None
@@ -189,6 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-tasks", type=int, default=2000, help="RSS growth is counted from here")
     p.add_argument("--ping", type=int, default=200, help="heartbeat period (ms) for both controllers")
     p.add_argument("--only", choices=("ours", "ref"))
+    p.add_argument("--ours-arg", action="append", default=[],
+                   help="extra argument for our controller, e.g. --ours-arg=--retention-records=20000 (repeatable)")
     p.add_argument("--json", help="also write every sample here")
     opts = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)

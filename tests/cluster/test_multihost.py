@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from support.netns import ip as _ip
+
 from .conftest import FAST
 
 FAKE_SSH = """
@@ -23,10 +25,6 @@ while args and args[0].startswith("-"):
 host, remote = args[0], args[1]
 os.execvp("ip", ["ip", "netns", "exec", host, "sh", "-c", remote])
 """
-
-
-def _ip(*args):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture

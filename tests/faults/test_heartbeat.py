@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from support.netns import ip as _ip
 from support.procs import wait_for
 
 PING_MS = 100
@@ -29,16 +30,22 @@ def _hb_args(grace: float):
     return (f"--HeartMonitor.max_heartmonitor_misses={MISSES}", f"--Hub.reconnect_grace={grace}")
 
 
-def test_paused_engine_is_dropped_once_and_comes_back_with_its_id(hub_factory):
-    h = hub_factory(*_hb_args(60), ping=PING_MS, n_engines=2)
+def _victim(h):
+    """A client of hub ``h`` with two engines: (client, victim process, its id, the other id)."""
     rc = h.client()
     rc.wait_for_engines(2, timeout=30)
-    events = []
-    rc.on_registration(events.append)
     by_pid = {e["pid"]: e["id"] for e in rc.engines_info()}
     victim = h.engines.procs[0]
     vid = by_pid[victim.pid]
     (other,) = [eid for eid in by_pid.values() if eid != vid]
+    return rc, victim, vid, other
+
+
+def test_paused_engine_is_dropped_once_and_comes_back_with_its_id(hub_factory):
+    h = hub_factory(*_hb_args(60), ping=PING_MS, n_engines=2)
+    rc, victim, vid, other = _victim(h)
+    events = []
+    rc.on_registration(events.append)
     victim.send_signal(signal.SIGSTOP)
     try:
         wait_for(lambda: vid not in rc.ids, 15, f"engine {vid} dropped after missed heartbeats")
@@ -59,12 +66,7 @@ def test_paused_engine_is_dropped_once_and_comes_back_with_its_id(hub_factory):
 
 def test_engine_silent_past_the_grace_window_is_not_taken_back(hub_factory):
     h = hub_factory(*_hb_args(0.3), ping=PING_MS, n_engines=2)
-    rc = h.client()
-    rc.wait_for_engines(2, timeout=30)
-    by_pid = {e["pid"]: e["id"] for e in rc.engines_info()}
-    victim = h.engines.procs[0]
-    vid = by_pid[victim.pid]
-    (other,) = [eid for eid in by_pid.values() if eid != vid]
+    rc, victim, vid, other = _victim(h)
     victim.send_signal(signal.SIGSTOP)
     try:
         wait_for(lambda: vid not in rc.ids, 15, f"engine {vid} dropped")
@@ -78,10 +80,6 @@ def test_engine_silent_past_the_grace_window_is_not_taken_back(hub_factory):
 
 
 # ---------------------------------------------------------------- a real network partition
-def _ip(*args):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-
-
 @pytest.fixture
 def netns():
     """Namespace B joined to this one by a veth pair: here 10.233.<x>.1/30, B 10.233.<x>.2/30."""
