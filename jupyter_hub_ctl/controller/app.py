@@ -143,6 +143,13 @@ class ControllerApp(Application):
             handler = logging.FileHandler(path)
             handler.setFormatter(logging.Formatter(self.log_format, self.log_datefmt))
             self.log.handlers[:] = [handler]
+        # traitlets leaves the logger at DEBUG and filters in the handler, so every debug()
+        # call would build a LogRecord only to drop it: filter at the logger instead
+        self.log.setLevel(self.log_level)
+
+    def _configure_logging(self):
+        super()._configure_logging()  # (re)done by traitlets whenever log_level changes
+        self.log.setLevel(self.log_level)
 
     # ------------------------------------------------------------------ pieces
     def _ports(self) -> list:

@@ -156,11 +156,18 @@ class Hub(HubQueries, LoggingConfigurable):
     def _notify(self, msg_type: str, content: dict, parent=None) -> None:
         self.notifier.send_multipart(self.session.serialize(msg_type, content, parent=parent))
 
-    def _db_call(self, name: str, *args) -> None:
+    def _db_call(self, name: str, msg_id: str, rec: dict) -> None:
+        """``add_record`` / ``update_record`` of a dict built here and handed over to the
+        store (its ``adopt_record`` / ``merge_record``: no copy); failures are counted and
+        logged, never raised."""
+        db = self.db
         try:
-            getattr(self.db, name)(*args)
+            if name == "add_record":
+                db.adopt_record(msg_id, rec)
+            elif not db.merge_record(msg_id, rec):
+                self.log.debug("%s: no record %s", name, msg_id)  # culled, purged or never seen
         except KeyError:
-            self.log.debug("%s: no record %s", name, args[0] if args else "")
+            self.log.debug("%s: no record %s", name, msg_id)
         except Exception as e:
             self.count_error("db-error")
             self.log.error("task store %s failed: %s", name, e)

@@ -113,6 +113,23 @@ class BaseDB(LoggingConfigurable):
         """Merge the keys of ``rec`` into an existing record (KeyError if absent)."""
         raise NotImplementedError
 
+    def adopt_record(self, msg_id: str, rec: dict) -> None:
+        """``add_record`` of a record the caller hands over and never touches again
+        (nor the dicts and lists in it): a store may keep it without copying."""
+        self.add_record(msg_id, rec)
+
+    def merge_record(self, msg_id: str, rec: dict) -> bool:
+        """``update_record`` with ``rec`` handed over as in ``adopt_record``.
+
+        Returns False when the store knows at once that there is no such record (instead
+        of raising KeyError); True otherwise.
+        """
+        try:
+            self.update_record(msg_id, rec)
+        except KeyError:
+            return False
+        return True
+
     def get_record(self, msg_id: str) -> dict:
         """Return a full record (KeyError if absent)."""
         raise NotImplementedError

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timezone
+from itertools import islice
 
-from traitlets import Float, Integer, validate
+from traitlets import Float, Integer, observe, validate
 
 from .base import BUFFER_KEYS, TIMESTAMP_KEYS, BaseDB, as_bytes, check_keys, to_utc
 from .query import compile_query
+
+_UTC = timezone.utc
 
 
 def _copy_value(value):
@@ -88,6 +91,18 @@ class DictDB(BaseDB):
         self._sizes: dict[str, int] = {}
         self._total_bytes = 0
         self._culled: OrderedDict[str, None] = OrderedDict()
+        # ``_records`` is kept in age order (``_age_key``) while ``_ordered``: records
+        # normally arrive oldest first, so culling takes the first ones instead of sorting
+        self._ordered = True
+        self._last_age = (0, 0.0)
+        self._limits_changed(None)
+
+    @observe("record_limit", "size_limit", "cull_fraction")
+    def _limits_changed(self, change):
+        # plain attributes for the write path (a trait read costs about a microsecond)
+        self._record_limit = self.record_limit
+        self._size_limit = self.size_limit
+        self._cull_fraction = self.cull_fraction
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -98,15 +113,25 @@ class DictDB(BaseDB):
 
     def _prepare(self, rec: dict) -> dict:
         """Copy an incoming record, normalising timestamps and buffers."""
-        rec = _copy_record(rec)
+        return self._normalise(_copy_record(rec))
+
+    @staticmethod
+    def _normalise(rec: dict) -> dict:
+        """Timestamps as aware UTC datetimes and buffers as bytes, in place."""
         for key in TIMESTAMP_KEYS:
             value = rec.get(key)
-            if isinstance(value, datetime):
+            if value is not None and isinstance(value, datetime) and value.tzinfo is not _UTC:
                 rec[key] = to_utc(value)
         for key in BUFFER_KEYS:
             bufs = rec.get(key)
-            if bufs is not None:
-                rec[key] = [as_bytes(b) for b in bufs]
+            if bufs:
+                for b in bufs:
+                    if type(b) is not bytes:
+                        rec[key] = [as_bytes(b) for b in bufs]
+                        break
+                else:
+                    if type(bufs) is not list:
+                        rec[key] = list(bufs)
         return rec
 
     def _set_size(self, msg_id: str, size: int) -> None:
@@ -120,22 +145,45 @@ class DictDB(BaseDB):
     def _remember_culled(self, msg_id: str) -> None:
         self._culled[msg_id] = None
         self._culled.move_to_end(msg_id)
-        while len(self._culled) > 10 * self.record_limit:
+        while len(self._culled) > 10 * self._record_limit:
             self._culled.popitem(last=False)
 
+    def _oldest(self, count=None) -> list:
+        """msg_ids of the ``count`` (default: all) oldest records, oldest first; records of
+        the same age in insertion order."""
+        records = self._records
+        if self._ordered:  # insertion order is age order
+            return list(records) if count is None else list(islice(records, count))
+        if count is None:
+            return [rec["msg_id"] for rec in sorted(records.values(), key=_age_key)]
+        return [rec["msg_id"] for rec in heapq.nsmallest(count, records.values(), key=_age_key)]
+
+    def _check_order(self) -> None:
+        """After culling: is insertion order age order again?"""
+        last = (0, 0.0)
+        for rec in self._records.values():
+            age = _age_key(rec)
+            if age < last:
+                return
+            last = age
+        self._ordered = True
+        self._last_age = last
+
     def _cull(self) -> None:
-        excess = len(self._records) - self.record_limit
+        limit = self._record_limit
+        excess = len(self._records) - limit
         if excess > 0:
-            count = max(excess, 1, int(self.cull_fraction * self.record_limit))
-            oldest = heapq.nsmallest(count, self._records.values(), key=_age_key)
-            for rec in oldest:
-                self._drop_culled(rec["msg_id"])
-        if self._total_bytes > self.size_limit:
-            target = self.size_limit * (1 - self.cull_fraction)
-            for rec in sorted(self._records.values(), key=_age_key):
+            count = max(excess, 1, int(self._cull_fraction * limit))
+            for msg_id in self._oldest(count):
+                self._drop_culled(msg_id)
+        if self._total_bytes > self._size_limit:
+            target = self._size_limit * (1 - self._cull_fraction)
+            for msg_id in self._oldest():
                 if self._total_bytes <= target:
                     break
-                self._drop_culled(rec["msg_id"])
+                self._drop_culled(msg_id)
+        if not self._ordered:
+            self._check_order()
 
     def _drop_culled(self, msg_id: str) -> None:
         self._forget(msg_id)
@@ -151,24 +199,56 @@ class DictDB(BaseDB):
     # -- API ------------------------------------------------------------------
 
     def add_record(self, msg_id, rec):
-        rec = self._prepare(rec)
+        self._add(msg_id, self._prepare(rec))
+
+    def adopt_record(self, msg_id, rec):
+        """``add_record`` of a record the caller hands over: kept as it is, not copied."""
+        self._add(msg_id, self._normalise(rec))
+
+    def _add(self, msg_id, rec) -> None:
         rec["msg_id"] = msg_id
-        self._records[msg_id] = rec
-        self._culled.pop(msg_id, None)
-        self._set_size(msg_id, _nbytes(rec))
-        self._cull()
+        records = self._records
+        if self._ordered:
+            age = _age_key(rec)
+            if age < self._last_age or msg_id in records:  # a replacement keeps its place
+                self._ordered = False
+            else:
+                self._last_age = age
+        records[msg_id] = rec
+        if self._culled:
+            self._culled.pop(msg_id, None)
+        size = _nbytes(rec)
+        if size or msg_id in self._sizes:
+            self._set_size(msg_id, size)
+        if len(records) > self._record_limit or self._total_bytes > self._size_limit:
+            self._cull()
 
     def update_record(self, msg_id, rec):
-        try:
-            current = self._records[msg_id]
-        except KeyError:
-            raise self._missing(msg_id) from None
-        update = self._prepare(rec)
+        current = self._records.get(msg_id)
+        if current is None:
+            raise self._missing(msg_id)
+        self._update(msg_id, current, self._prepare(rec))
+
+    def merge_record(self, msg_id, rec):
+        """``update_record`` with ``rec`` handed over (its values kept, not copied).
+
+        Returns False, instead of raising KeyError, when there is no such record.
+        """
+        current = self._records.get(msg_id)
+        if current is None:
+            return False
+        self._update(msg_id, current, self._normalise(rec))
+        return True
+
+    def _update(self, msg_id, current: dict, update: dict) -> None:
         update.pop("msg_id", None)
         current.update(update)
-        if any(key in update for key in BUFFER_KEYS):
+        if "submitted" in update:
+            self._ordered = False
+        if "buffers" in update or "result_buffers" in update:
             self._set_size(msg_id, _nbytes(current))
-        self._cull()
+        if len(self._records) > self._record_limit or self._total_bytes > self._size_limit:
+            self._cull()
 
     def get_record(self, msg_id):
         try:

@@ -500,7 +500,11 @@ class SQLiteDB(BaseDB):
 
     # -- writes ---------------------------------------------------------------
 
-    def _fields(self, rec: dict) -> dict:
+    def _fields(self, rec: dict, copy: bool = True) -> dict:
+        """The storable fields of ``rec``; without ``copy`` its dicts and lists are kept
+        (the caller handed them over), and so is ``rec`` itself when every key has a column."""
+        if not copy and KINDS.keys() >= rec.keys():
+            return rec
         fields = {}
         for key, value in rec.items():
             if key not in KINDS:
@@ -510,10 +514,11 @@ class SQLiteDB(BaseDB):
                         "Task record key %r has no column; not stored", key
                     )
                 continue
-            if isinstance(value, dict):
-                value = dict(value)
-            elif isinstance(value, list):
-                value = list(value)
+            if copy:
+                if isinstance(value, dict):
+                    value = dict(value)
+                elif isinstance(value, list):
+                    value = list(value)
             fields[key] = value
         return fields
 
@@ -544,6 +549,18 @@ class SQLiteDB(BaseDB):
         fields.pop("msg_id", None)
         if fields:
             self._enqueue(msg_id, (UPDATE, fields))
+
+    def adopt_record(self, msg_id, rec):
+        fields = self._fields(rec, copy=False)
+        fields["msg_id"] = msg_id
+        self._enqueue(msg_id, (INSERT, fields))
+
+    def merge_record(self, msg_id, rec):
+        fields = self._fields(rec, copy=False)
+        fields.pop("msg_id", None)
+        if fields:
+            self._enqueue(msg_id, (UPDATE, fields))
+        return True
 
     def drop_record(self, msg_id):
         self._enqueue(msg_id, (DELETE, None))

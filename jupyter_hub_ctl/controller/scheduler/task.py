@@ -22,6 +22,7 @@ from . import accept
 from .dependency import Dependency, DependencyError
 
 SCHEMES = ("leastload", "lru", "plainrandom", "twobin", "weighted")
+NO_DEPENDENCY = Dependency()  # shared by every job without after/follow (never mutated)
 
 
 class Job:
@@ -121,6 +122,7 @@ class TaskScheduler(LoggingConfigurable):
         self.count_error = count_error
         self._choose = CHOOSERS[self.scheme_name]
         self._hwm = self.hwm  # plain attributes on the hot path (trait access is slow)
+        self._log = self.log
         self.engines: list = []  # uuid str, least recently used first
         self.loads: dict = {}  # uuid -> outstanding count
         self.pending: dict = {}  # uuid -> {msg_id: Job}
@@ -170,7 +172,7 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ submissions
     def dispatch_submission(self, raw: list) -> None:
-        msg = accept(self.session, raw, 1, self.count_error, self.log, "task", content=False)
+        msg = accept(self.session, raw, 1, self.count_error, self._log, "task", content=False)
         if msg is None:
             return
         idents, parts = msg.idents, msg.frames
@@ -195,13 +197,21 @@ class TaskScheduler(LoggingConfigurable):
             timeout = md.get("timeout")
             if timeout is not None and not isinstance(timeout, (int, float)):
                 raise DependencyError("timeout must be a number of seconds or null")
-            after = Dependency.from_wire(md.get("after"))
-            follow = Dependency.from_wire(md.get("follow"))
+            after = md.get("after")
+            after = Dependency.from_wire(after) if after else NO_DEPENDENCY
+            follow = md.get("follow")
+            follow = Dependency.from_wire(follow) if follow else NO_DEPENDENCY
         except DependencyError as e:
             self._fail(Job(msg_id, client, frames, header, set(), None, None, 0, None),
                        "InvalidDependency", str(e))
             return
         job = Job(msg_id, client, frames, header, set(targets), after, follow, retries, timeout)
+        if not after and not follow:  # the common case: nothing to check
+            if timeout:
+                job.timer = self.loop.call_later(timeout, self._on_timeout, msg_id)
+            self.waiting[msg_id] = job
+            self._schedule()
+            return
         for dep in (after, follow):
             if msg_id in dep or not dep.issubset(self.all_ids):
                 unknown = sorted(d for d in dep if d not in self.all_ids or d == msg_id)
@@ -211,7 +221,7 @@ class TaskScheduler(LoggingConfigurable):
             self._fail(job, "ImpossibleDependency", "dependency can no longer be met")
             return
         if after.check(self.succeeded, self.failed):
-            job.after = Dependency()
+            job.after = NO_DEPENDENCY
         self._enqueue(job)
         self._schedule()
 
@@ -268,7 +278,7 @@ class TaskScheduler(LoggingConfigurable):
         hwm = self._hwm
         if not hwm:
             return True
-        return any(load < hwm for load in self.loads.values())
+        return min(self.loads.values()) < hwm
 
     def _schedule(self) -> None:
         """Dispatch waiting jobs, oldest first, while any engine has room."""
@@ -323,7 +333,7 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ replies
     def dispatch_result(self, raw: list) -> None:
-        msg = accept(self.session, raw, 2, self.count_error, self.log, "task reply")
+        msg = accept(self.session, raw, 2, self.count_error, self._log, "task reply")
         if msg is None:
             return
         idents = msg.idents
@@ -411,7 +421,7 @@ class TaskScheduler(LoggingConfigurable):
             if job.follow and unfinished and (job.follow.all or not job.follow.check(self.succeeded, self.failed)):
                 continue
             del self.depending[dep_id]
-            job.after = Dependency()
+            job.after = NO_DEPENDENCY
             self.waiting[dep_id] = job
 
     def forget(self, msg_ids) -> None:
