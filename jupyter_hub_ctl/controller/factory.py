@@ -169,7 +169,8 @@ class HubFactory(LoggingConfigurable):
         hub.broadcast = bsched
 
         mux_mon = relays.monitor_sub(ctx, "inproc://hubctl-mux-mon")
-        iopub_mon = relays.monitor_sub(ctx, "inproc://hubctl-iopub-mon")
+        iopub_mon = relays.monitor_sub(ctx, "inproc://hubctl-iopub-mon", invert=True)
+        hub.iopub_monitor = iopub_mon
         self.readers = [
             query_reader, task_in_r, task_out_r, bc_in_r, bc_out_r,
             SocketReader(loop, mux_mon, hub.dispatch_monitor_traffic, name="mux-monitor"),

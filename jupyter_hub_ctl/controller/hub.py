@@ -14,7 +14,8 @@ from datetime import timedelta
 from collections import Counter, OrderedDict
 from typing import Optional
 
-from traitlets import Any, Dict, Float, Integer, Unicode
+import zmq
+from traitlets import Any, Dict, Float, Integer, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import write_atomic
@@ -124,6 +125,7 @@ class Hub(HubQueries, LoggingConfigurable):
         self.on_shutdown = on_shutdown
         self.scheduler = None
         self.broadcast = None
+        self.iopub_monitor = None  # inverted SUB of the IOPub copy: subscribed topics are dropped
         self.engines: dict = {}  # id -> EngineConnector
         self.by_uuid: dict = {}  # uuid str -> id
         self.incoming: dict = {}  # uuid str -> EngineConnector awaiting first heartbeat
@@ -145,6 +147,10 @@ class Hub(HubQueries, LoggingConfigurable):
         if not self.registration_timeout:
             self.registration_timeout = max(30.0, 10 * heartmonitor.period / 1000.0)
 
+    @observe("db")
+    def _db_changed(self, change):
+        self._store = change["new"]  # a plain attribute for the per-task writes
+
     # ================================================================ utilities
     def count_error(self, reason: str) -> None:
         self.errors[reason] += 1
@@ -160,7 +166,7 @@ class Hub(HubQueries, LoggingConfigurable):
         """``add_record`` / ``update_record`` of a dict built here and handed over to the
         store (its ``adopt_record`` / ``merge_record``: no copy); failures are counted and
         logged, never raised."""
-        db = self.db
+        db = self._store
         try:
             if name == "add_record":
                 db.adopt_record(msg_id, rec)
@@ -350,9 +356,27 @@ class Hub(HubQueries, LoggingConfigurable):
         self.by_uuid[ec.uuid] = ec.id
         if self.scheduler is not None:
             self.scheduler.add_engine(ec.uuid)
+        self._mute_status(ec.id)
         self._save_engine_state()
         self._notify("registration_notification", ec.info())
         self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
+
+    def _mute_status(self, eid: int) -> None:
+        """Have the IOPub relay stop copying this engine's ``status`` messages to the Hub.
+
+        Engines publish busy/idle around every request on ``engine.<id>.status``
+        (PROTOCOL.md §12) and the Hub records none of them; dropping them in the relay
+        thread saves the Hub's loop two wakeups and receives per task. The subscription
+        stays after the engine leaves (its id's status messages are never recorded).
+        Anything arriving before it takes effect is dropped by ``save_iopub_message``.
+        """
+        mon = self.iopub_monitor
+        if mon is None:
+            return
+        try:
+            mon.setsockopt(zmq.SUBSCRIBE, b"engine.%d.status" % eid)
+        except zmq.ZMQError as e:
+            self.log.debug("iopub monitor: cannot mute engine %d status: %s", eid, e)
 
     def unregister_engine(self, eid: int, reason: str = "unregistration") -> None:
         ec = self.engines.pop(eid, None)

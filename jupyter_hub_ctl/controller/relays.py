@@ -60,19 +60,28 @@ class Relay:
                     pass
 
 
-def monitor_pub(ctx: zmq.Context, url: str) -> zmq.Socket:
+def monitor_pub(ctx: zmq.Context, url: str, invert: bool = False) -> zmq.Socket:
+    """PUB end of a monitor copy; with ``invert`` it drops what its subscriber subscribes to."""
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.SNDHWM, 0)
     pub.setsockopt(zmq.LINGER, 0)
+    if invert:
+        pub.setsockopt(zmq.INVERT_MATCHING, 1)
     pub.bind(url)
     return pub
 
 
-def monitor_sub(ctx: zmq.Context, url: str) -> zmq.Socket:
+def monitor_sub(ctx: zmq.Context, url: str, invert: bool = False) -> zmq.Socket:
+    """SUB end of a monitor copy: everything, or with ``invert`` everything except the
+    topic prefixes later subscribed to (the PUB must be inverted too; the filtering then
+    happens in the relay thread, so dropped messages never reach the hub's loop)."""
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
     sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    if invert:
+        sub.setsockopt(zmq.INVERT_MATCHING, 1)
+    else:
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(url)
     return sub
 
@@ -103,6 +112,6 @@ def iopub_relay(ctx: zmq.Context, client_url: str, engine_url: str, monitor_url:
     pub.setsockopt(zmq.LINGER, 0)
     pub.setsockopt(zmq.SNDHWM, 0)
     pub.bind(client_url)
-    cap = monitor_pub(ctx, monitor_url)
+    cap = monitor_pub(ctx, monitor_url, invert=True)  # the hub mutes engines' status topics
     relay = Relay("iopub", [sub, pub, cap], zmq.proxy, (sub, pub, cap))
     return relay, bound_port(pub), bound_port(sub)

@@ -106,13 +106,18 @@ def _json_default(obj):
     return str(obj)
 
 
+# one encoder for every value (json.dumps with ``default`` builds a new one per call);
+# the same settings as json.dumps, so the same text
+_encode_json = json.JSONEncoder(default=_json_default).encode
+
+
 def encode_value(key: str, kind: str, value, log: logging.Logger):
     """The SQL value stored for ``value``; never raises."""
     if value is None:
         return None
     try:
         if kind == "json":
-            return json.dumps(value, default=_json_default)
+            return _encode_json(value)
         if kind == "bufs":
             return pack_buffers(value)
         if kind == "time":
