@@ -161,7 +161,7 @@ class HubQueries:
             bad = [k for k in keys if k not in RECORD_KEYS and k != "display_data"]
             if bad:
                 raise KeyError(f"unknown record keys: {bad}")
-        records = await self.db.afind_records(query, keys)
+        records = await self.db.aquery_records(query, keys)  # serialized below, never modified
         buffer_lens = [] if keys is not None and "buffers" in keys else None
         result_buffer_lens = [] if keys is not None and "result_buffers" in keys else None
         buffers = []

@@ -183,6 +183,12 @@ class BaseDB(LoggingConfigurable):
     async def afind_records(self, query: dict, keys=None) -> list[dict]:
         return self.find_records(query, keys)
 
+    async def aquery_records(self, query: dict, keys=None) -> list[dict]:
+        """``afind_records`` for a reply serialized at once: the records are fresh dicts,
+        but a store may share the values in them (dicts, lists) with what it keeps, so
+        callers may add or remove top-level keys and must change nothing else."""
+        return await self.afind_records(query, keys)
+
     async def aget_record(self, msg_id: str) -> dict:
         return self.get_record(msg_id)
 

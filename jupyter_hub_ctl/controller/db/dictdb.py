@@ -292,14 +292,25 @@ class DictDB(BaseDB):
         return doomed
 
     def find_records(self, query, keys=None):
+        return self._find(query, keys, True)
+
+    async def aquery_records(self, query, keys=None):
+        return self._find(query, keys, False)  # values shared: see BaseDB.aquery_records
+
+    def _find(self, query, keys, copy: bool) -> list:
         test = compile_query(query)
         if keys is None:
-            return [_copy_record(rec) for rec in self._records.values() if test(rec)]
+            if copy:
+                return [_copy_record(rec) for rec in self._records.values() if test(rec)]
+            return [dict(rec) for rec in self._records.values() if test(rec)]
         keys = check_keys(keys)
         found = []
         for msg_id, rec in self._records.items():
             if test(rec):
-                sub = {key: _copy_value(rec.get(key)) for key in keys}
+                if copy:
+                    sub = {key: _copy_value(rec.get(key)) for key in keys}
+                else:
+                    sub = {key: rec.get(key) for key in keys}
                 sub["msg_id"] = msg_id
                 found.append(sub)
         return found
