@@ -366,17 +366,23 @@ class Hub(HubQueries, LoggingConfigurable):
 
         Engines publish busy/idle around every request on ``engine.<id>.status``
         (PROTOCOL.md §12) and the Hub records none of them; dropping them in the relay
-        thread saves the Hub's loop two wakeups and receives per task. The subscription
-        stays after the engine leaves (its id's status messages are never recorded).
-        Anything arriving before it takes effect is dropped by ``save_iopub_message``.
+        thread saves the Hub's loop two wakeups and receives per task. Anything arriving
+        before it takes effect (or after ``unmute``) is dropped by ``save_iopub_message``.
         """
+        self._set_status_filter(zmq.SUBSCRIBE, eid)
+
+    def _unmute_status(self, eid: int) -> None:
+        """Undo ``_mute_status`` when the engine leaves (subscriptions are counted)."""
+        self._set_status_filter(zmq.UNSUBSCRIBE, eid)
+
+    def _set_status_filter(self, option: int, eid: int) -> None:
         mon = self.iopub_monitor
         if mon is None:
             return
         try:
-            mon.setsockopt(zmq.SUBSCRIBE, b"engine.%d.status" % eid)
+            mon.setsockopt(option, b"engine.%d.status" % eid)
         except zmq.ZMQError as e:
-            self.log.debug("iopub monitor: cannot mute engine %d status: %s", eid, e)
+            self.log.debug("iopub monitor: cannot change the status filter of engine %d: %s", eid, e)
 
     def unregister_engine(self, eid: int, reason: str = "unregistration") -> None:
         ec = self.engines.pop(eid, None)
@@ -388,6 +394,7 @@ class Hub(HubQueries, LoggingConfigurable):
             self.log.info("unregistration of unknown engine %r ignored", eid)
             return
         del self.by_uuid[ec.uuid]
+        self._unmute_status(ec.id)
         self.heartmonitor.forget(ec.uuid.encode())
         if reason == "heart failure" and self.reconnect_grace > 0:
             self.departed[ec.uuid] = (ec.id, self.loop.time() + self.reconnect_grace, ec.host, ec.pid)
