@@ -184,7 +184,9 @@ def _function_bytes(f: types.FunctionType):
     if len(_FN_CACHE) >= _FN_CACHE_MAX:
         _FN_CACHE.clear()
     key = id(f)
-    _FN_CACHE[key] = (weakref.ref(f, lambda _r, key=key: _FN_CACHE.pop(key, None)), tuple(state), data, n_modules)
+    # the callback holds the dict itself: at interpreter exit the module global may already be None
+    _FN_CACHE[key] = (weakref.ref(f, lambda _r, key=key, cache=_FN_CACHE: cache.pop(key, None)), tuple(state), data,
+                      n_modules)
     return data
 
 
