@@ -173,7 +173,8 @@ class HubFactory(LoggingConfigurable):
         hub.iopub_monitor = iopub_mon
         self.readers = [
             query_reader, task_in_r, task_out_r, bc_in_r, bc_out_r,
-            SocketReader(loop, mux_mon, hub.dispatch_monitor_traffic, name="mux-monitor"),
+            # large buffers (pushes, pulled arrays) are recorded or dropped without a copy
+            SocketReader(loop, mux_mon, hub.dispatch_monitor_traffic, copy="small", name="mux-monitor"),
             SocketReader(loop, iopub_mon, hub.save_iopub_message, name="iopub-monitor"),
         ]
         self.loop_sockets = [q, task_in, task_out, bc_in, bc_out, notifier, mux_mon, iopub_mon]

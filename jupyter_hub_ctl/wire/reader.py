@@ -86,7 +86,7 @@ class SocketReader:
         loop: asyncio.AbstractEventLoop,
         sock: zmq.Socket,
         handler: Callable,
-        copy: bool = True,
+        copy=True,  # True: bytes; False: zmq.Frames; "small": bytes below ZERO_COPY_MIN, Frames above
         batch: int = 512,
         name: str = "",
     ):
@@ -112,11 +112,14 @@ class SocketReader:
         sock = self.sock
         handler = self.handler
         copy = self.copy
+        small_only = copy == "small"
         for _ in range(self.batch):
             try:
-                frames = recv_frames(sock, copy)
+                frames = recv_frames(sock, False if small_only else copy)
                 if frames is None:  # checking EVENTS is cheaper than a receive that raises Again
                     return
+                if small_only:  # large frames stay zmq.Frames: no copy unless someone needs bytes
+                    frames = [f.bytes if len(f) < ZERO_COPY_MIN else f for f in frames]
             except zmq.Again:
                 return
             except zmq.ZMQError as e:
