@@ -18,6 +18,9 @@ from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
 
+STARTUP_ECHO = 0.1  # seconds between repeats of the first ping while the controller starts
+
+
 class HeartMonitor(LoggingConfigurable):
     """Ping PUB + pong ROUTER, evaluated once per ``period``."""
 
@@ -119,13 +122,23 @@ class HeartMonitor(LoggingConfigurable):
         poller.register(self.ponger, zmq.POLLIN)
         period = self.period / 1000.0
         next_beat = time.monotonic()
+        next_echo = next_beat
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_beat:
                     self.beat()
                     next_beat = max(next_beat + period, now + period / 2)
-                timeout = max(0.0, min(next_beat - time.monotonic(), 0.25))
+                    next_echo = now + STARTUP_ECHO
+                elif now >= next_echo and now - self._start_time < period and self.last_ping:
+                    # during the first period, repeat the current ping every STARTUP_ECHO seconds:
+                    # engines (re)connecting to a just-started controller answer within a fraction
+                    # of a period (a restart takes them back at once); misses are only counted
+                    # by beat(), so this changes no engine's standing
+                    self.pinger.send(self.last_ping)
+                    next_echo = now + STARTUP_ECHO
+                timeout = max(0.0, min(next_beat - time.monotonic(), next_echo - time.monotonic()
+                                       if now - self._start_time < period else 0.25, 0.25))
                 events = dict(poller.poll(timeout * 1000))
                 if self.ponger in events:
                     self._drain_pongs()
