@@ -195,6 +195,16 @@ class Managed:
         return survivors
 
 
+def ready_json(path: str) -> bool:
+    """Whether ``path`` holds complete JSON (a connection file written and not being replaced)."""
+    try:
+        with open(path) as f:
+            json.load(f)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def call_with_timeout(fn: Callable, timeout: float, what: str):
     """Run ``fn()`` in a daemon thread; raise Failure if it does not return in time."""
     box: dict = {}
@@ -256,7 +266,7 @@ class Cluster:
         self.client_file = os.path.join(security, f"ipcontroller-{cluster_id}-client.json")
         self.engine_file = os.path.join(security, f"ipcontroller-{cluster_id}-engine.json")
         deadline = time.monotonic() + opts.start_timeout
-        while not (self._ready_json(self.client_file) and self._ready_json(self.engine_file)):
+        while not (ready_json(self.client_file) and ready_json(self.engine_file)):
             if not self.controller.running():
                 raise Failure(f"controller exited with status {self.controller.popen.returncode} before "
                               "writing its connection files")
@@ -282,15 +292,6 @@ class Cluster:
         for m in self.engines:
             m.tree()  # note the nannies
         self.lview = self.client.load_balanced_view()
-
-    @staticmethod
-    def _ready_json(path: str) -> bool:
-        try:
-            with open(path) as f:
-                json.load(f)
-            return True
-        except (OSError, ValueError):
-            return False
 
     # ----- stop
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -590,11 +591,11 @@ def summarize(results: dict, opts) -> list:
     return rows
 
 
-def print_table(rows: list, failures: list) -> None:
+def print_table(rows: list, failures: list, labels: dict = LABELS) -> None:
     def cell(v, fmt):
         return "-" if v is None else fmt.format(v)
 
-    header = ("measurement", LABELS["ref"], LABELS["ours"], "ours/ref", "target", "result")
+    header = ("measurement", labels["ref"], labels["ours"], "ours/ref", "target", "result")
     body = [(label, cell(ref, fmt), cell(ours, fmt), cell(ratio, "{:.2f}"), target, verdict)
             for label, ref, ours, fmt, ratio, target, verdict in rows]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
@@ -608,7 +609,7 @@ def print_table(rows: list, failures: list) -> None:
     if failures:
         print(f"\n{len(failures)} measurement(s) failed:")
         for f in failures:
-            print(f"  {f['phase']} [{LABELS[f['kind']]}] {f['tag']}: {f['error']}  (logs: {f['log_dir']})")
+            print(f"  {f['phase']} [{labels[f['kind']]}] {f['tag']}: {f['error']}  (logs: {f['log_dir']})")
 
 
 def environment() -> dict:

@@ -42,6 +42,7 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     _raise_interrupt,
     environment,
     log,
+    ready_json,
 )
 
 CONTROLLER = {
@@ -65,15 +66,6 @@ def short_task(i):
 short_task.__module__ = "__main__"  # shipped by value
 
 
-def _ready(path: str) -> bool:
-    try:
-        with open(path) as f:
-            json.load(f)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
 def soak(kind: str, opts) -> dict:
     root = tempfile.mkdtemp(prefix=f"hubctl-soak-{kind}-")
     profile = os.path.join(root, "profile")
@@ -92,7 +84,7 @@ def soak(kind: str, opts) -> dict:
     cfile, efile = (os.path.join(sec, f"ipcontroller-{cid}-{s}.json") for s in ("client", "engine"))
     try:
         deadline = time.monotonic() + 60
-        while not (_ready(cfile) and _ready(efile)):
+        while not (ready_json(cfile) and ready_json(efile)):
             if not ctl.running() or time.monotonic() > deadline:
                 raise Failure(f"{kind} controller did not start:\n{ctl.log_tail()}")
             time.sleep(POLL)

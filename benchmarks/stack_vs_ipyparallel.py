@@ -32,7 +32,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +55,8 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     call_with_timeout,
     environment,
     log,
+    print_table,
+    ready_json,
 )
 
 KINDS = ("ref", "ours")
@@ -163,7 +164,7 @@ class Stack:
         self.client_file = os.path.join(security, f"ipcontroller-{cluster_id}-client.json")
         self.engine_file = os.path.join(security, f"ipcontroller-{cluster_id}-engine.json")
         deadline = time.monotonic() + opts.start_timeout
-        while not (_ready_json(self.client_file) and _ready_json(self.engine_file)):
+        while not (ready_json(self.client_file) and ready_json(self.engine_file)):
             if not self.controller.running():
                 raise Failure(f"controller exited with status {self.controller.popen.returncode} "
                               "before writing its connection files")
@@ -244,15 +245,6 @@ class Stack:
     def other_cores(a: dict, b: dict) -> float:
         wall = max(b["time"] - a["time"], 1e-9)
         return max(0.0, ((b["machine"] - a["machine"]) - (b["own"] - a["own"])) / wall)
-
-
-def _ready_json(path: str) -> bool:
-    try:
-        with open(path) as f:
-            json.load(f)
-        return True
-    except (OSError, ValueError):
-        return False
 
 
 def _alive(pid: int) -> bool:
@@ -498,27 +490,6 @@ def summarize(results: dict, opts) -> list:
     return rows
 
 
-def print_table(rows: list, failures: list) -> None:
-    def cell(v, fmt):
-        return "-" if v is None else fmt.format(v)
-
-    header = ("measurement", LABELS["ref"], LABELS["ours"], "ours/ref", "target", "result")
-    body = [(label, cell(ref, fmt), cell(ours, fmt), cell(ratio, "{:.2f}"), target, verdict)
-            for label, ref, ours, fmt, ratio, target, verdict in rows]
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    print("\n" + line)
-    for i, r in enumerate([header] + body):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
-        if i == 0:
-            print(line)
-    print(line)
-    if failures:
-        print(f"\n{len(failures)} measurement(s) failed:")
-        for f in failures:
-            print(f"  {f['phase']} [{LABELS[f['kind']]}] {f['tag']}: {f['error']}  (logs: {f['log_dir']})")
-
-
 # --------------------------------------------------------------------------- main
 def run(phase: str, kind: str, tag: str, fn, results: dict, failures: list) -> None:
     log(f"{phase} [{LABELS[kind]}] {tag}")
@@ -608,7 +579,7 @@ def main(argv=None) -> int:
     if loads:
         print(f"CPU used by other processes on the machine during the LB throughput runs: "
               f"median {statistics.median(loads):.2f} cores, max {max(loads):.2f} cores.")
-    print_table(rows, failures)
+    print_table(rows, failures, LABELS)
     if opts.json:
         doc = {"environment": env, "options": vars(opts), "results": results, "failures": failures,
                "interrupted": interrupted,

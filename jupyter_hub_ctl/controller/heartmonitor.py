@@ -137,8 +137,8 @@ class HeartMonitor(LoggingConfigurable):
                     # by beat(), so this changes no engine's standing
                     self.pinger.send(self.last_ping)
                     next_echo = now + STARTUP_ECHO
-                timeout = max(0.0, min(next_beat - time.monotonic(), next_echo - time.monotonic()
-                                       if now - self._start_time < period else 0.25, 0.25))
+                wake = min(next_beat, next_echo) if now - self._start_time < period else next_beat
+                timeout = max(0.0, min(wake - time.monotonic(), 0.25))
                 events = dict(poller.poll(timeout * 1000))
                 if self.ponger in events:
                     self._drain_pongs()

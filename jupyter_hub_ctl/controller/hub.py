@@ -239,14 +239,18 @@ class Hub(HubQueries, LoggingConfigurable):
         about = content.get("info") if isinstance(content.get("info"), dict) else {}
         pid = about.get("pid")
         pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+        def reply(eid: int) -> None:
+            self._reply(idents, "registration_reply", {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
+                                                       "connection_info": self.engine_info}, parent=msg.header)
+
         if uuid in self.by_uuid:
             ec = self.engines[self.by_uuid[uuid]]
             if ec.pid is not None and ec.pid != pid:
                 raise KeyError(f"uuid {uuid!r} in use")
             # an engine taken back from its heartbeat after a restart, registering again: same id
             ec.host, ec.pid = str(about.get("host", ""))[:255] or ec.host, pid
-            self._reply(idents, "registration_reply", {"status": "ok", "id": ec.id, "hb_period": self.heartmonitor.period,
-                                                       "connection_info": self.engine_info}, parent=msg.header)
+            reply(ec.id)
             return
         if uuid in self.incoming:
             raise KeyError(f"uuid {uuid!r} in use")
@@ -259,9 +263,7 @@ class Hub(HubQueries, LoggingConfigurable):
         self.departed.pop(uuid, None)
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
                              pid=pid, parent=self)
-        reply = {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
-                 "connection_info": self.engine_info}
-        self._reply(idents, "registration_reply", reply, parent=msg.header)
+        reply(eid)
         self.log.info("registration: engine %d uuid %s", eid, uuid)
         heart = uuid.encode()
         if self.heartmonitor.beating(heart):
@@ -772,14 +774,11 @@ class Hub(HubQueries, LoggingConfigurable):
         reasons = []
         if not db_health.get("ok", True):
             reasons.append(f"task database: {db_health.get('error') or 'not working'}")
-        degraded = bool(reasons)
-        now = utcnow()
+        degraded = bool(reasons)  # (the store logs its own failures and recovery)
         if degraded and self._degraded_since is None:
-            self._degraded_since = now
-            self.log.warning("hub degraded: %s", "; ".join(reasons))
-        elif not degraded and self._degraded_since is not None:
+            self._degraded_since = utcnow()
+        elif not degraded:
             self._degraded_since = None
-            self.log.info("hub healthy again")
         return {
             "ok": not degraded,
             "state": "degraded" if degraded else "ok",

@@ -379,8 +379,8 @@ class SQLiteDB(BaseDB):
                 (iso_utc(cutoff),))]
         if max_records:
             (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            extra = count - len(doomed) - int(max_records * 0.9)
-            if count - len(doomed) > max_records and extra > 0:
+            if count - len(doomed) > max_records:
+                extra = count - len(doomed) - int(max_records * 0.9)
                 doomed += [r[0] for r in conn.execute(
                     f"SELECT msg_id FROM {table} WHERE completed IS NOT NULL ORDER BY completed "
                     f"LIMIT ? OFFSET ?", (extra, len(doomed)))]
