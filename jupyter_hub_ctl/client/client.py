@@ -486,11 +486,24 @@ class Client:
     def wait_for_engines(self, n: int, timeout: Optional[float] = None) -> list:
         """Block until at least ``n`` engines are registered; TimeoutError says how many came."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        next_ask = time.monotonic() + 0.25
         while len(self._engines) < n:
-            if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 raise TimeoutError(
                     f"only {len(self._engines)} of {n} engines registered within {timeout}s "
                     f"(engines: {self.ids}); check the engines' logs for registration errors")
+            if now >= next_ask:
+                # registrations are announced on a PUB socket, which drops what is published before
+                # our subscription is joined (e.g. engines coming back to a restarted controller
+                # first): ask the hub itself now and then
+                next_ask = now + 1.0
+                try:
+                    engines = self._hub("connection_request", {}, timeout=5)["content"].get("engines", {})
+                    self._update_engines({int(k): v for k, v in engines.items()})
+                except (TimeoutError, RemoteError):
+                    pass
+                continue
             time.sleep(0.05)
         return self.ids
 
