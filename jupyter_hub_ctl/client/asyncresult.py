@@ -121,9 +121,11 @@ class AsyncResult(Future):
         with self._lock:
             for c in children:
                 c.owner = self
-                if c.done and not c.counted:
-                    c.counted = True
-                    self._done_count += 1
+                if c.done:
+                    c.owner = None  # finished already: no reference back (no cycle to collect)
+                    if not c.counted:
+                        c.counted = True
+                        self._done_count += 1
             complete = self._done_count == len(children)
         if complete:
             self._complete()

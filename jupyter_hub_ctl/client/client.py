@@ -368,6 +368,7 @@ class Client:
         msg.done = True
         owner = msg.owner
         if owner is not None:
+            msg.owner = None  # no cycle: a dropped AsyncResult frees its results at once
             owner._child_finished(msg)
 
     def _expire_outputs(self) -> None:
@@ -701,8 +702,9 @@ class Client:
             elif not fut.done:
                 fut.error = closed
                 fut.done = True
-                if fut.owner is not None:
-                    fut.owner._child_finished(fut)
+                owner, fut.owner = fut.owner, None
+                if owner is not None:
+                    owner._child_finished(fut)
         self._futures.clear()
         for s in (self._wake_send, self._wake_recv):
             s.close()

@@ -9,6 +9,7 @@ copied into the pickle stream nor, on receipt, out of the received frames.
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import sys
 import types
@@ -321,11 +322,31 @@ def stage_pieces(transfer: str, buffers: Sequence):
                    view[offset:offset + STAGE_PIECE])
 
 
+def big_buffer(n: int):
+    """A writable buffer of ``n`` bytes to reassemble a large transfer into.
+
+    Above 1 MB an anonymous mapping populated by the kernel in one go (MAP_POPULATE): filling
+    100 MB then takes ~43 ms instead of the ~68 ms of a bytearray, whose pages are zeroed and
+    faulted in one by one.  (numpy's huge-page allocations are faster when the kernel has
+    huge pages at hand and up to 10x slower when it must compact memory first.)
+    """
+    if n >= 2**20 and _POPULATE:
+        try:
+            return mmap.mmap(-1, n, flags=_POPULATE)
+        except (OSError, ValueError):
+            pass
+    return bytearray(n)
+
+
+_POPULATE = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+             if hasattr(mmap, "MAP_POPULATE") else 0)
+
+
 class Staging:
-    """Reassembles staged buffers (each into one writable bytearray), by transfer id."""
+    """Reassembles staged buffers (each into one writable buffer, see `big_buffer`), by transfer id."""
 
     def __init__(self):
-        self.transfers: dict = {}  # transfer id -> {buffer index: bytearray}
+        self.transfers: dict = {}  # transfer id -> {buffer index: [buffer, bytes filled, size]}
 
     def add(self, content: dict, piece) -> None:
         """Copy one piece into place (``content`` as made by `stage_pieces`)."""
@@ -335,21 +356,28 @@ class Staging:
         except (KeyError, TypeError, ValueError):
             return
         bufs = self.transfers.setdefault(transfer, {})
-        buf = bufs.get(i)
-        if buf is None:
-            buf = bufs[i] = bytearray(n)
+        entry = bufs.get(i)
+        if entry is None:
+            entry = bufs[i] = [big_buffer(n), 0, n]
         view = memoryview(piece).cast("B")
-        if 0 <= offset and offset + view.nbytes <= n:
-            buf[offset:offset + view.nbytes] = view
+        if 0 <= offset and offset + view.nbytes <= entry[2]:
+            entry[0][offset:offset + view.nbytes] = view
+            entry[1] += view.nbytes
 
     def take(self, transfer: str, count: int) -> list:
-        """The ``count`` reassembled buffers of a transfer; KeyError if any is missing."""
+        """The ``count`` reassembled buffers of a transfer; KeyError if any is missing or short."""
         bufs = self.transfers.pop(transfer, {})
-        try:
-            return [bufs[i] for i in range(count)]
-        except KeyError:
-            raise KeyError(f"staged data of transfer {transfer!r} is incomplete "
-                           f"({len(bufs)} of {count} buffers arrived)") from None
+        out = []
+        for i in range(count):
+            entry = bufs.get(i)
+            if entry is None:
+                raise KeyError(f"staged data of transfer {transfer!r} is incomplete "
+                               f"({len(bufs)} of {count} buffers arrived)")
+            if entry[1] != entry[2]:
+                raise KeyError(f"staged data of transfer {transfer!r} is incomplete "
+                               f"(buffer {i}: {entry[1]} of {entry[2]} bytes arrived)")
+            out.append(entry[0])
+        return out
 
     def drop(self, transfer: str) -> None:
         self.transfers.pop(transfer, None)

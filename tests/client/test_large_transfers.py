@@ -70,3 +70,49 @@ def test_engine_reports_a_push_whose_pieces_did_not_arrive(rc):
 
     with pytest.raises(RemoteError, match="StagingError"):
         AsyncResult(client, [fut], single=True).get(30)
+
+
+def test_staging_refuses_a_transfer_with_a_piece_missing():
+    arr = big(5, 20)
+    bufs = serialize.serialize(arr)
+    pieces = list(serialize.stage_pieces("t1", bufs))
+    assert len(pieces) >= 3
+    staging = serialize.Staging()
+    for content, piece in pieces[:1] + pieces[2:]:  # the second piece is lost
+        staging.add(content, piece)
+    with pytest.raises(KeyError, match=r"buffer 0: \d+ of \d+ bytes arrived"):
+        staging.take("t1", len(bufs) - 1)
+    assert staging.transfers == {}  # nothing kept for the failed transfer
+
+
+def test_staging_reassembles_into_a_writable_buffer_numpy_uses_without_copying():
+    arr = big(6, 20)
+    bufs = serialize.serialize(arr)
+    staging = serialize.Staging()
+    for content, piece in reversed(list(serialize.stage_pieces("t2", bufs))):  # any order
+        staging.add(content, piece)
+    out = staging.take("t2", len(bufs) - 1)
+    back = serialize.deserialize([bufs[0], *out])
+    assert np.array_equal(back, arr) and back.flags.writeable
+    back[0] = -1.0  # the array is a view on the reassembled buffer, not a copy of it
+    assert memoryview(out[0]).cast("d")[0] == -1.0
+
+
+def test_a_dropped_result_is_freed_at_once_without_the_cycle_collector(rc):
+    import gc
+    import weakref
+
+    dv = rc[rc.ids[0]]
+    dv.push({"f": big(7, 20)}, block=True)
+    gc.disable()  # only reference counting may free it
+    try:
+        for fetch in (lambda: dv.pull("f"), lambda: dv.apply_async(lambda: f)):  # noqa: F821
+            ar = fetch()
+            value = ar.get(60)
+            assert value.nbytes == 20 * 2**20
+            gone = weakref.ref(value)
+            del ar, value
+            assert gone() is None, "an AsyncResult cycle kept a 20 MB result alive"
+    finally:
+        gc.enable()
+    dv.execute("del f", block=True)
