@@ -12,9 +12,11 @@ from __future__ import annotations
 import mmap
 import pickle
 import sys
+import threading
+import time
 import types
 import weakref
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 SERIALIZER = "hubctl/1"
 MAGIC = b"HUBCTL1\x00"
@@ -322,24 +324,96 @@ def stage_pieces(transfer: str, buffers: Sequence):
                    view[offset:offset + STAGE_PIECE])
 
 
-def big_buffer(n: int):
-    """A writable buffer of ``n`` bytes to reassemble a large transfer into.
+_POPULATE = (getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+             | getattr(mmap, "MAP_POPULATE", 0)) if hasattr(mmap, "MAP_POPULATE") else 0
 
-    Above 1 MB an anonymous mapping populated by the kernel in one go (MAP_POPULATE): filling
-    100 MB then takes ~43 ms instead of the ~68 ms of a bytearray, whose pages are zeroed and
-    faulted in one by one.  (numpy's huge-page allocations are faster when the kernel has
-    huge pages at hand and up to 10x slower when it must compact memory first.)
+
+class BufferPool:
+    """Large reassembly buffers, handed out again once nothing refers to them any more.
+
+    Filling fresh memory costs more than copying into it: the kernel must zero and map every
+    page (a bytearray of 100 MB is faulted in 4 kB at a time, ~68 ms here; a mapping the kernel
+    populates in one go, ~43 ms; the copy itself ~15 ms).  Repeated transfers of about the same
+    size (pushing a model's weights every iteration, pulling a result in a loop) reuse a mapping
+    whose previous array has been freed instead.  A mapping is kept at most ``idle`` seconds
+    after it was found unused, and at most ``free_limit`` bytes of unused ones; a daemon thread
+    looks every ``idle / 2`` seconds while the pool holds any.  (Needs CPython's reference
+    counts to tell when a mapping is unused; elsewhere every buffer is new.)
     """
-    if n >= 2**20 and _POPULATE:
-        try:
-            return mmap.mmap(-1, n, flags=_POPULATE)
-        except (OSError, ValueError):
-            pass
-    return bytearray(n)
+
+    def __init__(self, idle: float = 10.0, free_limit: int = 256 * 2**20):
+        self.idle = idle
+        self.free_limit = free_limit
+        self._entries: list = []  # [mapping, monotonic time it was first seen unused or None], oldest first
+        self._lock = threading.Lock()
+        self._reaper: Optional[threading.Thread] = None
+        self.reused = 0  # buffers handed out again (for tests and benchmarks)
+        self.clock = time.monotonic
+
+    @staticmethod
+    def _unused(entry: list) -> bool:
+        # the only references left: the entry's own slot and getrefcount's argument
+        return sys.getrefcount(entry[0]) <= 2
+
+    def get(self, n: int):
+        """A writable buffer of exactly ``n`` bytes."""
+        if n < 2**20 or not _POPULATE or not hasattr(sys, "getrefcount"):
+            return bytearray(n)
+        now = self.clock()
+        with self._lock:
+            self._trim(now)
+            for entry in self._entries:
+                if n <= len(entry[0]) <= n + (n >> 3) + 2**20 and self._unused(entry):
+                    entry[1] = None
+                    self.reused += 1
+                    return memoryview(entry[0])[:n]
+            try:
+                fresh = [mmap.mmap(-1, n, flags=_POPULATE), None]
+            except (OSError, ValueError):
+                return bytearray(n)
+            self._entries.append(fresh)
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="hubctl-buffers", daemon=True)
+                self._reaper.start()
+            return memoryview(fresh[0])[:n]
+
+    def _trim(self, now: float) -> None:
+        """Drop mappings unused for too long, then the oldest unused ones over the byte limit."""
+        keep, free = [], 0
+        for entry in reversed(self._entries):  # newest first
+            if not self._unused(entry):
+                entry[1] = None
+            else:
+                if entry[1] is None:
+                    entry[1] = now
+                if now - entry[1] > self.idle or free + len(entry[0]) > self.free_limit:
+                    continue
+                free += len(entry[0])
+            keep.append(entry)
+        keep.reverse()
+        self._entries = keep
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(self.idle / 2)
+            with self._lock:
+                self._trim(self.clock())
+                if not self._entries:
+                    self._reaper = None
+                    return
+
+    def held(self) -> int:
+        """Bytes mapped by the pool and not in use."""
+        with self._lock:
+            return sum(len(e[0]) for e in self._entries if self._unused(e))
 
 
-_POPULATE = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
-             if hasattr(mmap, "MAP_POPULATE") else 0)
+POOL = BufferPool()
+
+
+def big_buffer(n: int):
+    """A writable buffer of ``n`` bytes to reassemble a large transfer into (see `BufferPool`)."""
+    return POOL.get(n)
 
 
 class Staging:

@@ -116,3 +116,75 @@ def test_a_dropped_result_is_freed_at_once_without_the_cycle_collector(rc):
     finally:
         gc.enable()
     dv.execute("del f", block=True)
+
+
+def test_pool_reuses_a_buffer_only_once_nothing_refers_to_it():
+    pool = serialize.BufferPool(idle=60)
+    a = pool.get(3 * 2**20)
+    a[:3] = b"abc"
+    b = pool.get(3 * 2**20)  # a is still referenced: a new mapping
+    assert pool.reused == 0
+    view = memoryview(a)[1:]  # a view keeps it in use too
+    del a
+    c = pool.get(3 * 2**20)
+    assert pool.reused == 0 and bytes(view[:2]) == b"bc"
+    del view
+    d = pool.get(3 * 2**20 - 100)  # about the same size: the freed one again
+    assert pool.reused == 1 and len(d) == 3 * 2**20 - 100 and bytes(d[:3]) == b"abc"
+    del d
+    assert pool.get(30 * 2**20) is not None and pool.reused == 1  # much bigger: not that one
+    assert len(b) == len(c) == 3 * 2**20
+
+
+def test_pool_unmaps_what_stays_unused():
+    from tests.support.procs import wait_for
+
+    pool = serialize.BufferPool(idle=0.2, free_limit=5 * 2**20)
+    bufs = [pool.get(2 * 2**20) for _ in range(4)]
+    del bufs
+    assert pool.held() == 8 * 2**20
+    again = pool.get(2 * 2**20)  # every call first trims to the byte limit
+    assert pool.reused == 1 and pool.held() == 2 * 2**20  # 4 MB kept, one of them handed out
+    del again
+    wait_for(lambda: pool.held() == 0, 10, "the idle mappings to be unmapped")
+
+
+def test_pool_counts_idle_time_from_release_not_from_hand_out():
+    now = [1000.0]
+    pool = serialize.BufferPool(idle=5)
+    pool.clock = lambda: now[0]
+    a = pool.get(2 * 2**20)
+    now[0] += 60  # the user holds it for a minute
+    pool.get(8 * 2**20)  # (another transfer meanwhile)
+    del a
+    b = pool.get(2 * 2**20)  # released just now: reused, however long it was held
+    assert pool.reused == 1
+    del b
+    pool.get(30 * 2**20)  # marks the 8 MB and 2 MB ones unused as of now
+    now[0] += 6
+    pool.get(30 * 2**20)
+    assert pool.held() == 30 * 2**20  # the others were unused for longer than idle: unmapped
+
+
+def test_engine_reuses_its_buffers_and_never_overwrites_live_data(rc):
+    dv = rc[rc.ids[0]]
+    dv.execute("from jupyter_hub_ctl.client import serialize as _s; _r0 = _s.POOL.reused", block=True)
+    first, second, third = big(8, 20), big(9, 20), big(10, 20)
+    dv.push({"g": first}, block=True)
+    dv.execute("kept = g", block=True)  # the user keeps the first array
+    dv.push({"g": second}, block=True)
+    dv.push({"g": third}, block=True)  # the second's buffer is free again by now
+    reused, same_kept, same_g = dv.apply_sync(
+        lambda: (_s.POOL.reused - _r0, float(kept.sum()), float(g.sum())))  # noqa: F821
+    assert reused >= 1
+    assert same_kept == float(first.sum()) and same_g == float(third.sum())
+    dv.execute("del g, kept", block=True)
+
+
+@pytest.mark.parametrize("n", [1, 2**20 - 1, 2**20, 2**20 + 12345, 5 * 2**20 + 1])
+def test_big_buffer_is_exactly_n_writable_bytes(n):
+    buf = memoryview(serialize.big_buffer(n)).cast("B")
+    assert buf.nbytes == n and not buf.readonly
+    buf[n - 1] = 2
+    buf[0] = 1
+    assert buf[0] == 1 and buf[n - 1] == (2 if n > 1 else 1)
