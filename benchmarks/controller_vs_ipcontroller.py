@@ -54,6 +54,7 @@ CONTROLLER_CMD = {
 }
 ENGINE_CMD = [sys.executable, "-m", "ipyparallel.engine"]
 POLL = 0.05  # seconds between polls of a condition
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout holding this file
 
 
 def noop():
@@ -610,6 +611,26 @@ def print_table(rows: list, failures: list, labels: dict = LABELS) -> None:
         print(f"\n{len(failures)} measurement(s) failed:")
         for f in failures:
             print(f"  {f['phase']} [{labels[f['kind']]}] {f['tag']}: {f['error']}  (logs: {f['log_dir']})")
+
+
+def use_checkout() -> None:
+    """Measure the checkout holding this file, not whatever copy of jupyter_hub_ctl is installed.
+
+    Puts REPO first on ``sys.path`` (call it before jupyter_hub_ctl is imported) and on
+    ``PYTHONPATH``, which every process started afterwards inherits.
+    """
+    if sys.path[:1] != [REPO]:
+        sys.path.insert(0, REPO)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if REPO not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *paths])
+
+
+def imported_from() -> str:
+    """The folder this process imports jupyter_hub_ctl from (REPO after ``use_checkout()``)."""
+    import jupyter_hub_ctl
+
+    return os.path.dirname(os.path.dirname(jupyter_hub_ctl.__file__))
 
 
 def environment() -> dict:

@@ -31,19 +31,20 @@ import tempfile
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from controller_vs_ipcontroller import (  # noqa: E402  (process management shared with that benchmark)
     POLL,
     Failure,
     Managed,
     _raise_interrupt,
     environment,
+    imported_from,
     log,
     ready_json,
+    use_checkout,
 )
+
+use_checkout()  # this process and every process it starts (controllers, engines)
 
 CONTROLLER = {
     "ours": [sys.executable, "-m", "jupyter_hub_ctl.controller", "--sqlitedb"],
@@ -71,8 +72,7 @@ def soak(kind: str, opts) -> dict:
     profile = os.path.join(root, "profile")
     os.makedirs(os.path.join(profile, "security"))
     cid = f"soak-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, IPP_PROFILE_DIR=profile, IPP_CLUSTER_ID=cid, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, IPP_PROFILE_DIR=profile, IPP_CLUSTER_ID=cid, PYTHONUNBUFFERED="1")
     argv = CONTROLLER[kind] + [f"--profile-dir={profile}", f"--cluster-id={cid}", f"--ping={opts.ping}",
                                "--log-level=WARN", "--HeartMonitor.max_heartmonitor_misses=3"]
     if kind == "ours":
@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     atexit.register(Managed.stop_all)
     env = environment()
     log(f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
-        f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']})")
+        f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']}) "
+        f"from {imported_from()}")
     results, failures = {}, []
     for kind in ([opts.only] if opts.only else ["ours", "ref"]):
         log(f"{LABEL[kind]}: {opts.minutes:g} min, {opts.engines} engines, one SIGKILLed every {opts.kill_every:g} s")

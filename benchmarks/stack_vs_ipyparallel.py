@@ -39,12 +39,7 @@ import uuid
 
 import psutil
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-# Measure this checkout, not whatever copy of jupyter_hub_ctl is installed: the benchmark process
-# imports it from here, and every process it starts gets it first on PYTHONPATH (see use_checkout).
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from controller_vs_ipcontroller import (  # noqa: E402  (process management shared with that benchmark)
     POLL,
     Failure,
@@ -54,10 +49,14 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     _wait_gone,
     call_with_timeout,
     environment,
+    imported_from,
     log,
     print_table,
     ready_json,
+    use_checkout,
 )
+
+use_checkout()  # this process and every process it starts (controllers, engines, the memory client)
 
 KINDS = ("ref", "ours")
 LABELS = {"ref": "ipyparallel", "ours": "jupyter_hub_ctl"}
@@ -534,21 +533,13 @@ def parse_args(argv=None):
     return opts
 
 
-def use_checkout() -> None:
-    """Child processes (controllers, engines, the memory client) import jupyter_hub_ctl from REPO."""
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if REPO not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([REPO, *paths])
-
-
 def main(argv=None) -> int:
     opts = parse_args(argv)
-    use_checkout()
     kinds = [opts.only] if opts.only else list(KINDS)
     env = environment()
     log(f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
         f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']}) "
-        f"from {os.path.dirname(os.path.dirname(sys.modules['jupyter_hub_ctl'].__file__))}")
+        f"from {imported_from()}")
     results: dict = {}
     failures: list = []
     signal.signal(signal.SIGTERM, _raise_interrupt)
