@@ -358,7 +358,7 @@ class Client:
     def _finish(self, msg: Message) -> None:
         self._futures.pop(msg.msg_id, None)
         self._awaiting_output.pop(msg.msg_id, None)
-        if self._staging.transfers:  # pieces of a result whose reply never came
+        if self._staging.touched:  # pieces of a result whose reply never came
             self._staging.drop(msg.msg_id)
         if msg.engine_uuid is not None:
             self._outstanding.get(msg.engine_uuid, set()).discard(msg.msg_id)

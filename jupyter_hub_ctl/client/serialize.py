@@ -421,6 +421,8 @@ class Staging:
 
     def __init__(self):
         self.transfers: dict = {}  # transfer id -> {buffer index: [buffer, bytes filled, size]}
+        self.touched: dict = {}  # transfer id -> monotonic time of its last piece
+        self.failed: dict = {}  # transfer id -> why its pieces could not be kept
 
     def add(self, content: dict, piece) -> None:
         """Copy one piece into place (``content`` as made by `stage_pieces`)."""
@@ -429,10 +431,20 @@ class Staging:
             i, n, offset = int(content["buffer"]), int(content["nbytes"]), int(content["offset"])
         except (KeyError, TypeError, ValueError):
             return
+        if transfer in self.failed:
+            return
+        self.touched[transfer] = time.monotonic()
         bufs = self.transfers.setdefault(transfer, {})
         entry = bufs.get(i)
         if entry is None:
-            entry = bufs[i] = [big_buffer(n), 0, n]
+            if i < 0 or n < 0:
+                return
+            try:
+                entry = bufs[i] = [big_buffer(n), 0, n]
+            except (MemoryError, OverflowError, ValueError, OSError) as e:
+                self.transfers.pop(transfer, None)
+                self.failed[transfer] = f"no memory for {n} bytes ({type(e).__name__})"
+                return
         view = memoryview(piece).cast("B")
         if 0 <= offset and offset + view.nbytes <= entry[2]:
             entry[0][offset:offset + view.nbytes] = view
@@ -441,6 +453,10 @@ class Staging:
     def take(self, transfer: str, count: int) -> list:
         """The ``count`` reassembled buffers of a transfer; KeyError if any is missing or short."""
         bufs = self.transfers.pop(transfer, {})
+        self.touched.pop(transfer, None)
+        why = self.failed.pop(transfer, None)
+        if why:
+            raise KeyError(f"staged data of transfer {transfer!r} could not be received: {why}")
         out = []
         for i in range(count):
             entry = bufs.get(i)
@@ -455,6 +471,19 @@ class Staging:
 
     def drop(self, transfer: str) -> None:
         self.transfers.pop(transfer, None)
+        self.touched.pop(transfer, None)
+        self.failed.pop(transfer, None)
+
+    def expire(self, max_idle: float) -> list:
+        """Drop the transfers whose last piece came over ``max_idle`` seconds ago (their request or
+        reply never followed: a sender gone mid-way); returns their ids."""
+        now = time.monotonic()
+        old = [t for t, when in self.touched.items() if now - when > max_idle]
+        for t in old:
+            self.drop(t)
+        return old
 
     def clear(self) -> None:
         self.transfers.clear()
+        self.touched.clear()
+        self.failed.clear()

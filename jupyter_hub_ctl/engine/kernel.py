@@ -22,6 +22,7 @@ log = logging.getLogger("jupyter_hub_ctl.engine")
 _STAGE_MD = pack({"serializer": SERIALIZER})
 _OK_CONTENT = OK_CONTENT  # the executor's reply content for a successful apply ...
 _OK = pack(OK_CONTENT)  # ... sent packed once
+STAGE_ORPHAN_AFTER = 120.0  # seconds a large push's pieces wait for their request
 
 
 class RegistrationError(RuntimeError):
@@ -215,6 +216,10 @@ class Engine:
                 self.wake.recv_multipart()
             if self.shell in events:
                 self._drain_shell()
+            if self.staging.touched:
+                for transfer in self.staging.expire(STAGE_ORPHAN_AFTER):
+                    log.warning("dropped the pieces of large transfer %s: its request did not follow "
+                                "within %g s", transfer, STAGE_ORPHAN_AFTER)
             if not self.exiting and time.monotonic() - self._last_ping > self.controller_timeout:
                 sys.__stderr__.write(
                     f"engine {self.id}: no heartbeat from the controller for {self.controller_timeout:g}s; "

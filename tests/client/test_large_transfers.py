@@ -188,3 +188,34 @@ def test_big_buffer_is_exactly_n_writable_bytes(n):
     buf[n - 1] = 2
     buf[0] = 1
     assert buf[0] == 1 and buf[n - 1] == (2 if n > 1 else 1)
+
+
+def test_staging_drops_transfers_whose_request_never_follows():
+    staging = serialize.Staging()
+    bufs = serialize.serialize(big(11, 20))
+    pieces = list(serialize.stage_pieces("orphan", bufs))
+    for content, piece in pieces[:2]:
+        staging.add(content, piece)
+    assert staging.expire(60) == []  # recent: kept
+    staging.touched["orphan"] -= 61
+    assert staging.expire(60) == ["orphan"]
+    assert staging.transfers == {} and staging.touched == {}
+
+
+def test_engine_answers_a_push_too_large_to_hold_with_a_clear_error(rc):
+    from jupyter_hub_ctl.client import ops
+    from jupyter_hub_ctl.client.asyncresult import AsyncResult
+    from jupyter_hub_ctl.client.errors import RemoteError
+    from jupyter_hub_ctl.client.views import _STAGE_MD
+
+    dv = rc[rc.ids[0]]
+    uuid = rc._uuid_of(rc.ids[0])
+    piece = {"transfer": "huge", "buffer": 0, "nbytes": 2**62, "offset": 0}
+    rc._send(b"m", rc.session.serialize(serialize.STAGE_TYPE, piece, metadata=_STAGE_MD,
+                                        buffers=[b"x" * 2**20], idents=[uuid.encode()]))
+    head = serialize.serialize_call(ops.push, ({"h": big(12, 1)},), {})[:1]
+    md = dict(dv._metadata(), staged={"transfer": "huge", "count": 1})
+    fut = rc._submit(b"m", "apply_request", {}, md, head, ident=uuid)
+    with pytest.raises(RemoteError, match="no memory for"):
+        AsyncResult(rc, [fut], single=True).get(30)
+    assert dv.apply_sync(lambda: 1 + 1) == 2  # the engine carries on
