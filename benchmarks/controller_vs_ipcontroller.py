@@ -227,19 +227,26 @@ def call_with_timeout(fn: Callable, timeout: float, what: str):
 
 
 # --------------------------------------------------------------------------- one cluster
-class Cluster:
-    """One controller (ref or ours) with engines and a connected ``ipyparallel.Client``."""
+class ClusterBase:
+    """A controller in a fresh profile folder, its engines and a client; a context manager.
 
-    def __init__(self, kind: str, controller_args: list, opts, tag: str):
+    The start-up and shutdown both benchmarks share: a subclass's ``_start`` calls
+    ``start_controller`` and ``start_engine`` and connects ``self.client``.  Leaving (or a
+    failed start) stops every process by pid, keeps the folder with the logs if anything failed
+    and removes it otherwise.
+    """
+
+    dir_prefix = "hubctl-bench"
+
+    def __init__(self, kind: str, opts, tag: str):
         self.kind, self.opts, self.tag = kind, opts, tag
-        self.controller_args = controller_args
         self.failed = False
         self.controller: Managed | None = None
         self.engines: list = []
         self.client = None
 
     # ----- start
-    def __enter__(self) -> Cluster:
+    def __enter__(self):
         try:
             self._start()
         except BaseException:
@@ -249,19 +256,23 @@ class Cluster:
         return self
 
     def _start(self) -> None:
+        raise NotImplementedError
+
+    def start_controller(self, extra_args: list) -> None:
+        """Start the controller in a fresh profile and wait until its connection files are written."""
         opts = self.opts
-        self.dir = tempfile.mkdtemp(prefix=f"hubctl-bench-{self.kind}-{self.tag}-")
+        self.dir = tempfile.mkdtemp(prefix=f"{self.dir_prefix}-{self.kind}-{self.tag}-")
         self.profile_dir = os.path.join(self.dir, "profile")
         os.makedirs(os.path.join(self.profile_dir, "security"))
         os.makedirs(os.path.join(self.profile_dir, "log"))
-        cluster_id = f"bench-{uuid.uuid4().hex[:8]}"
-        env = dict(os.environ, IPP_PROFILE_DIR=self.profile_dir, IPP_CLUSTER_ID=cluster_id,
-                   PYTHONUNBUFFERED="1")
+        self.cluster_id = cluster_id = f"bench-{uuid.uuid4().hex[:8]}"
+        self.env = dict(os.environ, IPP_PROFILE_DIR=self.profile_dir, IPP_CLUSTER_ID=cluster_id,
+                        PYTHONUNBUFFERED="1")
         argv = CONTROLLER_CMD[self.kind] + [
             f"--profile-dir={self.profile_dir}", f"--cluster-id={cluster_id}",
             f"--ping={opts.ping}", f"--log-level={opts.log_level}",
-        ] + self.controller_args
-        self.controller = Managed(f"{self.kind} controller", argv, env, self.dir,
+        ] + extra_args
+        self.controller = Managed(f"{self.kind} controller", argv, self.env, self.dir,
                                   os.path.join(self.dir, "controller.log"))
         security = os.path.join(self.profile_dir, "security")
         self.client_file = os.path.join(security, f"ipcontroller-{cluster_id}-client.json")
@@ -275,11 +286,70 @@ class Cluster:
                 raise Failure(f"connection files not written within {opts.start_timeout:.0f} s")
             time.sleep(POLL)
         self.controller.tree()  # note the reference's scheduler processes now, in case it dies later
-        for i in range(opts.engines):
-            self.engines.append(Managed(
-                f"engine {i}", ENGINE_CMD + [f"--file={self.engine_file}", f"--profile-dir={self.profile_dir}",
-                                             "--log-level=WARN"],
-                dict(os.environ, PYTHONUNBUFFERED="1"), self.dir, os.path.join(self.dir, f"engine-{i}.log")))
+
+    def start_engine(self, cmd: list, *args: str) -> Managed:
+        """Start one more engine: ``cmd --file=<engine file> *args``, logging to engine-<i>.log."""
+        i = len(self.engines)
+        m = Managed(f"engine {i}", cmd + [f"--file={self.engine_file}", *args],
+                    dict(os.environ, PYTHONUNBUFFERED="1"), self.dir, os.path.join(self.dir, f"engine-{i}.log"))
+        self.engines.append(m)
+        return m
+
+    # ----- stop
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.failed = True
+        if self.failed and self.controller is not None:
+            self.failure_tail = self.controller.log_tail()
+        if self.client is not None:
+            try:
+                call_with_timeout(self._close_client, 10, "Client.close")
+            except Exception as e:
+                log(f"  client close failed: {e}")
+            self.client = None
+        survivors = self._stop_engines()
+        if self.controller is not None:
+            survivors += self.controller.stop()
+        if survivors:
+            raise RuntimeError(f"processes still alive after SIGKILL: {survivors}")
+        if self.failed:
+            log(f"  logs kept in {self.dir}")
+        elif hasattr(self, "dir"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _close_client(self) -> None:
+        self.client.close(linger=0)
+
+    def _stop_engines(self) -> list:
+        """Stop every engine; return the pids that survived SIGKILL."""
+        survivors = []
+        for m in self.engines:
+            survivors += m.stop()
+        return survivors
+
+    def check_alive(self) -> None:
+        if not self.controller.running():
+            raise Failure(f"controller exited with status {self.controller.popen.returncode}")
+
+    def log_tail(self) -> str:
+        """The controller's log tail, as it was when the failure happened if one did."""
+        if hasattr(self, "failure_tail"):
+            return self.failure_tail
+        return self.controller.log_tail() if self.controller else ""
+
+
+class Cluster(ClusterBase):
+    """One controller (ref or ours) with engines and a connected ``ipyparallel.Client``."""
+
+    def __init__(self, kind: str, controller_args: list, opts, tag: str):
+        super().__init__(kind, opts, tag)
+        self.controller_args = controller_args
+
+    def _start(self) -> None:
+        opts = self.opts
+        self.start_controller(self.controller_args)
+        for _ in range(opts.engines):
+            self.start_engine(ENGINE_CMD, f"--profile-dir={self.profile_dir}", "--log-level=WARN")
         from ipyparallel import Client
 
         self.client = call_with_timeout(
@@ -293,30 +363,6 @@ class Cluster:
         for m in self.engines:
             m.tree()  # note the nannies
         self.lview = self.client.load_balanced_view()
-
-    # ----- stop
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.failed = True
-        if self.failed and self.controller is not None:
-            self.failure_tail = self.controller.log_tail()
-        survivors = []
-        if self.client is not None:
-            try:
-                call_with_timeout(lambda: self.client.close(linger=0), 10, "Client.close")
-            except Exception as e:
-                log(f"  client close failed: {e}")
-            self.client = None
-        for m in self.engines:
-            survivors += m.stop()
-        if self.controller is not None:
-            survivors += self.controller.stop()
-        if survivors:
-            raise RuntimeError(f"processes still alive after SIGKILL: {survivors}")
-        if self.failed:
-            log(f"  logs kept in {self.dir}")
-        elif hasattr(self, "dir"):
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ----- measurements
     def cpu(self) -> float:
@@ -337,10 +383,6 @@ class Cluster:
         used = {k: (b[k] - a[k]) / wall for k in ("machine", "controller", "engines", "client")}
         used["other"] = max(0.0, used.pop("machine") - used["controller"] - used["engines"] - used["client"])
         return used
-
-    def check_alive(self) -> None:
-        if not self.controller.running():
-            raise Failure(f"controller exited with status {self.controller.popen.returncode}")
 
     def wait_quiet(self, window: float = 0.5, max_cpu: float = 0.01, timeout: float = 30.0) -> dict:
         """Poll the controller's CPU time until it used < ``max_cpu`` s over ``window`` s."""
@@ -393,12 +435,6 @@ class Cluster:
         if self.opts.warmup:
             self.run_tasks(self.opts.warmup)
         return self.wait_quiet()
-
-    def log_tail(self) -> str:
-        """The controller's log tail, as it was when the failure happened if one did."""
-        if hasattr(self, "failure_tail"):
-            return self.failure_tail
-        return self.controller.log_tail() if self.controller else ""
 
 
 # --------------------------------------------------------------------------- phases
@@ -686,6 +722,26 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_stopping_all(measure: Callable[[], None]) -> bool:
+    """Run ``measure()``, then stop every process started here, also when Ctrl-C or SIGTERM ends
+    it early (or the interpreter exits); return whether it was interrupted."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    atexit.register(Managed.stop_all)
+    try:
+        measure()
+    except KeyboardInterrupt:
+        log("interrupted; stopping every process started here")
+        return True
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        survivors = Managed.stop_all()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if survivors:
+            log(f"WARNING: processes survived SIGKILL: {survivors}")
+    return False
+
+
 def main(argv=None) -> int:
     opts = parse_args(argv)
     kinds = [opts.only] if opts.only else list(KINDS)
@@ -694,11 +750,8 @@ def main(argv=None) -> int:
         f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']})")
     results: dict = {}
     failures: list = []
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-    atexit.register(Managed.stop_all)
-    interrupted = False
-    try:
+
+    def measure():
         for r in range(opts.repeat):
             order = kinds if r % 2 == 0 else kinds[::-1]
             for phase in opts.phase_list:
@@ -709,15 +762,8 @@ def main(argv=None) -> int:
                 if kind == "ref" and not opts.rss_ref:
                     continue
                 run_phase("rss", kind, opts, "rss", results, failures)
-    except KeyboardInterrupt:
-        interrupted = True
-        log("interrupted; stopping every process started here")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        survivors = Managed.stop_all()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if survivors:
-            log(f"WARNING: processes survived SIGKILL: {survivors}")
+
+    interrupted = run_stopping_all(measure)
     rows = summarize(results, opts)
     loads = [r["background_cores"] for phase in ("lb-dictdb", "lb-sqlitedb")
              for runs in results.get(phase, {}).values() for r in runs]

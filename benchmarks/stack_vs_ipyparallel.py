@@ -17,7 +17,8 @@ Phases, each on a freshly started stack (controller ``--dictdb --ping=3000``):
 6. registration of 128 engines (ours within 30 s, the reference within 60 s for context).
 
 Process management (start by pid in its own session, SIGTERM then SIGKILL of the whole tree,
-also on Ctrl-C/SIGTERM/exception) is ``Managed`` from ``controller_vs_ipcontroller.py``.
+also on Ctrl-C/SIGTERM/exception) is ``Managed`` from ``controller_vs_ipcontroller.py``, and a
+stack starts and stops its controller and engines as that benchmark's clusters do (``ClusterBase``).
 
 Run ``python benchmarks/stack_vs_ipyparallel.py --help`` for the options.
 """
@@ -25,26 +26,21 @@ Run ``python benchmarks/stack_vs_ipyparallel.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import atexit
 import gc
 import json
 import os
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 
 import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from controller_vs_ipcontroller import (  # noqa: E402  (process management shared with that benchmark)
-    POLL,
+    ClusterBase,
     Failure,
     Managed,
-    _raise_interrupt,
     _signal_all,
     _wait_gone,
     call_with_timeout,
@@ -52,7 +48,7 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     imported_from,
     log,
     print_table,
-    ready_json,
+    run_stopping_all,
     use_checkout,
 )
 
@@ -60,10 +56,6 @@ use_checkout()  # this process and every process it starts (controllers, engines
 
 KINDS = ("ref", "ours")
 LABELS = {"ref": "ipyparallel", "ours": "jupyter_hub_ctl"}
-CONTROLLER_CMD = {
-    "ref": [sys.executable, "-m", "ipyparallel.controller"],
-    "ours": [sys.executable, "-m", "jupyter_hub_ctl.controller"],
-}
 ENGINE_CMD = {
     "ref": [sys.executable, "-m", "ipyparallel.engine"],
     "ours": [sys.executable, "-m", "jupyter_hub_ctl.engine"],
@@ -125,52 +117,18 @@ def get_all(ars: list, timeout: float, what: str) -> list:
 
 
 # --------------------------------------------------------------------------- one stack
-class Stack:
+class Stack(ClusterBase):
     """A controller, ``n`` engines and (optionally) a connected Client of one kind."""
 
-    def __init__(self, kind: str, opts, tag: str, engines: int, connect: bool = True):
-        self.kind, self.opts, self.tag, self.n_engines, self.connect = kind, opts, tag, engines, connect
-        self.controller: Managed | None = None
-        self.engines: list = []
-        self.client = None
-        self.failed = False
+    dir_prefix = "hubctl-stack"
 
-    def __enter__(self) -> Stack:
-        try:
-            self._start()
-        except BaseException:
-            self.failed = True
-            self.__exit__(None, None, None)
-            raise
-        return self
+    def __init__(self, kind: str, opts, tag: str, engines: int, connect: bool = True):
+        super().__init__(kind, opts, tag)
+        self.n_engines, self.connect = engines, connect
 
     def _start(self) -> None:
         opts = self.opts
-        self.dir = tempfile.mkdtemp(prefix=f"hubctl-stack-{self.kind}-{self.tag}-")
-        self.profile_dir = os.path.join(self.dir, "profile")
-        os.makedirs(os.path.join(self.profile_dir, "security"))
-        os.makedirs(os.path.join(self.profile_dir, "log"))
-        self.cluster_id = cluster_id = f"bench-{uuid.uuid4().hex[:8]}"
-        self.env = dict(os.environ, IPP_PROFILE_DIR=self.profile_dir, IPP_CLUSTER_ID=cluster_id,
-                        PYTHONUNBUFFERED="1")
-        argv = CONTROLLER_CMD[self.kind] + [
-            f"--profile-dir={self.profile_dir}", f"--cluster-id={cluster_id}",
-            f"--ping={opts.ping}", f"--log-level={opts.log_level}", "--dictdb",
-        ]
-        self.controller = Managed(f"{self.kind} controller", argv, self.env, self.dir,
-                                  os.path.join(self.dir, "controller.log"))
-        security = os.path.join(self.profile_dir, "security")
-        self.client_file = os.path.join(security, f"ipcontroller-{cluster_id}-client.json")
-        self.engine_file = os.path.join(security, f"ipcontroller-{cluster_id}-engine.json")
-        deadline = time.monotonic() + opts.start_timeout
-        while not (ready_json(self.client_file) and ready_json(self.engine_file)):
-            if not self.controller.running():
-                raise Failure(f"controller exited with status {self.controller.popen.returncode} "
-                              "before writing its connection files")
-            if time.monotonic() > deadline:
-                raise Failure(f"connection files not written within {opts.start_timeout:.0f} s")
-            time.sleep(POLL)
-        self.controller.tree()
+        self.start_controller(["--dictdb"])
         if self.connect:
             self.client = call_with_timeout(
                 lambda: make_client(self.kind, self.client_file, self.profile_dir, opts.start_timeout),
@@ -182,17 +140,8 @@ class Stack:
                 m.tree()  # note the nannies (ipengine) now
 
     def start_engines(self, n: int) -> list:
-        new = []
-        for _ in range(n):
-            i = len(self.engines)
-            argv = ENGINE_CMD[self.kind] + [f"--file={self.engine_file}", "--log-level=WARN"]
-            if self.kind == "ref":
-                argv.append(f"--profile-dir={self.profile_dir}")
-            m = Managed(f"engine {i}", argv, dict(os.environ, PYTHONUNBUFFERED="1"), self.dir,
-                        os.path.join(self.dir, f"engine-{i}.log"))
-            self.engines.append(m)
-            new.append(m)
-        return new
+        args = ["--log-level=WARN"] + ([f"--profile-dir={self.profile_dir}"] if self.kind == "ref" else [])
+        return [self.start_engine(ENGINE_CMD[self.kind], *args) for _ in range(n)]
 
     def stop_engines(self) -> dict:
         """Stop every engine (and nanny) by pid, all at once; check they are gone."""
@@ -208,30 +157,11 @@ class Stack:
         still = [pid for pid in pids if _alive(pid)]
         return {"processes": len(pids), "survivors": survivors, "alive_after": still}
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.failed = True
-        if self.client is not None:
-            try:
-                call_with_timeout(lambda: close_client(self.kind, self.client), 10, "Client.close")
-            except Exception as e:
-                log(f"  client close failed: {e}")
-            self.client = None
-        survivors = self.stop_engines()["survivors"]
-        if self.controller is not None:
-            if self.failed:
-                self.failure_tail = self.controller.log_tail()
-            survivors += self.controller.stop()
-        if survivors:
-            raise RuntimeError(f"processes still alive after SIGKILL: {survivors}")
-        if self.failed:
-            log(f"  logs kept in {self.dir}")
-        elif hasattr(self, "dir"):
-            shutil.rmtree(self.dir, ignore_errors=True)
+    def _stop_engines(self) -> list:
+        return self.stop_engines()["survivors"]
 
-    def check_alive(self) -> None:
-        if not self.controller.running():
-            raise Failure(f"controller exited with status {self.controller.popen.returncode}")
+    def _close_client(self) -> None:
+        close_client(self.kind, self.client)
 
     def snapshot(self) -> dict:
         t = psutil.cpu_times()
@@ -542,16 +472,12 @@ def main(argv=None) -> int:
         f"from {imported_from()}")
     results: dict = {}
     failures: list = []
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    atexit.register(Managed.stop_all)
-    interrupted = False
 
     def main_phase(kind, tag):
         with Stack(kind, opts, tag, opts.engines) as s:
             return phase_main(s, opts)
 
-    try:
+    def measure():
         for r in range(opts.repeat):
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 run("main", kind, f"round{r + 1}", lambda: main_phase(kind, f"round{r + 1}"), results, failures)
@@ -561,15 +487,8 @@ def main(argv=None) -> int:
         if not opts.skip_128:
             for kind in kinds[::-1]:
                 run("register", kind, "register", lambda: phase_register(kind, opts), results, failures)
-    except KeyboardInterrupt:
-        interrupted = True
-        log("interrupted; stopping every process started here")
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        survivors = Managed.stop_all()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if survivors:
-            log(f"WARNING: processes survived SIGKILL: {survivors}")
+
+    interrupted = run_stopping_all(measure)
     rows = summarize(results, opts)
     loads = [r["background_cores"] for runs in results.get("main", {}).values() for r in runs]
     print(f"\nMedians over {opts.repeat} round(s); {opts.tasks} LB tasks, {opts.engines} engines, {env['cpus']} CPUs.")
