@@ -638,9 +638,15 @@ class Client:
             rec = content.get(m) or {}
             rc = rec.get("result_content") or {}
             rh = rec.get("result_header") or {}
-            if rc.get("status") == "ok" and rh.get("msg_type") == "apply_reply":
-                n = (rec.get("result_metadata") or {}).get("nbuffers")
-                value, buffers = _take_object(buffers, n)
+            rmd = rec.get("result_metadata") or {}
+            if rc.get("status") == "ok" and rh.get("msg_type") == "apply_reply" and rmd.get("staged"):
+                buffers = buffers[int(rmd.get("nbuffers") or 1):]
+                results[m] = RemoteError(
+                    "ResultNotRecorded",
+                    f"the result of task {m} was large (sent in pieces straight to the client that "
+                    "submitted it) and the hub keeps only its first part, so it cannot be fetched again")
+            elif rc.get("status") == "ok" and rh.get("msg_type") == "apply_reply":
+                value, buffers = _take_object(buffers, rmd.get("nbuffers"))
                 results[m] = value
             elif rc.get("status") == "ok":
                 results[m] = rc

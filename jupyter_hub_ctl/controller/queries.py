@@ -218,13 +218,17 @@ class HubQueries:
         missing = [m for m in msg_ids if m not in found]
         if missing:
             raise KeyError(f"No such msg(s): {missing}")
+        for old_id in msg_ids:  # all checked before any is sent again
+            if not found[old_id]["header"]:
+                raise KeyError(f"no request recorded for {old_id}")
+            if (found[old_id].get("metadata") or {}).get("staged"):
+                raise ValueError(f"{old_id} cannot be resubmitted: its data was large and went to its "
+                                 "engine in pieces the hub does not record")
         resubmitted = {}
         now = utcnow()
         for old_id in msg_ids:
             rec = found[old_id]
-            header = dict(rec["header"] or {})
-            if not header:
-                raise KeyError(f"no request recorded for {old_id}")
+            header = dict(rec["header"])
             new_id = self.session.new_msg_id()
             header["msg_id"] = new_id
             header["date"] = now

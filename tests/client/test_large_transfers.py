@@ -219,3 +219,39 @@ def test_engine_answers_a_push_too_large_to_hold_with_a_clear_error(rc):
     with pytest.raises(RemoteError, match="no memory for"):
         AsyncResult(rc, [fut], single=True).get(30)
     assert dv.apply_sync(lambda: 1 + 1) == 2  # the engine carries on
+
+
+def test_another_client_is_told_clearly_that_a_large_result_was_not_recorded(hub, rc):
+    from jupyter_hub_ctl import Client
+    from jupyter_hub_ctl.client.errors import RemoteError
+
+    dv = rc[rc.ids[0]]
+    dv.push({"k": big(13, 20), "small": 5}, block=True)
+    ar = dv.pull("k")
+    ar.get(60)
+    small = dv.pull("small")
+    small.get(60)
+    other = Client(hub.controller.client_file)
+    try:
+        with pytest.raises(RemoteError, match="ResultNotRecorded"):
+            other.get_result(ar.msg_ids[0], timeout=30)
+        assert other.get_result(small.msg_ids[0], timeout=30) == 5  # small results are recorded whole
+    finally:
+        other.close()
+    dv.execute("del k, small", block=True)
+
+
+def test_resubmitting_a_large_push_is_refused_with_the_reason(rc):
+    from jupyter_hub_ctl.client.errors import RemoteError
+
+    dv = rc[rc.ids[0]]
+    big_push = dv.push({"m": big(14, 20)})
+    big_push.get(60)
+    small_push = dv.push({"m2": 1})
+    small_push.get(60)
+    before = len(rc.hub_history())
+    with pytest.raises(RemoteError, match="cannot be resubmitted"):
+        rc.resubmit([small_push.msg_ids[0], big_push.msg_ids[0]])
+    assert len(rc.hub_history()) == before  # the refused call sent nothing, not even the small one
+    assert rc.resubmit(small_push.msg_ids[0]).get(60) is None
+    dv.execute("del m, m2", block=True)

@@ -174,8 +174,19 @@ def test_restore_takes_back_running_ipengines(tmp_path):
         c.start()
         with open(c.client_file) as f:
             info = json.load(f)
+
+        def restored():
+            # a new Client each time: a stock Client learns of engines that register after its
+            # connection request only from notifications, which it misses while its
+            # subscription is still joining
+            probe = ipp.Client(info)
+            try:
+                return sorted(probe.ids) == before
+            finally:
+                probe.close()
+
+        wait_for(restored, 45, "engines restored under their old ids", interval=0.3)
         rc = ipp.Client(info)
-        wait_for(lambda: sorted(rc.ids) == before, 45, "engines restored under their old ids")
         import operator
 
         assert rc[:].apply_sync(operator.add, 1, 2) == [3, 3]
