@@ -1,25 +1,10 @@
-"""Helpers shared by the kernel and notebook tests: polling with deadlines, stray-process checks."""
+"""Helpers shared by the kernel and notebook tests: stray-process checks, stopping every hub."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 
 import psutil
-from support.procs import wait_for  # noqa: F401  (re-exported for the kernel tests)
-
-
-async def until(cond, timeout: float, what: str, interval: float = 0.02):
-    """``wait_for`` for coroutines: the event loop keeps running while we poll."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def processes_marked(mark: str) -> list:

@@ -8,9 +8,7 @@ import asyncio
 
 import pytest
 from IPython.utils.capture import capture_output
-from support.procs import FULL_DISK_PAGES, drive_until_degraded
-
-from .helpers import until
+from support.procs import FULL_DISK_PAGES, drive_until_degraded, until
 
 
 @pytest.mark.asyncio

@@ -14,12 +14,13 @@ import time
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
+from support.procs import wait_for
 
 from jupyter_hub_ctl.cluster import get_hub, list_hubs, state
 from jupyter_hub_ctl.kernel.hubs import HubConnection, HubStartFailed
 from jupyter_hub_ctl.kernel.px import PxError
 
-from .helpers import processes_marked, wait_for
+from .helpers import processes_marked
 
 
 def shown(cap) -> str:

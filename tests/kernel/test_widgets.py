@@ -16,12 +16,10 @@ import time
 
 import cloudpickle
 import pytest
+from support.procs import until
 
 from jupyter_hub_ctl.cluster import background
 from jupyter_hub_ctl.kernel.widgets import EngineProgress, HubStatus, wait_for_engines
-
-from .helpers import until
-
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # engines cannot import this test module
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,16 +17,28 @@ class WaitTimeout(TimeoutError, AssertionError):
     """A condition did not come true before its deadline (a test failure either way it is caught)."""
 
 
+def _poll(cond, deadline: float, timeout: float, what: str):
+    """``cond()``, but WaitTimeout naming ``what`` if it is falsy past ``deadline``."""
+    value = cond()
+    if not value and time.monotonic() > deadline:
+        raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
+    return value
+
+
 def wait_for(cond, timeout: float, what: str, interval: float = 0.02):
     """Poll ``cond`` until it returns something truthy; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
+    while not (value := _poll(cond, deadline, timeout, what)):
         time.sleep(interval)
+    return value
+
+
+async def until(cond, timeout: float, what: str, interval: float = 0.02):
+    """``wait_for`` for coroutines: the event loop keeps running while we poll."""
+    deadline = time.monotonic() + timeout
+    while not (value := _poll(cond, deadline, timeout, what)):
+        await asyncio.sleep(interval)
+    return value
 
 
 class Controller:
