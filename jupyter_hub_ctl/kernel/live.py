@@ -22,6 +22,8 @@ from typing import Optional
 from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .render import TextAndHtml
+
 
 def ipywidgets_or_none():
     try:
@@ -88,7 +90,7 @@ class SourceEnded(Exception):
         self.state = state
 
 
-class LiveView(LoggingConfigurable):
+class LiveView(TextAndHtml, LoggingConfigurable):
     """Base of the live widgets: throttled updates from the kernel's event loop."""
 
     update_interval = Float(1.0, config=True, help="Seconds between two polls while the view updates live.")
@@ -402,15 +404,6 @@ class LiveView(LoggingConfigurable):
             bundle["application/vnd.jupyter.widget-view+json"] = {
                 "version_major": 2, "version_minor": 0, "model_id": widget.model_id}
         return bundle
-
-    def _repr_html_(self) -> str:
-        return self.html()
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text())
-
-    def __repr__(self) -> str:
-        return self.text()
 
 
 def _close_tree(widget) -> None:

@@ -115,7 +115,20 @@ def degraded_html(health: dict) -> str:
             f"<ul style='margin:2px 0 2px 18px;padding:0'>{items}</ul></div>")
 
 
-class Table:
+class TextAndHtml:
+    """Mixin: shows as ``self.text()`` in a terminal and in repr(), as ``self.html()`` in a notebook."""
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(self.text())
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+class Table(TextAndHtml):
     """A static table that shows as text in a terminal and as HTML in a notebook."""
 
     def __init__(self, title: str, headers: Sequence[str], rows: Sequence[Sequence], empty: str = "(none)",
@@ -139,12 +152,3 @@ class Table:
     def html(self) -> str:
         title = f"<b>{esc(self.title)}</b><br>" if self.title else ""
         return title + degraded_html(self.health) + html_table(self.headers, self.rows, self.empty)
-
-    def _repr_html_(self) -> str:
-        return self.html()
-
-    def _repr_pretty_(self, p, cycle) -> None:
-        p.text(self.text())
-
-    def __repr__(self) -> str:
-        return self.text()
