@@ -97,6 +97,13 @@ def hubenv(tmp_path, monkeypatch):
         pytest.fail(f"processes outlived the test: {names}")
 
 
+def assert_sigint_interrupts(cluster, ar) -> None:
+    """SIGINT sent through ``cluster`` to its engines ends the running task ``ar`` with KeyboardInterrupt."""
+    cluster.signal_engines_sync(signal.SIGINT)
+    with pytest.raises(Exception, match="KeyboardInterrupt"):
+        ar.get(20)
+
+
 def wait_for_gone(h: HubEnv, timeout: float) -> list:
     deadline = time.monotonic() + timeout
     while True:

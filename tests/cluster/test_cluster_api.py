@@ -21,7 +21,7 @@ from jupyter_hub_ctl.cluster import (
 )
 from jupyter_hub_ctl.cluster.state import state_path
 
-from .conftest import FAST, wait_for
+from .conftest import FAST, assert_sigint_interrupts, wait_for
 
 
 def _pids(cluster):
@@ -70,17 +70,12 @@ def test_scale_add_relaunch_and_signal(hubenv):
         cluster.add_engines_sync(1)
         assert len(_pids(cluster)) == 3
 
-        client = cluster.connect_client_sync()
-        try:
+        with cluster.connect_client_sync() as client:
             wait_for(lambda: len(client.ids) == 3, 30, "dead engines to drop out")
             ar = client.load_balanced_view().apply_async(time.sleep, 30)
             wait_for(lambda: any(v["tasks"] for k, v in client.queue_status().items() if k != "unassigned"),
                      10, "the task to reach an engine")
-            cluster.signal_engines_sync(signal.SIGINT)
-            with pytest.raises(Exception, match="KeyboardInterrupt"):
-                ar.get(20)
-        finally:
-            client.close()
+            assert_sigint_interrupts(cluster, ar)
     finally:
         cluster.stop_sync()
     assert hubenv.processes() == []

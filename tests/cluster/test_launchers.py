@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from jupyter_hub_ctl.cluster.launchers.batch import (
 )
 from jupyter_hub_ctl.cluster.launchers.ssh import SSHEngineLauncher
 
-from .conftest import FAST, wait_for
+from .conftest import FAST, assert_sigint_interrupts, wait_for
 
 ENGINE_FILE = "/shared/profile/security/ipcontroller-b1-engine.json"
 EXPECTED = {
@@ -181,15 +180,10 @@ def test_ssh_engines_register_take_signals_and_stop(hubenv, tmp_path, monkeypatc
         key = cluster.client_connection_info()["key"]
         for es in cluster.engine_sets:
             assert key not in " ".join(psutil.Process(es["pid"]).cmdline())
-        client = cluster.connect_client_sync()
-        try:
+        with cluster.connect_client_sync() as client:
             ar = client[0].apply_async(time.sleep, 30)
             wait_for(lambda: client.queue_status(0)["queue"], 10, "the task to start")
-            cluster.signal_engines_sync(signal.SIGINT)  # relayed over ssh's stdin
-            with pytest.raises(Exception, match="KeyboardInterrupt"):
-                ar.get(20)
-        finally:
-            client.close()
+            assert_sigint_interrupts(cluster, ar)  # SIGINT relayed over ssh's stdin
     finally:
         cluster.stop_sync()
     wait_for(lambda: hubenv.processes() == [], 15, "the remote engines to end when ssh's stdin closed")
