@@ -124,13 +124,7 @@ def shared_hub(tmp_path_factory):
 
     Tests that kill engines, change the scheme or stop the hub use ``hub_factory``.
     """
-    hub = _new_hub(tmp_path_factory, "shared")
-    try:
-        hub.start(n_engines=2)
-    except BaseException:
-        print(hub.log_report())
-        hub.close()
-        raise
+    hub = _new_hub(tmp_path_factory, "shared").start_or_close(n_engines=2)
     yield hub
     hub.close()
 

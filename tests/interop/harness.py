@@ -561,6 +561,19 @@ class Hub:
             self.start_engines(n_engines, timeout=timeout)
         return self
 
+    def start_or_close(self, n_engines: int = 0) -> Hub:
+        """``start``; if that fails, print the log tails and close the hub before re-raising.
+
+        For the hubs of fixtures wider than one test, whose failure to start the per-test log
+        report (conftest's ``_log_tails_on_failure``) does not see.
+        """
+        try:
+            return self.start(n_engines)
+        except BaseException:
+            print(self.log_report())
+            self.close()
+            raise
+
     def close(self) -> None:
         """Close clients, stop engines and the controller; raise if any process survived."""
         if self.closed:

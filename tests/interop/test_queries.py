@@ -40,12 +40,7 @@ def db_hub(request, tmp_path_factory):
     from .harness import Hub
 
     hub = Hub(tmp_path_factory.mktemp(f"db-{request.param}"), extra_args=[f"--{request.param}"])
-    try:
-        hub.start(n_engines=2)
-    except BaseException:
-        print(hub.log_report())
-        hub.close()
-        raise
+    hub.start_or_close(n_engines=2)
     hub.db = request.param
     yield hub
     hub.close()
@@ -598,13 +593,7 @@ def test_shutdown_hub_stops_controller_engines_and_notifies_clients(hub_factory)
 def nodb_hub(tmp_path_factory):
     from .harness import Hub
 
-    hub = Hub(tmp_path_factory.mktemp("nodb"), extra_args=["--nodb"])
-    try:
-        hub.start(n_engines=1)
-    except BaseException:
-        print(hub.log_report())
-        hub.close()
-        raise
+    hub = Hub(tmp_path_factory.mktemp("nodb"), extra_args=["--nodb"]).start_or_close(n_engines=1)
     yield hub
     hub.close()
 
