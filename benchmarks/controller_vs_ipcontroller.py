@@ -686,6 +686,12 @@ def environment() -> dict:
             "git": rev}
 
 
+def describe(env: dict) -> str:
+    """One line for the log: when, on what machine, which Python, ipyparallel and jupyter_hub_ctl."""
+    return (f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
+            f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']})")
+
+
 # --------------------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -746,8 +752,7 @@ def main(argv=None) -> int:
     opts = parse_args(argv)
     kinds = [opts.only] if opts.only else list(KINDS)
     env = environment()
-    log(f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
-        f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']})")
+    log(describe(env))
     results: dict = {}
     failures: list = []
 

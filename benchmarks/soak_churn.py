@@ -37,6 +37,7 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     Failure,
     Managed,
     _raise_interrupt,
+    describe,
     environment,
     imported_from,
     log,
@@ -191,9 +192,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     atexit.register(Managed.stop_all)
     env = environment()
-    log(f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
-        f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']}) "
-        f"from {imported_from()}")
+    log(f"{describe(env)} from {imported_from()}")
     results, failures = {}, []
     for kind in ([opts.only] if opts.only else ["ours", "ref"]):
         log(f"{LABEL[kind]}: {opts.minutes:g} min, {opts.engines} engines, one SIGKILLed every {opts.kill_every:g} s")

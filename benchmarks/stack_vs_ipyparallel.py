@@ -44,6 +44,7 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     _signal_all,
     _wait_gone,
     call_with_timeout,
+    describe,
     environment,
     imported_from,
     log,
@@ -467,9 +468,7 @@ def main(argv=None) -> int:
     opts = parse_args(argv)
     kinds = [opts.only] if opts.only else list(KINDS)
     env = environment()
-    log(f"{env['date']} {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, "
-        f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']}) "
-        f"from {imported_from()}")
+    log(f"{describe(env)} from {imported_from()}")
     results: dict = {}
     failures: list = []
 
