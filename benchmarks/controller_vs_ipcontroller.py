@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime
+import gc
 import json
 import os
 import platform
@@ -441,6 +442,9 @@ class Cluster(ClusterBase):
 def phase_lb(c: Cluster, opts) -> dict:
     """Controller CPU per task and end-to-end throughput for ``opts.tasks`` no-op tasks."""
     before = c.warm_up()
+    # an earlier phase's Client (ipyparallel's holds reference cycles) is freed by the cycle
+    # collector: let that happen now, not in the middle of this measurement
+    gc.collect()
     load0 = c.load_snapshot()
     elapsed = c.run_tasks(opts.tasks)
     load1 = c.load_snapshot()
@@ -750,9 +754,10 @@ def run_stopping_all(measure: Callable[[], None]) -> bool:
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
+    use_checkout()  # our controller is started as `python -m jupyter_hub_ctl.controller`: this checkout's
     kinds = [opts.only] if opts.only else list(KINDS)
     env = environment()
-    log(describe(env))
+    log(f"{describe(env)} from {imported_from()}")
     results: dict = {}
     failures: list = []
 
