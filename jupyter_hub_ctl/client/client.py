@@ -26,7 +26,7 @@ from concurrent.futures import wait as wait_futures
 
 from .asyncresult import AsyncResult, Message, result_of
 from .errors import EngineError, NoEnginesRegistered, RemoteError
-from .serialize import SERIALIZER, STAGE_TYPE, SerializerMismatch, Staging, deserialize
+from .serialize import SERIALIZER, STAGE_TYPE, SerializerMismatch, Staging, StagingError, deserialize
 
 CHANNELS = {b"q": "registration", b"m": "mux", b"t": "task", b"b": "broadcast", b"c": "control"}
 OUTPUT_GRACE = 5.0  # seconds to wait for announced outputs after a reply
@@ -240,7 +240,8 @@ class Client:
         Finished ones (or ones it marked lost in the restart) are finished here from its
         records.  A task it has no record of at all was submitted in the moment before it
         died: it is asked about once more a little later (a submission queued here may still be
-        on its way) and then ended with a TaskLost error.  Runs in the IO thread.
+        on its way) and then ended with a TaskLost error.  Runs in the IO thread (the recheck in a
+        timer thread: it only reads and sends queries; the answers are handled in the IO thread).
         """
         waiting = [m for m, f in list(self._futures.items())
                    if isinstance(f, Message) and f.reply is None and f.msg_type in ("apply_request", "execute_request")
@@ -295,11 +296,11 @@ class Client:
                 self._staging.add(msg.content, msg.buffers[0])
             return
         staged = msg.metadata.get("staged")
-        if staged:
+        if staged and msg.content.get("status") == "ok":
             try:
-                msg.buffers = [*msg.buffers[:1], *self._staging.take(str(staged["transfer"]), int(staged["count"]))]
-            except (KeyError, TypeError, ValueError):
-                pass  # deserializing the result says what is missing
+                msg.buffers = self._staging.unstage(staged, msg.buffers)
+            except StagingError as e:  # the result is reported as this error
+                msg.content = {"status": "error", "ename": "StagingError", "evalue": str(e), "traceback": []}
         self._deliver(msg)
 
     def _deliver(self, msg) -> None:
@@ -358,7 +359,7 @@ class Client:
     def _finish(self, msg: Message) -> None:
         self._futures.pop(msg.msg_id, None)
         self._awaiting_output.pop(msg.msg_id, None)
-        if self._staging.touched:  # pieces of a result whose reply never came
+        if self._staging.transfers:  # pieces of a result whose reply never came
             self._staging.drop(msg.msg_id)
         if msg.engine_uuid is not None:
             self._outstanding.get(msg.engine_uuid, set()).discard(msg.msg_id)
@@ -707,10 +708,7 @@ class Client:
                     fut.set_exception(closed)
             elif not fut.done:
                 fut.error = closed
-                fut.done = True
-                owner, fut.owner = fut.owner, None
-                if owner is not None:
-                    owner._child_finished(fut)
+                self._finish(fut)
         self._futures.clear()
         for s in (self._wake_send, self._wake_recv):
             s.close()

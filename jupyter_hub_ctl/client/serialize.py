@@ -18,6 +18,8 @@ import types
 import weakref
 from typing import Any, List, Optional, Sequence
 
+from ..wire.session import pack
+
 SERIALIZER = "hubctl/1"
 MAGIC = b"HUBCTL1\x00"
 OOB_THRESHOLD = 4096
@@ -305,6 +307,7 @@ def deserialize_call(buffers: Sequence):
 STAGE_MIN = 16 * 2**20  # out-of-band bytes from which a push or pull result is sent in pieces
 STAGE_PIECE = 4 * 2**20
 STAGE_TYPE = "hubctl_data"
+STAGE_MD = pack({"serializer": SERIALIZER})  # the metadata of every piece, packed once
 
 
 def oob_nbytes(buffers: Sequence) -> int:
@@ -411,18 +414,26 @@ class BufferPool:
 POOL = BufferPool()
 
 
-def big_buffer(n: int):
-    """A writable buffer of ``n`` bytes to reassemble a large transfer into (see `BufferPool`)."""
-    return POOL.get(n)
+class StagingError(RuntimeError):
+    """The pieces of a large push or pull did not all arrive (or could not be held)."""
+
+
+class _Transfer:
+    """The pieces of one staged transfer received so far."""
+
+    __slots__ = ("bufs", "failed", "touched")
+
+    def __init__(self):
+        self.bufs: dict = {}  # buffer index -> [buffer, bytes filled, size]
+        self.touched = time.monotonic()  # when its last piece came
+        self.failed: Optional[str] = None  # why its pieces could not be kept
 
 
 class Staging:
-    """Reassembles staged buffers (each into one writable buffer, see `big_buffer`), by transfer id."""
+    """Reassembles staged buffers (each into one writable buffer from `POOL`), by transfer id."""
 
     def __init__(self):
-        self.transfers: dict = {}  # transfer id -> {buffer index: [buffer, bytes filled, size]}
-        self.touched: dict = {}  # transfer id -> monotonic time of its last piece
-        self.failed: dict = {}  # transfer id -> why its pieces could not be kept
+        self.transfers: dict = {}  # transfer id -> _Transfer
 
     def add(self, content: dict, piece) -> None:
         """Copy one piece into place (``content`` as made by `stage_pieces`)."""
@@ -431,19 +442,21 @@ class Staging:
             i, n, offset = int(content["buffer"]), int(content["nbytes"]), int(content["offset"])
         except (KeyError, TypeError, ValueError):
             return
-        if transfer in self.failed:
+        t = self.transfers.get(transfer)
+        if t is None:
+            t = self.transfers[transfer] = _Transfer()
+        t.touched = time.monotonic()
+        if t.failed:
             return
-        self.touched[transfer] = time.monotonic()
-        bufs = self.transfers.setdefault(transfer, {})
-        entry = bufs.get(i)
+        entry = t.bufs.get(i)
         if entry is None:
             if i < 0 or n < 0:
                 return
             try:
-                entry = bufs[i] = [big_buffer(n), 0, n]
+                entry = t.bufs[i] = [POOL.get(n), 0, n]
             except (MemoryError, OverflowError, ValueError, OSError) as e:
-                self.transfers.pop(transfer, None)
-                self.failed[transfer] = f"no memory for {n} bytes ({type(e).__name__})"
+                t.bufs.clear()
+                t.failed = f"no memory for {n} bytes ({type(e).__name__})"
                 return
         view = memoryview(piece).cast("B")
         if 0 <= offset and offset + view.nbytes <= entry[2]:
@@ -451,39 +464,43 @@ class Staging:
             entry[1] += view.nbytes
 
     def take(self, transfer: str, count: int) -> list:
-        """The ``count`` reassembled buffers of a transfer; KeyError if any is missing or short."""
-        bufs = self.transfers.pop(transfer, {})
-        self.touched.pop(transfer, None)
-        why = self.failed.pop(transfer, None)
-        if why:
-            raise KeyError(f"staged data of transfer {transfer!r} could not be received: {why}")
+        """The ``count`` reassembled buffers of a transfer; StagingError if any is missing or short."""
+        t = self.transfers.pop(transfer, None) or _Transfer()
+        if t.failed:
+            raise StagingError(f"staged data of transfer {transfer!r} could not be received: {t.failed}")
         out = []
         for i in range(count):
-            entry = bufs.get(i)
+            entry = t.bufs.get(i)
             if entry is None:
-                raise KeyError(f"staged data of transfer {transfer!r} is incomplete "
-                               f"({len(bufs)} of {count} buffers arrived)")
+                raise StagingError(f"staged data of transfer {transfer!r} is incomplete "
+                                   f"({len(t.bufs)} of {count} buffers arrived)")
             if entry[1] != entry[2]:
-                raise KeyError(f"staged data of transfer {transfer!r} is incomplete "
-                               f"(buffer {i}: {entry[1]} of {entry[2]} bytes arrived)")
+                raise StagingError(f"staged data of transfer {transfer!r} is incomplete "
+                                   f"(buffer {i}: {entry[1]} of {entry[2]} bytes arrived)")
             out.append(entry[0])
         return out
 
+    def unstage(self, staged, buffers: list) -> list:
+        """A message's buffers with the staged ones its metadata names (``staged``) after its
+        head; StagingError if they are not all here."""
+        try:
+            transfer, count = str(staged["transfer"]), int(staged["count"])
+            head = buffers[0]
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise StagingError(f"bad staged transfer {staged!r}: {e!r}") from None
+        return [head, *self.take(transfer, count)]
+
     def drop(self, transfer: str) -> None:
         self.transfers.pop(transfer, None)
-        self.touched.pop(transfer, None)
-        self.failed.pop(transfer, None)
 
     def expire(self, max_idle: float) -> list:
         """Drop the transfers whose last piece came over ``max_idle`` seconds ago (their request or
         reply never followed: a sender gone mid-way); returns their ids."""
         now = time.monotonic()
-        old = [t for t, when in self.touched.items() if now - when > max_idle]
-        for t in old:
-            self.drop(t)
+        old = [tid for tid, t in self.transfers.items() if now - t.touched > max_idle]
+        for tid in old:
+            del self.transfers[tid]
         return old
 
     def clear(self) -> None:
         self.transfers.clear()
-        self.touched.clear()
-        self.failed.clear()

@@ -8,10 +8,9 @@ from typing import Any, Optional
 from . import ops
 from .asyncresult import AsyncResult, CoalescedMessage, Message
 from ..wire.session import pack
-from .serialize import SERIALIZER, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
+from .serialize import SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
 
 _MISSING = object()
-_STAGE_MD = pack({"serializer": SERIALIZER})
 
 
 def _chunks(seq: list, n: int) -> list:
@@ -121,7 +120,7 @@ class DirectView(View):
                 uuid = client._uuid_of(t)
                 transfer = client.session.new_msg_id()
                 for content, piece in stage_pieces(transfer, bufs):
-                    client._send(b"m", client.session.serialize(STAGE_TYPE, content, metadata=_STAGE_MD,
+                    client._send(b"m", client.session.serialize(STAGE_TYPE, content, metadata=STAGE_MD,
                                                                 buffers=[piece], idents=[uuid.encode()]))
                 staged_md = dict(self._metadata(), staged={"transfer": transfer, "count": len(bufs) - 1})
                 futs.append(client._submit(b"m", "apply_request", {}, staged_md, bufs[:1], ident=uuid))

@@ -12,25 +12,20 @@ from typing import Optional
 
 import zmq
 
-from ..client.serialize import SERIALIZER, STAGE_MIN, STAGE_TYPE, Staging, oob_nbytes, stage_pieces
+from ..client.serialize import (SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, Staging, StagingError, oob_nbytes,
+                                stage_pieces)
 from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack, unpack, utcnow
 from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
 
 log = logging.getLogger("jupyter_hub_ctl.engine")
-_STAGE_MD = pack({"serializer": SERIALIZER})
-_OK_CONTENT = OK_CONTENT  # the executor's reply content for a successful apply ...
-_OK = pack(OK_CONTENT)  # ... sent packed once
+_OK = pack(OK_CONTENT)  # the executor's reply content for a successful apply, sent packed once
 STAGE_ORPHAN_AFTER = 120.0  # seconds a large push's pieces wait for their request
 
 
 class RegistrationError(RuntimeError):
     pass
-
-
-class StagingError(RuntimeError):
-    """The pieces of a large push did not all arrive before its request."""
 
 
 class Heart:
@@ -216,7 +211,7 @@ class Engine:
                 self.wake.recv_multipart()
             if self.shell in events:
                 self._drain_shell()
-            if self.staging.touched:
+            if self.staging.transfers:
                 for transfer in self.staging.expire(STAGE_ORPHAN_AFTER):
                     log.warning("dropped the pieces of large transfer %s: its request did not follow "
                                 "within %g s", transfer, STAGE_ORPHAN_AFTER)
@@ -321,7 +316,7 @@ class Engine:
         try:
             if msg_type == "apply_request":
                 if staged:
-                    msg.buffers = self._unstage(staged, msg.buffers)
+                    msg.buffers = self.staging.unstage(staged, msg.buffers)
                 content, buffers, status = self.executor.apply(md, msg.buffers)
                 if status == "unmet":
                     reply_md["dependencies_met"] = False
@@ -348,19 +343,12 @@ class Engine:
         if md.get("stage_result") and status == "ok" and oob_nbytes(buffers) >= STAGE_MIN:
             # a large result (pull): its buffers go ahead in pieces, the reply names them
             for piece_content, piece in stage_pieces(msg.msg_id, buffers):
-                self._send(idents, STAGE_TYPE, piece_content, b"{}", _STAGE_MD, [piece])
+                self._send(idents, STAGE_TYPE, piece_content, b"{}", STAGE_MD, [piece])
             reply_md["staged"] = {"transfer": msg.msg_id, "count": len(buffers) - 1}
             reply_md["nbuffers"] = 1
             buffers = buffers[:1]
-        self._send(idents, reply_type, _OK if content is _OK_CONTENT else content, parent, reply_md, buffers)
+        self._send(idents, reply_type, _OK if content is OK_CONTENT else content, parent, reply_md, buffers)
         self.parent = None
-
-    def _unstage(self, staged, buffers: list) -> list:
-        """The request's buffers with the staged ones (sent ahead in pieces) after its head."""
-        try:
-            return [buffers[0], *self.staging.take(str(staged["transfer"]), int(staged["count"]))]
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise StagingError(str(e)) from None
 
     def _send(self, idents, msg_type, content, parent, md, buffers=()) -> None:
         send_frames(self.shell, self.session.serialize(msg_type, content, parent=parent, metadata=md,

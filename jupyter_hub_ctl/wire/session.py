@@ -96,7 +96,7 @@ def parse_date(value: Any) -> Optional[datetime]:
 
 def frame_bytes(frame) -> bytes:
     """bytes of a frame received with copy=True (bytes) or copy=False (zmq.Frame)."""
-    if type(frame) is bytes or isinstance(frame, bytes):
+    if isinstance(frame, bytes):
         return frame
     b = getattr(frame, "bytes", None)
     if b is not None:

@@ -80,7 +80,7 @@ def test_staging_refuses_a_transfer_with_a_piece_missing():
     staging = serialize.Staging()
     for content, piece in pieces[:1] + pieces[2:]:  # the second piece is lost
         staging.add(content, piece)
-    with pytest.raises(KeyError, match=r"buffer 0: \d+ of \d+ bytes arrived"):
+    with pytest.raises(serialize.StagingError, match=r"buffer 0: \d+ of \d+ bytes arrived"):
         staging.take("t1", len(bufs) - 1)
     assert staging.transfers == {}  # nothing kept for the failed transfer
 
@@ -182,8 +182,8 @@ def test_engine_reuses_its_buffers_and_never_overwrites_live_data(rc):
 
 
 @pytest.mark.parametrize("n", [1, 2**20 - 1, 2**20, 2**20 + 12345, 5 * 2**20 + 1])
-def test_big_buffer_is_exactly_n_writable_bytes(n):
-    buf = memoryview(serialize.big_buffer(n)).cast("B")
+def test_pool_buffers_are_exactly_n_writable_bytes(n):
+    buf = memoryview(serialize.POOL.get(n)).cast("B")
     assert buf.nbytes == n and not buf.readonly
     buf[n - 1] = 2
     buf[0] = 1
@@ -197,21 +197,20 @@ def test_staging_drops_transfers_whose_request_never_follows():
     for content, piece in pieces[:2]:
         staging.add(content, piece)
     assert staging.expire(60) == []  # recent: kept
-    staging.touched["orphan"] -= 61
+    staging.transfers["orphan"].touched -= 61
     assert staging.expire(60) == ["orphan"]
-    assert staging.transfers == {} and staging.touched == {}
+    assert staging.transfers == {}
 
 
 def test_engine_answers_a_push_too_large_to_hold_with_a_clear_error(rc):
     from jupyter_hub_ctl.client import ops
     from jupyter_hub_ctl.client.asyncresult import AsyncResult
     from jupyter_hub_ctl.client.errors import RemoteError
-    from jupyter_hub_ctl.client.views import _STAGE_MD
 
     dv = rc[rc.ids[0]]
     uuid = rc._uuid_of(rc.ids[0])
     piece = {"transfer": "huge", "buffer": 0, "nbytes": 2**62, "offset": 0}
-    rc._send(b"m", rc.session.serialize(serialize.STAGE_TYPE, piece, metadata=_STAGE_MD,
+    rc._send(b"m", rc.session.serialize(serialize.STAGE_TYPE, piece, metadata=serialize.STAGE_MD,
                                         buffers=[b"x" * 2**20], idents=[uuid.encode()]))
     head = serialize.serialize_call(ops.push, ({"h": big(12, 1)},), {})[:1]
     md = dict(dv._metadata(), staged={"transfer": "huge", "count": 1})
@@ -255,3 +254,16 @@ def test_resubmitting_a_large_push_is_refused_with_the_reason(rc):
     assert len(rc.hub_history()) == before  # the refused call sent nothing, not even the small one
     assert rc.resubmit(small_push.msg_ids[0]).get(60) is None
     dv.execute("del m, m2", block=True)
+
+
+def test_unstage_puts_the_head_first_and_says_what_is_wrong():
+    bufs = serialize.serialize(big(16, 20))
+    staging = serialize.Staging()
+    for content, piece in serialize.stage_pieces("t3", bufs):
+        staging.add(content, piece)
+    out = staging.unstage({"transfer": "t3", "count": len(bufs) - 1}, [bufs[0]])
+    assert out[0] is bufs[0] and bytes(out[1]) == bytes(memoryview(bufs[1]).cast("B"))
+    with pytest.raises(serialize.StagingError, match=r"0 of 1 buffers arrived"):
+        staging.unstage({"transfer": "t3", "count": 1}, [bufs[0]])  # taken already
+    with pytest.raises(serialize.StagingError, match="bad staged transfer"):
+        staging.unstage({"count": 1}, [bufs[0]])

@@ -5,13 +5,14 @@ import gc
 import logging
 import sqlite3
 import threading
-import time
 import weakref
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 import zmq
+from support.procs import wait_for
+from support.records import record
 from traitlets.utils.importstring import import_item
 
 from jupyter_hub_ctl.controller.db import (
@@ -32,20 +33,6 @@ LOG = logging.getLogger("test_db")
 
 def hours(n):
     return T0 + timedelta(hours=n)
-
-
-def record(msg_id, **fields):
-    rec = dict.fromkeys(RECORD_KEYS)
-    rec.update(msg_id=msg_id, stdout="", stderr="", buffers=[], result_buffers=[])
-    rec.update(fields)
-    return rec
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def open_sqlite(tmp_path, **kwargs):
@@ -543,7 +530,7 @@ def test_sqlite_commits_on_interval(tmp_path):
     db = open_sqlite(tmp_path, commit_interval=0.02)
     try:
         db.add_record("a", record("a"))
-        wait_for(lambda: db.stats["commits"] == 1 and db.health()["pending"] == 0)
+        wait_for(lambda: db.stats["commits"] == 1 and db.health()["pending"] == 0, 10, "one commit, nothing pending", 0.005)
     finally:
         db.close()
     with sqlite3.connect(db.path) as conn:
@@ -555,7 +542,7 @@ def test_sqlite_max_batch_starts_commit_and_splits_transactions(tmp_path):
     try:
         for i in range(5):
             db.add_record(f"r{i}", record(f"r{i}"))
-        wait_for(lambda: db.stats["commits"] >= 1)
+        wait_for(lambda: db.stats["commits"] >= 1, 10, "a commit", 0.005)
         for i in range(5, 17):
             db.add_record(f"r{i}", record(f"r{i}"))
         assert db.flush() is True
@@ -705,10 +692,10 @@ def test_sqlite_failed_writes_are_retried_in_the_background(tmp_path):
     try:
         for i in range(10):
             db.add_record(f"r{i}", record(f"r{i}", buffers=[b"x" * 8000]))
-        wait_for(lambda: db.health()["ok"] is False)
+        wait_for(lambda: db.health()["ok"] is False, 10, "the store to report its failure", 0.005)
         assert db.health()["pending"] == 10
         db.max_page_count = 0
-        wait_for(lambda: db.health()["ok"] and db.health()["pending"] == 0)
+        wait_for(lambda: db.health()["ok"] and db.health()["pending"] == 0, 10, "the store to recover with nothing pending", 0.005)
         assert db.stats["inserts"] == 10
     finally:
         db.close()

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import zmq
+from support.records import record
 
 from jupyter_hub_ctl.controller import relays
 from jupyter_hub_ctl.controller.app import ControllerApp
 from jupyter_hub_ctl.controller.db import DictDB, NoDB, SQLiteDB
-from jupyter_hub_ctl.controller.db.base import RECORD_KEYS
 from jupyter_hub_ctl.controller.db.sqlformat import _json_default, encode_value
 
 UTC = timezone.utc
@@ -27,13 +27,6 @@ LOG = logging.getLogger("test_hot_path")
 
 def at(n):
     return T0 + timedelta(seconds=n)
-
-
-def record(msg_id, **fields):
-    rec = dict.fromkeys(RECORD_KEYS)
-    rec.update(msg_id=msg_id, stdout="", stderr="", buffers=[], result_buffers=[])
-    rec.update(fields)
-    return rec
 
 
 @pytest.fixture(params=["dictdb", "sqlitedb", "nodb"])

@@ -206,28 +206,26 @@ class TaskScheduler(LoggingConfigurable):
                        "InvalidDependency", str(e))
             return
         job = Job(msg_id, client, frames, header, set(targets), after, follow, retries, timeout)
-        if not after and not follow:  # the common case: nothing to check
-            if timeout:
-                job.timer = self.loop.call_later(timeout, self._on_timeout, msg_id)
-            self.waiting[msg_id] = job
-            self._schedule()
-            return
-        for dep in (after, follow):
-            if msg_id in dep or not dep.issubset(self.all_ids):
-                unknown = sorted(d for d in dep if d not in self.all_ids or d == msg_id)
-                self._fail(job, "InvalidDependency", f"unknown or self dependency: {unknown[:5]}")
+        if after or follow:  # (most jobs have neither: nothing to check)
+            for dep in (after, follow):
+                if msg_id in dep or not dep.issubset(self.all_ids):
+                    unknown = sorted(d for d in dep if d not in self.all_ids or d == msg_id)
+                    self._fail(job, "InvalidDependency", f"unknown or self dependency: {unknown[:5]}")
+                    return
+            if after.unreachable(self.succeeded, self.failed) or follow.unreachable(self.succeeded, self.failed):
+                self._fail(job, "ImpossibleDependency", "dependency can no longer be met")
                 return
-        if after.unreachable(self.succeeded, self.failed) or follow.unreachable(self.succeeded, self.failed):
-            self._fail(job, "ImpossibleDependency", "dependency can no longer be met")
-            return
-        if after.check(self.succeeded, self.failed):
-            job.after = NO_DEPENDENCY
+            if after.check(self.succeeded, self.failed):
+                job.after = NO_DEPENDENCY
         self._enqueue(job)
         self._schedule()
 
     def _enqueue(self, job: Job) -> None:
         if job.timeout:
             job.timer = self.loop.call_later(job.timeout, self._on_timeout, job.msg_id)
+        if not job.after and not job.follow:
+            self.waiting[job.msg_id] = job
+            return
         unfinished = [d for d in (job.after | job.follow) if d not in self.succeeded and d not in self.failed]
         if job.after and not job.after.check(self.succeeded, self.failed) or (job.follow and unfinished):
             self.depending[job.msg_id] = job
