@@ -11,6 +11,23 @@ from ..wire.session import pack
 from .serialize import SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
 
 _MISSING = object()
+#: request metadata key naming the task for the hub's task stream (the function's name)
+NAME_KEY = "hubctl_name"
+
+
+def func_name(f) -> str:
+    """The name a task of ``f`` shows under (a partial's function's name, else the type's)."""
+    name = getattr(f, "__name__", None) or getattr(getattr(f, "func", None), "__name__", None)
+    return name if isinstance(name, str) else type(f).__name__
+
+
+def code_name(code: str) -> str:
+    """The name of an execute request: the code's first non-blank line (shortened)."""
+    for line in code.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= 80 else line[:79] + "…"
+    return "execute"
 
 
 def _chunks(seq: list, n: int) -> list:
@@ -72,8 +89,9 @@ class View:
     def map_sync(self, f, *seqs, **kw):
         return self.map(f, *seqs, block=True, **kw)
 
-    def _metadata(self) -> dict:
-        return {"serializer": SERIALIZER, "label": self.label}
+    def _metadata(self, name: str, label=None) -> dict:
+        """Request metadata; ``label`` None: the view's label."""
+        return {"serializer": SERIALIZER, "label": self.label if label is None else label, NAME_KEY: name}
 
     def _cached_packed(self, key, build):
         """``pack(build())``, reused while ``key`` (the flags it depends on) stays the same."""
@@ -84,11 +102,11 @@ class View:
         self._md_cache = (key, packed)
         return packed
 
-    def _packed_metadata(self):
+    def _packed_metadata(self, name: str):
         label = self.label
         if label is None or type(label) is str:
-            return self._cached_packed(("direct", label), self._metadata)
-        return self._metadata()
+            return self._cached_packed(("direct", label, name), lambda: self._metadata(name))
+        return self._metadata(name)
 
 
 class DirectView(View):
@@ -110,10 +128,11 @@ class DirectView(View):
         client = self.client
         ids = client._resolve_targets(targets) if targets is not None else self._ids()
         bufs = serialize_call(f, args, kwargs)
+        name = func_name(f)
         if stage_result:
-            md = dict(self._metadata(), stage_result=True)
+            md = dict(self._metadata(name), stage_result=True)
         else:
-            md = self._packed_metadata()
+            md = self._packed_metadata(name)
         if stage and oob_nbytes(bufs) >= STAGE_MIN:
             futs = []
             for t in ids:
@@ -122,40 +141,45 @@ class DirectView(View):
                 for content, piece in stage_pieces(transfer, bufs):
                     client._send(b"m", client.session.serialize(STAGE_TYPE, content, metadata=STAGE_MD,
                                                                 buffers=[piece], idents=[uuid.encode()]))
-                staged_md = dict(self._metadata(), staged={"transfer": transfer, "count": len(bufs) - 1})
+                staged_md = dict(self._metadata(name), staged={"transfer": transfer, "count": len(bufs) - 1})
                 futs.append(client._submit(b"m", "apply_request", {}, staged_md, bufs[:1], ident=uuid))
         else:
             futs = [client._submit(b"m", "apply_request", {}, md, bufs, ident=client._uuid_of(t)) for t in ids]
-        return AsyncResult(client, futs, fname=getattr(f, "__name__", "f"), single=self._single)
+        return AsyncResult(client, futs, fname=name, single=self._single)
 
-    def map(self, f, *seqs, block=None) -> Any:
-        """Apply ``f`` elementwise, splitting the sequences evenly over the view's engines."""
+    def map(self, f, *seqs, block=None, label: Optional[str] = None) -> Any:
+        """Apply ``f`` elementwise, splitting the sequences evenly over the view's engines.
+
+        ``label``: shown with the tasks in the hub's records and task stream (default: the view's).
+        """
         if not seqs:
             raise TypeError("map needs at least one sequence")
         seqs = [list(s) for s in seqs]
         ids = self._ids()
         n = min(len(ids), max(1, len(seqs[0])))
         parts = [_chunks(s, n) for s in seqs]
+        name = func_name(f)
+        md = self._metadata(name, label)
         futs = []
         for i, t in enumerate(ids[:n]):
             bufs = serialize_call(ops.map_chunk, (f, *[p[i] for p in parts]), {})
-            futs.append(self.client._submit(b"m", "apply_request", {}, self._metadata(), bufs,
-                                            ident=self.client._uuid_of(t)))
-        return self._finish(AsyncResult(self.client, futs, fname=getattr(f, "__name__", "f"), mapping=True), block)
+            futs.append(self.client._submit(b"m", "apply_request", {}, md, bufs, ident=self.client._uuid_of(t)))
+        return self._finish(AsyncResult(self.client, futs, fname=name, mapping=True), block)
 
-    def execute(self, code: str, silent: bool = False, block=None, targets=None):
-        """Run a code string (through IPython on the engines)."""
+    def execute(self, code: str, silent: bool = False, block=None, targets=None, label: Optional[str] = None):
+        """Run a code string (through IPython on the engines); ``label`` as for ``map``."""
         ids = self.client._resolve_targets(targets) if targets is not None else self._ids()
+        md = self._metadata(code_name(code), label)
         futs = [self.client._submit(b"m", "execute_request",
                                     {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False,
                                      "store_history": not silent},
-                                    self._metadata(), ident=self.client._uuid_of(t)) for t in ids]
+                                    md, ident=self.client._uuid_of(t)) for t in ids]
         return self._finish(AsyncResult(self.client, futs, fname="execute", single=self._single), block)
 
-    def run(self, filename: str, block=None):
+    def run(self, filename: str, block=None, label: Optional[str] = None):
         with open(filename) as f:
             code = f.read()
-        return self.execute(code, block=block)
+        return self.execute(code, block=block, label=label)
 
     def push(self, ns: dict, block=None, targets=None):
         """Set names in the engines' namespaces."""
@@ -177,7 +201,7 @@ class DirectView(View):
         for t, part in zip(ids, parts):
             value = part[0] if flatten and len(part) == 1 else part
             bufs = serialize_call(ops.push, ({name: value},), {})
-            futs.append(self.client._submit(b"m", "apply_request", {}, self._metadata(), bufs,
+            futs.append(self.client._submit(b"m", "apply_request", {}, self._metadata("scatter"), bufs,
                                             ident=self.client._uuid_of(t)))
         return self._finish(AsyncResult(self.client, futs, fname="scatter"), block)
 
@@ -257,7 +281,7 @@ class LoadBalancedView(View):
         self.follow = follow
         self.timeout = timeout
 
-    def _task_metadata(self, **override) -> dict:
+    def _task_metadata(self, name: str, **override) -> dict:
         get = lambda k: override[k] if override.get(k, _MISSING) is not _MISSING else getattr(self, k)
         targets = get("targets")
         uuids = [] if targets is None else [self.client._uuid_of(t) for t in self.client._resolve_targets(targets)]
@@ -272,44 +296,55 @@ class LoadBalancedView(View):
             "after": _dep_ids(get("after")),
             "follow": _dep_ids(get("follow")),
             "timeout": get("timeout"),
+            NAME_KEY: name,
         }
 
-    def _packed_task_metadata(self):
-        """``_task_metadata()``, packed once for as long as the flags keep their defaults."""
+    def _packed_task_metadata(self, name: str):
+        """``_task_metadata(name)``, packed once for as long as the flags keep their defaults."""
         retries, label = self.retries, self.label
         if self.targets is None and not self.after and not self.follow and self.timeout is None \
                 and type(retries) is int and retries >= 0 and (label is None or type(label) is str):
-            return self._cached_packed(("task", retries, label), self._task_metadata)
-        return self._task_metadata()
+            return self._cached_packed(("task", retries, label, name), lambda: self._task_metadata(name))
+        return self._task_metadata(name)
 
     def _apply(self, f, args, kwargs) -> AsyncResult:
         bufs = serialize_call(f, args, kwargs)
-        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(), bufs)
-        return AsyncResult(self.client, [fut], fname=getattr(f, "__name__", "f"), single=True)
+        name = func_name(f)
+        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(name), bufs)
+        return AsyncResult(self.client, [fut], fname=name, single=True)
 
-    def map(self, f, *seqs, block=None, chunksize: int = 1, ordered: bool = True) -> Any:
-        """Apply ``f`` elementwise as load-balanced tasks of ``chunksize`` items each."""
+    def _label_override(self, label) -> dict:
+        return {} if label is None else {"label": label}
+
+    def map(self, f, *seqs, block=None, chunksize: int = 1, ordered: bool = True,
+            label: Optional[str] = None) -> Any:
+        """Apply ``f`` elementwise as load-balanced tasks of ``chunksize`` items each.
+
+        ``label``: shown with the tasks in the hub's records and task stream (default: the view's).
+        """
         if not seqs:
             raise TypeError("map needs at least one sequence")
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError("chunksize must be a positive int")
         seqs = [list(s) for s in seqs]
         n = len(seqs[0])
-        md = pack(self._task_metadata())  # once for all chunks
+        name = func_name(f)
+        md = pack(self._task_metadata(name, **self._label_override(label)))  # once for all chunks
         futs = []
         for start in range(0, n, chunksize):
             chunk = [s[start:start + chunksize] for s in seqs]
             bufs = serialize_call(ops.map_chunk, (f, *chunk), {})
             futs.append(self.client._submit(b"t", "apply_request", {}, md, bufs))
-        ar = AsyncResult(self.client, futs, fname=getattr(f, "__name__", "f"), mapping=True, ordered=ordered)
+        ar = AsyncResult(self.client, futs, fname=name, mapping=True, ordered=ordered)
         return self._finish(ar, block)
 
-    def imap(self, f, *seqs, ordered: bool = True, max_outstanding: int = 1000, chunksize: int = 1):
+    def imap(self, f, *seqs, ordered: bool = True, max_outstanding: int = 1000, chunksize: int = 1,
+             label: Optional[str] = None):
         """Lazily map over (possibly endless) iterables with at most ``max_outstanding`` tasks in flight."""
         from collections import deque
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        md = pack(self._task_metadata())
+        md = pack(self._task_metadata(func_name(f), **self._label_override(label)))
         its = zip(*seqs)
         window: deque = deque()
         exhausted = False
@@ -348,10 +383,10 @@ class BroadcastView(DirectView):
         super().__init__(client, targets, **kw)
         self.is_coalescing = is_coalescing
 
-    def _send(self, msg_type: str, content: dict, bufs, fname: str) -> AsyncResult:
+    def _send(self, msg_type: str, content: dict, bufs, name: str, label=None, fname=None) -> AsyncResult:
         ids = self._ids()
         pairs = [[self.client._uuid_of(t), t] for t in ids]
-        md = dict(self._metadata(), targets=pairs, is_broadcast=True, is_coalescing=self.is_coalescing)
+        md = dict(self._metadata(name, label), targets=pairs, is_broadcast=True, is_coalescing=self.is_coalescing)
         client = self.client
         header = client.session.header(msg_type)
         orig = header["msg_id"]
@@ -369,17 +404,17 @@ class BroadcastView(DirectView):
         frames = client.session.serialize(msg_type, content, metadata=md, header=header, buffers=bufs)
         client._send(b"b", frames)
         client.history.append(orig)
-        return AsyncResult(client, futs, fname=fname, single=self.is_coalescing)
+        return AsyncResult(client, futs, fname=fname or name, single=self.is_coalescing)
 
     def _apply(self, f, args, kwargs, targets=None, stage: bool = False, stage_result: bool = False) -> AsyncResult:
         # one message for all targets, copied by the hub: no staging (the hub would copy the pieces)
-        return self._send("apply_request", {}, serialize_call(f, args, kwargs), getattr(f, "__name__", "f"))
+        return self._send("apply_request", {}, serialize_call(f, args, kwargs), func_name(f))
 
-    def execute(self, code: str, silent: bool = False, block=None, targets=None):
+    def execute(self, code: str, silent: bool = False, block=None, targets=None, label: Optional[str] = None):
         content = {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False}
         coalescing, self.is_coalescing = self.is_coalescing, False
         try:
-            ar = self._send("execute_request", content, [], "execute")
+            ar = self._send("execute_request", content, [], code_name(code), label, fname="execute")
         finally:
             self.is_coalescing = coalescing
         return self._finish(ar, block)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 from collections import Counter, OrderedDict
 from typing import Optional
@@ -21,6 +22,7 @@ from traitlets.config import LoggingConfigurable
 from ..wire.connection import write_atomic
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import error_content, wrap_exception
+from .metrics import EngineMetrics, HubMetrics
 from .queries import HubQueries
 from .records import buffers_of, empty_record, init_record
 
@@ -59,7 +61,7 @@ class EngineConnector(LoggingConfigurable):
         return {"id": self.id, "uuid": self.uuid}
 
 
-class Hub(HubQueries, LoggingConfigurable):
+class Hub(HubQueries, HubMetrics, LoggingConfigurable):
     """Registers engines, records tasks, answers clients' queries."""
 
     registration_timeout = Float(
@@ -110,6 +112,18 @@ class Hub(HubQueries, LoggingConfigurable):
     retention_interval = Float(
         60.0, config=True, help="Seconds between checks of the retention limits."
     )
+    metrics_interval = Float(
+        1.0,
+        config=True,
+        help="Seconds between the reports our engines send of their CPU, memory, threads and "
+        "running task (told to each engine when it registers; an engine's own "
+        "EngineApp.metrics_interval overrides it). 0: engines report nothing.",
+    )
+    metrics_history = Integer(
+        300,
+        config=True,
+        help="How many of each engine's latest metrics reports the Hub keeps (at least 1).",
+    )
     db = Any(help="The task-record store.")
 
     def __init__(self, loop, session: WireSession, heartmonitor, notifier, query_reader,
@@ -144,6 +158,10 @@ class Hub(HubQueries, LoggingConfigurable):
         self.errors: Counter = Counter()
         self.tasks_seen = 0
         self._degraded_since = None
+        self.metrics = EngineMetrics(self.metrics_history)
+        self._last_stamp = 0.0
+        # uuid -> id of every engine registered (also gone ones): the task stream names engines by id
+        self.engine_ids: "OrderedDict[str, int]" = OrderedDict()
         if not self.registration_timeout:
             self.registration_timeout = max(30.0, 10 * heartmonitor.period / 1000.0)
 
@@ -154,6 +172,15 @@ class Hub(HubQueries, LoggingConfigurable):
     # ================================================================ utilities
     def count_error(self, reason: str) -> None:
         self.errors[reason] += 1
+
+    def stamp(self) -> float:
+        """Now by the Hub's clock in epoch seconds, later than every stamp before: what
+        records' ``changed`` field holds, so "changed since T" misses and repeats nothing."""
+        t = time.time()
+        if t <= self._last_stamp:
+            t = self._last_stamp + 1e-6
+        self._last_stamp = t
+        return t
 
     def _reply(self, idents, msg_type: str, content: dict, parent: Optional[dict] = None, buffers=()) -> None:
         self.query.send(self.session.serialize(msg_type, content, parent=parent, buffers=buffers, idents=idents),
@@ -242,7 +269,8 @@ class Hub(HubQueries, LoggingConfigurable):
 
         def reply(eid: int) -> None:
             self._reply(idents, "registration_reply", {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
-                                                       "connection_info": self.engine_info}, parent=msg.header)
+                                                       "connection_info": self.engine_info,
+                                                       "metrics_interval": self.metrics_interval}, parent=msg.header)
 
         if uuid in self.by_uuid:
             ec = self.engines[self.by_uuid[uuid]]
@@ -356,6 +384,10 @@ class Hub(HubQueries, LoggingConfigurable):
             ec.stallback = None
         self.engines[ec.id] = ec
         self.by_uuid[ec.uuid] = ec.id
+        self.engine_ids[ec.uuid] = ec.id
+        self.engine_ids.move_to_end(ec.uuid)
+        if len(self.engine_ids) > 100000:  # bounded under endless churn: the longest gone go first
+            self.engine_ids.popitem(last=False)
         if self.scheduler is not None:
             self.scheduler.add_engine(ec.uuid)
         self._mute_status(ec.id)
@@ -396,6 +428,7 @@ class Hub(HubQueries, LoggingConfigurable):
             self.log.info("unregistration of unknown engine %r ignored", eid)
             return
         del self.by_uuid[ec.uuid]
+        self.metrics.drop(ec.id)
         self._unmute_status(ec.id)
         self.heartmonitor.forget(ec.uuid.encode())
         if reason == "heart failure" and self.reconnect_grace > 0:
@@ -432,6 +465,7 @@ class Hub(HubQueries, LoggingConfigurable):
                 "result_buffers": [],
                 "completed": now,
                 "engine_uuid": ec.uuid,
+                "changed": self.stamp(),
             })
         ec.queue.clear()
 
@@ -522,7 +556,8 @@ class Hub(HubQueries, LoggingConfigurable):
         if eid is not None:
             self.engines[eid].tasks[msg_id] = None
             self.task_engine[msg_id] = eid
-        self._db_call("update_record", msg_id, {"engine_uuid": uuid})
+        # (a retried task is no longer running where it failed)
+        self._db_call("update_record", msg_id, {"engine_uuid": uuid, "started": None, "changed": self.stamp()})
 
     def _leave_engine(self, msg_id: str) -> None:
         eid = self.task_engine.pop(msg_id, None)
@@ -550,6 +585,7 @@ class Hub(HubQueries, LoggingConfigurable):
             "completed": now,
             "received": now,
             "engine_uuid": uuid or "",
+            "changed": self.stamp(),
         })
 
     # ================================================================ broadcast traffic
@@ -580,11 +616,12 @@ class Hub(HubQueries, LoggingConfigurable):
             self._db_call("update_record", msg_id, {
                 "result_content": content, "result_metadata": {"status": "error", "engine": uuid},
                 "result_header": {"msg_id": "", "msg_type": "apply_reply", "date": now},
-                "result_buffers": [], "completed": now, "received": now,
+                "result_buffers": [], "completed": now, "received": now, "changed": self.stamp(),
             })
 
     # ================================================================ records
     def _store_request(self, msg_id: str, rec: dict) -> None:
+        rec["changed"] = self.stamp()
         if msg_id in self.skeletons:
             self.skeletons.discard(msg_id)
             for key in ("stdout", "stderr", "execute_input", "execute_result", "error"):
@@ -605,6 +642,7 @@ class Hub(HubQueries, LoggingConfigurable):
             "started": parse_date(msg.metadata.get("started")),
             "completed": completed,
             "received": utcnow(),
+            "changed": self.stamp(),
         }
         if uuid is not None:
             update["engine_uuid"] = uuid
@@ -699,6 +737,7 @@ class Hub(HubQueries, LoggingConfigurable):
                 "result_buffers": [],
                 "completed": now,
                 "received": now,
+                "changed": self.stamp(),
             })
         if lost:
             self.log.warning("%d task(s) in flight when the controller stopped are marked lost", len(lost))
@@ -823,6 +862,9 @@ Hub.query_handlers = {
     "load_request": Hub.load_status,
     "health_request": Hub.health_request,
     "engines_request": Hub.engines_status,
+    "engine_metrics_report": Hub.engine_metrics_report,
+    "engine_metrics_request": Hub.engine_metrics_request,
+    "task_stream_request": Hub.task_stream,
     "become_dask_request": Hub.not_supported,
     "stop_distributed_request": Hub.not_supported,
 }

@@ -1,0 +1,137 @@
+"""Engine metrics: what our engines report about themselves, kept by the Hub in memory.
+
+Our engines send ``engine_metrics_report`` on the registration/query connection every
+``metrics_interval`` seconds (the Hub tells them the interval in its registration reply;
+ipyparallel engines ignore that field and report nothing).  The Hub keeps the latest
+sample and a ring of the last ``metrics_history`` samples per engine, plus the latest
+figures per host, and forgets an engine's samples when it unregisters.  Nothing is
+written to the task store; a report costs a parse and an append.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Optional
+
+
+MAX_ID = 256  # longest task msg_id kept from a report
+MAX_NAME = 200
+HOST_KEYS = {"load1": float, "cpus": int, "mem_total": int, "mem_used": int}
+
+
+def _number(value, kind):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"not a non-negative number: {value!r}")
+    return kind(value)
+
+
+def _text(value, limit: int) -> Optional[str]:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+class EngineMetrics:
+    """Latest sample, a bounded history per engine, and the latest figures per host."""
+
+    def __init__(self, history: int):
+        self.history = max(1, history)
+        self.rings: dict = {}  # engine id -> deque of samples, oldest first
+        self.hosts: dict = {}  # host name -> latest host figures
+        self.running: dict = {}  # engine id -> msg_id of the task its last report named
+
+    def add(self, ec, content: dict, now: float) -> Optional[tuple]:
+        """Keep one report of engine ``ec``; raises ValueError if it is malformed.
+
+        Returns ``(msg_id, started)`` when the report names a task the engine's previous
+        report did not (``started``: epoch seconds by the engine's clock, or None).
+        """
+        task = content.get("task")
+        if task is not None and (not isinstance(task, str) or len(task) > MAX_ID):
+            raise ValueError("task must be a msg_id string or null")
+        sample = {
+            "time": now,
+            "cpu": _number(content.get("cpu"), float),
+            "rss": _number(content.get("rss"), int),
+            "threads": _number(content.get("threads"), int),
+            "task": task,
+            "task_name": _text(content.get("task_name"), MAX_NAME) if task else None,
+            "host": ec.host,
+            "pid": ec.pid,
+        }
+        host = content.get("host_info")
+        if isinstance(host, dict) and ec.host:
+            figures = {key: _number(host.get(key), kind) for key, kind in HOST_KEYS.items()}
+            self.hosts[ec.host] = dict(figures, time=now)
+        ring = self.rings.get(ec.id)
+        if ring is None:
+            ring = self.rings[ec.id] = deque(maxlen=self.history)
+        ring.append(sample)
+        if task == self.running.get(ec.id):
+            return None
+        if task is None:
+            self.running.pop(ec.id, None)
+            return None
+        self.running[ec.id] = task
+        started = content.get("task_started")
+        started = _number(started, float) if started is not None else None
+        return task, started
+
+    def drop(self, eid: int) -> None:
+        """Forget an engine's samples (it unregistered), and its host if no engine there reports."""
+        ring = self.rings.pop(eid, None)
+        self.running.pop(eid, None)
+        host = ring[-1]["host"] if ring else ""
+        if host and not any(r[-1]["host"] == host for r in self.rings.values()):
+            self.hosts.pop(host, None)
+
+    def latest(self, eid: int) -> Optional[dict]:
+        ring = self.rings.get(eid)
+        return ring[-1] if ring else None
+
+    def host_of(self, eid: int) -> Optional[dict]:
+        """The latest figures of the host engine ``eid`` reported from."""
+        ring = self.rings.get(eid)
+        return self.hosts.get(ring[-1]["host"]) if ring else None
+
+    def snapshot(self, eids: list, history: int) -> dict:
+        engines = {}
+        for eid in eids:
+            ring = self.rings.get(eid)
+            past = list(ring)[-history:] if ring and history > 0 else []
+            engines[str(eid)] = {"latest": ring[-1] if ring else None, "history": past}
+        hosts = {s["latest"]["host"] for s in engines.values() if s["latest"] is not None}
+        return {"engines": engines, "hosts": {h: self.hosts[h] for h in sorted(hosts) if h in self.hosts}}
+
+
+class HubMetrics:
+    """Mixed into `Hub`: the metrics report from engines and the metrics query from clients."""
+
+    def engine_metrics_report(self, idents, msg) -> None:
+        """A report from one of our engines: kept, never answered (it is a notification)."""
+        eid = self.by_uuid.get(msg.header.get("session", ""))
+        if eid is None:
+            self.count_error("metrics-unknown-engine")
+            return
+        try:
+            started = self.metrics.add(self.engines[eid], msg.content, time.time())
+        except ValueError as e:
+            self.count_error("bad-metrics")
+            self.log.debug("engine %d: bad metrics report: %s", eid, e)
+            return
+        if started is not None and started[0] in self.pending:
+            msg_id, t = started
+            when = datetime.fromtimestamp(t, timezone.utc) if t is not None else datetime.now(timezone.utc)
+            self._db_call("update_record", msg_id, {"started": when, "changed": self.stamp()})
+
+    def engine_metrics_request(self, idents, msg) -> None:
+        content = msg.content
+        history = content.get("history", 0)
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise TypeError("history must be a non-negative int")
+        targets = content.get("targets")
+        eids = sorted(self.engines) if targets is None else self._targets(targets)
+        reply = self.metrics.snapshot(eids, history)
+        reply.update(status="ok", interval=self.metrics_interval)
+        self._reply(idents, "engine_metrics_reply", reply, parent=msg.header)
