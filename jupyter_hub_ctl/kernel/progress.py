@@ -76,6 +76,7 @@ class Progress(LiveView):
     description = Unicode("", help="What is being counted (the bar's label).")
 
     unit = " tasks"
+    css_class = "hubctl-task-progress"
 
     def __init__(self, total: int, description: str, stream=None, **kwargs):
         super().__init__(total=max(0, int(total)), description=description, **kwargs)
@@ -147,6 +148,7 @@ class Progress(LiveView):
         row.add_class("hubctl-progress")
         box = widgets.VBox([self.style_widget(widgets), row, self._w_errors], layout=widgets.Layout(width="100%"))
         box.add_class("hubctl")
+        box.add_class(self.css_class)
         return box
 
     def _render(self) -> None:
@@ -276,6 +278,7 @@ class EngineProgress(Progress):
 
     update_interval = Float(0.25, config=True, help="Seconds between two looks at the registered engines.")
     unit = " engines"
+    css_class = "hubctl-engine-progress"
 
     def __init__(self, wanted: int, client=None, stream=None, **kwargs):
         super().__init__(wanted, "engines", stream=stream, **kwargs)
