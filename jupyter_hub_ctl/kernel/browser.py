@@ -56,8 +56,8 @@ class ResultsBrowser(LiveView):
     label_filter = Unicode("", help="Records whose function name or label matches this glob (plain text matches "
                                     "anywhere).")
     time_filter = Enum(list(TIME_RANGES), "any time", help="Records submitted within this last stretch of time.")
-    since = Any(None, allow_none=True, help="Records submitted at or after this datetime only (None: no bound).")
-    until = Any(None, allow_none=True, help="Records submitted at or before this datetime only (None: no bound).")
+    after = Any(None, allow_none=True, help="Records submitted at or after this datetime only (None: no bound).")
+    before = Any(None, allow_none=True, help="Records submitted at or before this datetime only (None: no bound).")
     sort_key = Enum([k for k, _ in COLUMNS], "submitted", help="The column the grid is sorted by.")
     descending = Bool(True, help="Whether the sort is descending.")
     page = Integer(0, help="The page shown (0-based).")
@@ -79,6 +79,7 @@ class ResultsBrowser(LiveView):
         self._names: dict = {}  # msg_id -> function name, where the hub reports them
         self._watermarks: dict = {}
         self._last_full: Optional[float] = None
+        self._stream_since: Optional[float] = None  # the hub's time of the last task-stream answer
         self._matching: list = []
 
     # ------------------------------------------------------------------ polling
@@ -106,9 +107,10 @@ class ResultsBrowser(LiveView):
                                                 timeout=t)
         if hasattr(client, "task_stream"):
             try:
-                stream = client_query(client, client.task_stream, since=None if full else marks.get("submitted"),
+                stream = client_query(client, client.task_stream, since=None if full else self._stream_since,
                                       timeout=t)
                 data["names"] = {task["msg_id"]: task.get("name") for task in stream.get("tasks") or ()}
+                data["stream_now"] = stream.get("now")
             except Exception as e:  # a hub without the query: names stay unknown
                 self.log.debug("no task stream from this hub: %s", describe(e))
         data["previews"] = self._load_previews(page_ids)
@@ -117,6 +119,7 @@ class ResultsBrowser(LiveView):
     def _apply(self, data) -> None:
         self._uuids.update(data["uuids"])
         self._names.update({k: v for k, v in (data.get("names") or {}).items() if v})
+        self._stream_since = data.get("stream_now", self._stream_since)
         self._remember_previews(data["previews"])
         if data["full"]:
             self._rows = {}
@@ -162,7 +165,7 @@ class ResultsBrowser(LiveView):
                 return False
         submitted = row["submitted"]
         window = TIME_RANGES[self.time_filter]
-        bounds = [(self.since, 1), (self.until, -1)]
+        bounds = [(self.after, 1), (self.before, -1)]
         if window is not None:
             bounds.append((now - timedelta(seconds=window), 1))
         for bound, sign in bounds:
@@ -194,8 +197,9 @@ class ResultsBrowser(LiveView):
 
     # ------------------------------------------------------------------ actions
     def filter(self, state: Optional[str] = None, engine=..., label: Optional[str] = None,
-               time: Optional[str] = None, since=..., until=...) -> "ResultsBrowser":
-        """Change filters (``engine=None``: every engine; ``time``: one of TIME_RANGES) and show page 1."""
+               time: Optional[str] = None, after=..., before=...) -> "ResultsBrowser":
+        """Change filters (``engine=None``: every engine; ``time``: one of TIME_RANGES; ``after`` / ``before``:
+        datetimes bounding the submission time) and show page 1."""
         with self._lock:
             if state is not None:
                 self.state_filter = state
@@ -205,10 +209,10 @@ class ResultsBrowser(LiveView):
                 self.label_filter = label
             if time is not None:
                 self.time_filter = time
-            if since is not ...:
-                self.since = since
-            if until is not ...:
-                self.until = until
+            if after is not ...:
+                self.after = after
+            if before is not ...:
+                self.before = before
             self.page = 0
             self._after_action()
         return self

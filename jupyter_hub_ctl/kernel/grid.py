@@ -14,8 +14,10 @@ from .browser import COLUMNS, STATE_FILTERS, TIME_RANGES
 from .records import cells_of
 from .render import template
 
-GRID_COLUMNS = ("28px minmax(0, 7em) minmax(0, 2fr) minmax(0, 4em) minmax(0, 6.5em) minmax(0, 5.5em) "
-                "minmax(0, 5.5em) minmax(0, 5.5em) minmax(0, 5em) minmax(0, 3fr)")
+# ids, engines, states, times and durations take the width of their content; the function / label
+# and the result columns share the rest and shrink (to an ellipsis) before anything overflows
+GRID_COLUMNS = "28px auto minmax(0, 2fr) auto auto auto auto auto auto minmax(0, 3fr)"
+ALL = "all"  # the engine filter's "every engine" (a Dropdown cannot show None as a choice)
 
 
 def _button(widgets, description="", tooltip="", classes=()):
@@ -31,7 +33,7 @@ def build_grid(view, widgets):
     # filters
     view._w_state = widgets.Dropdown(options=list(STATE_FILTERS), value=view.state_filter, description="state",
                                      layout=widgets.Layout(width="auto"))
-    view._w_engine = widgets.Dropdown(options=[("all", None)], value=None, description="engine",
+    view._w_engine = widgets.Dropdown(options=[ALL], value=ALL, description="engine",
                                       layout=widgets.Layout(width="auto"))
     view._w_label = widgets.Text(value=view.label_filter, description="label", placeholder="name or label glob",
                                  continuous_update=False, layout=widgets.Layout(width="auto"))
@@ -102,7 +104,8 @@ def build_grid(view, widgets):
 
 
 def _filters_changed(view) -> None:
-    view.filter(state=view._w_state.value, engine=view._w_engine.value, label=view._w_label.value,
+    engine = view._w_engine.value
+    view.filter(state=view._w_state.value, engine=None if engine == ALL else engine, label=view._w_label.value,
                 time=view._w_time.value)
 
 
@@ -133,10 +136,10 @@ def render_grid(view) -> None:
     """Copy the browser's state into its widgets (under its lock, as its rendering thread)."""
     context = view._context()
     engines = sorted(set(view._uuids.values()))
-    options = [("all", None)] + [(str(e), e) for e in engines]
+    options = [(ALL, ALL)] + [(str(e), e) for e in engines]
     if list(view._w_engine.options) != options:
         view._w_engine.options = options
-    view._w_engine.value = view.engine_filter if view.engine_filter in engines else None
+    view._w_engine.value = view.engine_filter if view.engine_filter in engines else ALL
     view._w_state.value = view.state_filter
     view._w_label.value = view.label_filter
     view._w_time.value = view.time_filter
@@ -152,7 +155,7 @@ def render_grid(view) -> None:
     for i, row in enumerate(view._w_rows):
         record = view.records[i] if i < len(view.records) else None
         check, cells = row[0], row[1:]
-        check.layout.visibility = "visible" if record else "hidden"
+        check.layout.display = None if record else "none"  # a short last page has no empty rows
         check.value = bool(record) and record["msg_id"] in checked
         texts = cells_of(record) if record else {}
         base = ["hubctl-cell"] + (["hubctl-odd"] if i % 2 else [])
@@ -167,6 +170,7 @@ def render_grid(view) -> None:
             cell.description = text
             cell.tooltip = (record["msg_id"] if key == "msg_id" else text) if record else ""
             cell.disabled = record is None
+            cell.layout.display = None if record else "none"
             _set_classes(cell, base + ([f"hubctl-state-{record['state']}"] if record and key == "state" else []))
     view._w_page.value = template("pager.html.j2").render(page=view.page + 1, pages=view.pages, total=view.total,
                                                           checked=len(checked))

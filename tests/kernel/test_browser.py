@@ -85,22 +85,24 @@ def test_grid_sorts_pages_and_filters(filled, comms):
     assert browser.page == 2  # clamped
 
     # filters: state, engine ("all" and each engine), label, time range
-    assert list(browser._w_engine.options) == [("all", None), ("0", 0), ("1", 1)]
+    assert list(browser._w_engine.options) == [("all", "all"), ("0", 0), ("1", 1)]
+    assert comms.state(browser._w_engine.model_id)["index"] == 0  # "all" shows, not a blank
     browser._w_state.value = "failed"
     assert browser.page == 0 and sorted(r["msg_id"] for r in browser.records) == sorted(filled.bad_ids)
     assert all(t.startswith("ValueError: bad input") for t in cell_texts(browser, "result"))
     browser.filter(state="all", engine=0)
     assert browser.records and {r["engine"] for r in browser.records} == {0}
-    browser._w_engine.value = None
+    browser._w_engine.value = "all"
+    assert browser.engine_filter is None
     browser._w_label.value = "squ"  # plain text matches anywhere in the label
     assert browser.total == 30 and {r["label"] for r in browser.records} == {"squares"}
     browser.filter(label="b*")
     assert browser.total == 4 and {r["label"] for r in browser.records} == {"boom", "big"}
     browser._w_time.value = "last 5 min"
     assert browser.total == 4
-    browser.filter(label="", time="any time", until=datetime.now(timezone.utc) - timedelta(hours=1))
+    browser.filter(label="", time="any time", before=datetime.now(timezone.utc) - timedelta(hours=1))
     assert browser.total == 0 and "no matching records" in browser.text()
-    browser.filter(until=None)
+    browser.filter(before=None)
     assert browser.total == 34
 
     # results are previewed, not "ok ok"

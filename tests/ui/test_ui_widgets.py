@@ -40,11 +40,7 @@ def widget_lab(lab_factory):
     if not lab.has_server_extension():
         pytest.fail(SERVER_EXTENSION_MISSING)
     yield lab
-    for hub in lab.get("hubctl/api/hubs").body["hubs"]:
-        if hub["state"] not in ("stopped", "stopping"):
-            lab.request("DELETE", f"hubctl/api/hubs/{hub['id']}")
-    wait_for(lambda: all(h["state"] in ("stopped", "failed") for h in lab.get("hubctl/api/hubs").body["hubs"]),
-             60, "the test's hub to stop", interval=0.5)
+    lab.stop_hubs()
 
 
 def start_cell(page, index: int):
