@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Callable, Dict, Optional
 
-from .models import engine_model, health_model, hub_model, queues_model
+from .models import engine_model, engines_event, health_model, hosts_model, hub_model, queues_model
 
 log = logging.getLogger("jupyter_hub_ctl.server")
 
@@ -24,6 +24,7 @@ class HubMonitor:
         self.records: Dict[str, dict] = {}
         self.models: Dict[str, dict] = {}
         self.engines: Dict[str, list] = {}
+        self.hosts: Dict[str, dict] = {}  # hub id -> figures per host its engines report from
         self.queues: Dict[str, dict] = {}
         self.health: Dict[str, Optional[dict]] = {}  # hub id -> health_model (None: the hub did not say)
         self.clients: Dict[str, object] = {}
@@ -91,6 +92,7 @@ class HubMonitor:
             else:
                 self._drop_client(hub_id)
                 self.engines.pop(hub_id, None)
+                self.hosts.pop(hub_id, None)
                 self.queues.pop(hub_id, None)
                 self.health.pop(hub_id, None)
             model = self._model(hub_id, record)
@@ -105,6 +107,7 @@ class HubMonitor:
                 self.models.pop(hub_id)
                 self.records.pop(hub_id, None)
                 self.engines.pop(hub_id, None)
+                self.hosts.pop(hub_id, None)
                 self.queues.pop(hub_id, None)
                 self.health.pop(hub_id, None)
                 self._announced_health.pop(hub_id, None)
@@ -133,15 +136,20 @@ class HubMonitor:
             self._drop_client(hub_id)
             return
         self.health[hub_id] = await asyncio.to_thread(self._health, hub_id, client)
+        self.hosts[hub_id] = hosts_model(engines)
         engines = [engine_model(e) for e in engines]
         queues = queues_model(status)
-        if [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]:
+        before = self.engines.get(hub_id, [])
+        if [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in before]:
             self.engines[hub_id] = engines
             model = self._model(hub_id, record)
             self.models[hub_id] = model
-            self.emit({"action": "engines", "hub_id": hub_id, "hub": model, "engines": engines})
+            self.emit(engines_event(hub_id, model, engines, self.hosts[hub_id]))
         else:
             self.engines[hub_id] = engines
+            if [e["metrics"] for e in engines] != [e["metrics"] for e in before]:  # new reports
+                self.emit(engines_event(hub_id, self.models.get(hub_id) or self._model(hub_id, record), engines,
+                                        self.hosts[hub_id]))
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
             self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
