@@ -19,6 +19,7 @@ from typing import Optional
 
 MAX_ID = 256  # longest task msg_id kept from a report
 MAX_NAME = 200
+MAX_EPOCH = 1e11  # later than any real start time (year 5138), early enough for datetime
 HOST_KEYS = {"load1": float, "cpus": int, "mem_total": int, "mem_used": int}
 
 
@@ -50,6 +51,10 @@ class EngineMetrics:
         task = content.get("task")
         if task is not None and (not isinstance(task, str) or len(task) > MAX_ID):
             raise ValueError("task must be a msg_id string or null")
+        started = content.get("task_started")
+        started = _number(started, float) if started is not None else None
+        if started is not None and started > MAX_EPOCH:
+            raise ValueError("task_started is not a time")
         sample = {
             "time": now,
             "cpu": _number(content.get("cpu"), float),
@@ -74,8 +79,6 @@ class EngineMetrics:
             self.running.pop(ec.id, None)
             return None
         self.running[ec.id] = task
-        started = content.get("task_started")
-        started = _number(started, float) if started is not None else None
         return task, started
 
     def drop(self, eid: int) -> None:

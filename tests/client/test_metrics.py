@@ -144,12 +144,13 @@ def test_malformed_reports_and_requests(live_hub):
     try:
         stranger.send("engine_metrics_report", {"cpu": 1.0, "rss": 1, "threads": 1})
         for bad in ({"cpu": "lots", "rss": 1, "threads": 1}, {"cpu": 1.0, "rss": -5, "threads": 1},
-                    {"cpu": 1.0, "rss": 1, "threads": 1, "task": ["x"]}):
+                    {"cpu": 1.0, "rss": 1, "threads": 1, "task": ["x"]},
+                    {"cpu": 1.0, "rss": 1, "threads": 1, "task": "x", "task_started": 1e300}):
             as_engine.send("engine_metrics_report", bad)
 
         def counted():
             errors = rc.health()["errors"]
-            return errors.get("bad-metrics", 0) >= 3 and errors.get("metrics-unknown-engine", 0) >= 1
+            return errors.get("bad-metrics", 0) >= 4 and errors.get("metrics-unknown-engine", 0) >= 1
 
         wait_for(counted, 10, "the bad reports to be counted")
         # reports are never answered, not even bad ones
