@@ -122,15 +122,24 @@ def test_names_labels_engines_times_and_states(live_hub, tmp_path):
     lv_a = rc.load_balanced_view(targets=[a])
     running = lv_a.apply_async(gated, gate)  # holds engine a (LB, one task per engine)
     waiting = lv_a.apply_async(nap, 0)  # no engine for it yet: pending in the hub
-    queued = rc[a].apply_async(nap, 0)  # sent straight to engine a: queued there
-    (run_id,), (wait_id,), (queue_id,) = running.msg_ids, waiting.msg_ids, queued.msg_ids
+    (run_id,), (wait_id,) = running.msg_ids, waiting.msg_ids
+    got = {}
 
-    def states():
+    def states(want):
         follow.poll()
-        got = {m: (follow.last(m) or {}).get("state") for m in (run_id, wait_id, queue_id)}
-        return got if got == {run_id: "running", wait_id: "pending", queue_id: "queued"} else None
+        got.update({m: (follow.last(m) or {}).get("state") for m in want})
+        return all(got[m] == state for m, state in want.items())
 
-    wait_for(states, 20, "running, pending and queued tasks", interval=0.1)
+    def wait_states(want):
+        try:
+            wait_for(lambda: states(want), 20, f"states {want}", interval=0.1)
+        except AssertionError:
+            raise AssertionError(f"states: {got}; stream: {follow.seen}") from None
+
+    wait_states({run_id: "running", wait_id: "pending"})
+    queued = rc[a].apply_async(nap, 0)  # sent straight to engine a, busy: queued there
+    (queue_id,) = queued.msg_ids
+    wait_states({run_id: "running", wait_id: "pending", queue_id: "queued"})
     run = follow.last(run_id)
     assert run["engine_id"] == a and run["name"] == "gated" and run["started"] is not None
     assert follow.last(wait_id)["engine_id"] is None
