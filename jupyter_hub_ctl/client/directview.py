@@ -74,7 +74,11 @@ class DirectView(View):
             return super().map(f, *sequences, block=block, return_exceptions=return_exceptions)
 
     def execute(self, code: str, silent: bool = True, targets=None, block=None, label=None):
-        """Run a code string through IPython on the engines (``silent``: no ``Out`` value, no history)."""
+        """Run a code string through IPython on the engines (``silent``: no ``Out`` value, no history).
+
+        Returns the AsyncResult, also with ``block`` (after waiting for it and raising its
+        error), as ipyparallel does; its values are ``ExecuteReply`` objects.
+        """
         ids, single = self._ids_of(targets)
         md = dict(self._metadata(), label=self.label if label is None else label)
         content = {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False,
@@ -84,7 +88,12 @@ class DirectView(View):
         for fut in futs:
             fut.code = code
         self._record(futs)
-        return self._finish(AsyncResult(client, futs, fname="execute", single=single, targets=ids), block)
+        return self._executed(AsyncResult(client, futs, fname="execute", single=single, targets=ids), block)
+
+    def _executed(self, ar: AsyncResult, block) -> AsyncResult:
+        if self.block if block is None else block:
+            ar.get()
+        return ar
 
     def run(self, filename: str, targets=None, block=None, label=None):
         """``execute`` the contents of a file."""
@@ -255,7 +264,7 @@ class BroadcastView(DirectView):
             ar = self._send("execute_request", content, [], "execute", ids)
         finally:
             self.is_coalescing = coalescing
-        return self._finish(ar, block)
+        return self._executed(ar, block)
 
 
 __all__ = ["DirectView", "BroadcastView"]

@@ -177,7 +177,7 @@ class ResultsBrowser(LiveView):
         if (rec.get("result_header") or {}).get("msg_type") != "apply_reply":
             return "ok"
         try:
-            return repr(self.client.get_result(rec["msg_id"], timeout=5))
+            return repr(self.client.get_result(rec["msg_id"]).get(5))
         except Exception as e:  # e.g. a value that cannot be unpickled here
             return f"<result not loadable here: {type(e).__name__}: {e}>"
 
@@ -190,12 +190,11 @@ class ResultsBrowser(LiveView):
             self.render_now()
             return None
         try:
-            mapping = self.client.resubmit([msg_id])
+            new = self.client.resubmit([msg_id]).msg_ids[0]
         except Exception as e:
             self.message = f"resubmit of {msg_id} failed: {type(e).__name__}: {e}"
             self.render_now()
             return None
-        new = dict(mapping).get(msg_id)
         self.message = f"resubmitted {msg_id} as {new}"
         self._requery()
         self.render_now()
