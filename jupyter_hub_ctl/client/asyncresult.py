@@ -166,8 +166,12 @@ class AsyncResult(Future):
         self._seen = set()  # ids of the children counted as done
         self.msg_ids = [c.msg_id for c in children]
         with self._lock:
-            own(children, self)
             for c in children:
+                owner = c.owner
+                if owner is None:
+                    c.owner = self
+                else:
+                    own((c,), self)
                 if c.done:  # finished already: counted here, no reference back to us
                     self._seen.add(id(c))
                     disown(c, self)
@@ -216,6 +220,10 @@ class AsyncResult(Future):
                 self.set_exception(errors[0])
             else:
                 self.set_exception(CompositeError(f"one or more exceptions raised in: {self._fname}", errors))
+            return
+        if self._single and self._children:
+            c = self._children[0]
+            self.set_result(c.outcome() if self._return_exceptions else c.value)
             return
         try:
             self.set_result(self._reconstruct(self._values(self._return_exceptions)))

@@ -238,14 +238,16 @@ class Client(Targets, HubQueries, Control):
     @staticmethod
     def _send_tracked(sock, frames: list, fut) -> None:
         """Send a message and mark its Message(s) sent (tracking libzmq's copy if asked to)."""
-        for f in fut if type(fut) is list else (fut,):
-            if f.tracker is TRACK:
-                f.tracker = sock.send_multipart(frames, copy=False, track=True)
+        if type(fut) is list:  # a broadcast: one message for several Messages
+            send_frames(sock, frames, copy=False)
+            for f in fut:
                 f.sent = True
-                return
-        send_frames(sock, frames, copy=False)
-        for f in fut if type(fut) is list else (fut,):
-            f.sent = True
+        elif fut.tracker is TRACK:
+            fut.tracker = sock.send_multipart(frames, copy=False, track=True)
+            fut.sent = True
+        else:
+            send_frames(sock, frames, copy=False)
+            fut.sent = True
 
     def _send(self, channel: bytes, frames: list, fut=None) -> None:
         """Queue ``frames`` for the IO thread; ``fut``: the Message(s) to mark sent."""
