@@ -19,7 +19,7 @@ from typing import Any, Iterator, List, Optional
 
 from . import metadata as md_mod
 from .errors import CompositeError, RemoteError, TaskAborted
-from .outputs import ExecuteReply, display_outputs, progress_display
+from .outputs import ExecuteReply, display_outputs
 
 
 def _timeout(timeout):
@@ -488,34 +488,32 @@ class AsyncResult(Future):
         self._check_ready()
         display_outputs(self, groupby, result_only)
 
-    def wait_interactive(self, interval: float = 0.1, timeout: Optional[float] = -1, widget: Optional[bool] = None,
-                         return_when=ALL_COMPLETED) -> bool:
-        """Wait, showing progress: a widget in a notebook, a text bar elsewhere.
+    @property
+    def failures(self) -> int:
+        """How many of the finished tasks failed (raised, were aborted or lost)."""
+        return sum(1 for c in self._children if c.done and c.error is not None)
 
-        ``HUBCTL_NO_PROGRESS=1`` turns the display off.  Unlike ipyparallel (None), returns
-        whether the result is done.
+    def wait_interactive(self, interval: float = 0.1, timeout: Optional[float] = -1, widget: Optional[bool] = None,
+                         return_when=ALL_COMPLETED) -> None:
+        """Wait, showing progress (done/total, rate, elapsed, ETA, failures): a live widget in a
+        notebook, a text bar (tqdm) elsewhere.  Returns None, as ipyparallel's does, so a notebook
+        echoes nothing; ``HUBCTL_NO_PROGRESS=1`` turns the display off.  With ``return_when``
+        ``FIRST_COMPLETED`` or ``FIRST_EXCEPTION`` it returns as soon as that happens (no display).
         """
         timeout = _timeout(timeout)
         if return_when == FIRST_COMPLETED:
-            finished = lambda: self.done() or any(c.done for c in self._children)  # noqa: E731
-        elif return_when == FIRST_EXCEPTION:
-            finished = lambda: self.done() or any(c.done and c.error is not None for c in self._children)  # noqa: E731
-        else:
-            finished = self.done
+            self._wait_until(lambda: self.done() or any(c.done for c in self._children), timeout)
+            return None
+        if return_when == FIRST_EXCEPTION:
+            self._wait_until(lambda: self.done() or self.failures > 0, timeout)
+            return None
         if os.environ.get("HUBCTL_NO_PROGRESS"):
-            self._wait_until(finished, timeout)
-            return self.done()
-        bar = progress_display(len(self), widget)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not finished():
-            bar.update(self.progress)
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            self._wait_until(finished, interval if remaining is None else min(interval, remaining))
-        bar.update(self.progress)
-        bar.close()
-        return self.done()
+            self.wait(timeout)
+            return None
+        from ..kernel.progress import TaskProgress
+
+        TaskProgress(self, description=self.fname or "tasks").wait(timeout, widget=widget, interval=interval)
+        return None
 
     def __repr__(self) -> str:
         if self.done():

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import zmq
@@ -97,6 +98,7 @@ class Client(Targets, HubQueries, Control):
         self._hub_lost = False  # the query socket lost its connection (controller restarting?)
         self._closed = False
         self.query_timeout = query_timeout  # seconds to wait for any hub query's reply
+        self._thread_limits = threading.local()  # per-thread overrides of query_timeout (query_time_limit)
         self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
         self.results: dict = {}  # msg_id -> result fetched from the hub (get_result, result_status)
         self.metadata = defaultdict(Metadata)  # msg_id -> Metadata of those
@@ -509,8 +511,21 @@ class Client(Targets, HubQueries, Control):
     def _query(self, msg_type: str, content: dict) -> "_QueryFuture":
         return self._submit(b"q", msg_type, content, {}, fut_class=_QueryFuture)
 
+    @contextmanager
+    def query_time_limit(self, seconds: float):
+        """Within the block, hub queries made on this thread wait at most ``seconds`` for their reply
+        (a TimeoutError otherwise); other threads keep ``query_timeout``."""
+        previous = getattr(self._thread_limits, "seconds", None)
+        self._thread_limits.seconds = seconds
+        try:
+            yield self
+        finally:
+            self._thread_limits.seconds = previous
+
     def _hub(self, msg_type: str, content: dict, timeout: Optional[float] = None) -> dict:
-        timeout = self.query_timeout if timeout is None else timeout
+        if timeout is None:
+            limit = getattr(self._thread_limits, "seconds", None)
+            timeout = self.query_timeout if limit is None else limit
         fut = self._query(msg_type, content)
         try:
             reply = fut.result(timeout)

@@ -1,4 +1,4 @@
-"""Showing what tasks produced: ``ExecuteReply``, ``AsyncResult.display_outputs`` and progress bars."""
+"""Showing what tasks produced: ``ExecuteReply`` and ``AsyncResult.display_outputs``."""
 
 from __future__ import annotations
 
@@ -180,62 +180,4 @@ def display_outputs(ar, groupby: str = "type", result_only: bool = False) -> Non
         show_result(i)
 
 
-class TextBar:
-    """A progress line on stderr: ``[#####.....] 5/10 tasks``."""
-
-    def __init__(self, total: int, stream=None):
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.last = -1
-
-    def update(self, n: int) -> None:
-        if n == self.last:
-            return
-        self.last = n
-        width = 30
-        filled = int(width * n / self.total) if self.total else width
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{self.total} tasks")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class WidgetBar:
-    """A progress bar widget (notebooks)."""
-
-    def __init__(self, total: int):
-        import ipywidgets
-        from IPython.display import display
-
-        self.bar = ipywidgets.IntProgress(min=0, max=total, description="tasks")
-        self.label = ipywidgets.Label(f"0/{total}")
-        self.total = total
-        display(ipywidgets.HBox([self.bar, self.label]))
-
-    def update(self, n: int) -> None:
-        self.bar.value = n
-        self.label.value = f"{n}/{self.total}"
-
-    def close(self) -> None:
-        self.bar.bar_style = "success" if self.bar.value == self.total else "warning"
-
-
-def in_notebook() -> bool:
-    ip = _ipython()
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
-
-
-def progress_display(total: int, widget: Optional[bool]):
-    if widget is None:
-        widget = in_notebook()
-    if widget:
-        try:
-            return WidgetBar(total)
-        except ImportError:
-            pass
-    return TextBar(total)
-
-
-__all__ = ["ExecuteReply", "display_outputs", "progress_display", "in_notebook"]
+__all__ = ["ExecuteReply", "display_outputs"]

@@ -32,18 +32,20 @@ class Targets:
         for eid in self.ids:
             yield self.direct_view(eid)
 
-    def wait_for_engines(self, n: int, timeout: Optional[float] = None, *, block: bool = True, **_display):
+    def wait_for_engines(self, n: int, timeout: Optional[float] = None, interactive: Optional[bool] = None,
+                         widget: Optional[bool] = None, *, block: bool = True):
         """Block until at least ``n`` engines are registered (``timeout`` None or -1: for ever).
 
-        TimeoutError says how many came.  ``block=False`` returns a Future of the engine ids instead.
-        (ipyparallel's ``interactive``/``widget`` display options are accepted and ignored.)
+        TimeoutError says how many came.  ``interactive`` (default: inside IPython, as ipyparallel
+        does) shows a progress bar while waiting, a widget in a notebook (``widget=False``: text).
+        ``block=False`` returns a Future of the engine ids instead.
         """
         if not block:
             fut: Future = Future()
 
             def run():
                 try:
-                    fut.set_result(self.wait_for_engines(n, timeout))
+                    fut.set_result(self.wait_for_engines(n, timeout, False))
                 except BaseException as e:
                     fut.set_exception(e)
 
@@ -53,6 +55,15 @@ class Targets:
             return fut
         if timeout is not None and timeout < 0:
             timeout = None
+        if interactive is None:
+            from ..kernel.progress import in_ipython
+
+            interactive = in_ipython()
+        if interactive and len(self._engines) < n:
+            from ..kernel.progress import EngineProgress
+
+            EngineProgress(n, client=self).wait(timeout, widget=widget)
+            return self.ids
         deadline = None if timeout is None else time.monotonic() + timeout
         next_ask = time.monotonic() + 0.25
         while len(self._engines) < n:
@@ -78,7 +89,7 @@ class Targets:
     async def wait_for_engines_async(self, n: int, timeout: Optional[float] = None) -> list:
         import asyncio
 
-        return await asyncio.get_running_loop().run_in_executor(None, self.wait_for_engines, n, timeout)
+        return await asyncio.get_running_loop().run_in_executor(None, self.wait_for_engines, n, timeout, False)
 
     def _uuid_of(self, target: int) -> str:
         try:
