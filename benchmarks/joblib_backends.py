@@ -5,7 +5,7 @@ invocation, alternating between rounds: with ``lview.register_joblib_backend()``
 (our controller, engines and Client), on ipyparallel's stack (ipyparallel's controller, engines
 and Client, ipyparallel's backend), and with joblib's ``loky`` backend (local worker processes,
 as many as engines; warmed up, so its start-up is not counted).  joblib batches tasks itself
-(``AutoBatchingMixin``) on every backend.  The stacks are started with the machinery of
+(``AutoBatchingMixin``) on every backend unless ``--batch-size 1`` makes every task its own call.  The stacks are started with the machinery of
 ``stack_vs_ipyparallel.py`` (fresh profile, processes stopped by pid).
 """
 
@@ -34,13 +34,13 @@ def work(i):
 work.__module__ = "__main__"  # shipped by value, also when this file is imported rather than run
 
 
-def timed_parallel(n_tasks: int, backend: str, n_jobs: int) -> dict:
+def timed_parallel(n_tasks: int, backend: str, n_jobs: int, batch_size="auto") -> dict:
     import joblib
 
     expected = [work(i) for i in range(n_tasks)]
     with joblib.parallel_backend(backend, n_jobs=n_jobs):
         t0 = time.perf_counter()
-        out = joblib.Parallel()(joblib.delayed(work)(i) for i in range(n_tasks))
+        out = joblib.Parallel(batch_size=batch_size)(joblib.delayed(work)(i) for i in range(n_tasks))
         dt = time.perf_counter() - t0
     if out != expected:
         raise RuntimeError(f"{backend}: wrong results")
@@ -49,14 +49,16 @@ def timed_parallel(n_tasks: int, backend: str, n_jobs: int) -> dict:
 
 def phase_cluster(s: Stack, opts) -> dict:
     name = f"bench-{s.kind}"
+    if s.kind == "ref":  # joblib's batches hold __main__ functions: ipyparallel must send them by value
+        s.client[:].use_cloudpickle().get(opts.start_timeout)
     s.client.load_balanced_view().register_joblib_backend(name)
-    timed_parallel(max(100, opts.tasks // 20), name, -1)  # warm-up: imports, function caches
-    return timed_parallel(opts.tasks, name, -1)
+    timed_parallel(max(100, opts.tasks // 20), name, -1, opts.batch_size)  # warm-up: imports, function caches
+    return timed_parallel(opts.tasks, name, -1, opts.batch_size)
 
 
 def phase_loky(opts) -> dict:
-    timed_parallel(max(100, opts.tasks // 20), "loky", opts.engines)  # starts the workers
-    return timed_parallel(opts.tasks, "loky", opts.engines)
+    timed_parallel(max(100, opts.tasks // 20), "loky", opts.engines, opts.batch_size)  # starts the workers
+    return timed_parallel(opts.tasks, "loky", opts.engines, opts.batch_size)
 
 
 def summarize(results: dict) -> list:
@@ -81,6 +83,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--tasks", type=int, default=20000, help="tasks per joblib.Parallel call")
     p.add_argument("--repeat", type=int, default=3, help="rounds, order alternating")
+    p.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default="auto",
+                   help="joblib's batch_size: 'auto' (joblib groups tasks into batches) or 1 (one task per call)")
     p.add_argument("--engines", type=int, default=2, help="engines per stack (and loky workers)")
     p.add_argument("--json", metavar="OUT", help="also write every figure here")
     p.add_argument("--ping", type=int, default=3000)
@@ -110,7 +114,7 @@ def main(argv=None) -> int:
     interrupted = run_stopping_all(measure)
     rows = summarize(results)
     per_task_us = {k: [1e6 / r["tasks_per_s"] for r in v] for k, v in results.get("cluster", {}).items()}
-    print(f"\nMedians over {opts.repeat} round(s); {opts.tasks} tasks, "
+    print(f"\nMedians over {opts.repeat} round(s); {opts.tasks} tasks, batch_size={opts.batch_size}, "
           f"{opts.engines} engines / loky workers, {env['cpus']} CPUs.")
     print("per round, µs per task: " + "; ".join(f"{LABELS[k]} {', '.join(f'{x:.0f}' for x in v)}"
                                                  for k, v in per_task_us.items()))
