@@ -219,7 +219,11 @@ class AsyncResult(Future):
             if self._single:
                 self.set_exception(errors[0])
             else:
-                self.set_exception(CompositeError(f"one or more exceptions raised in: {self._fname}", errors))
+                first = errors[0]
+                what = f"{first.ename}: {first.evalue}" if isinstance(first, RemoteError) else \
+                    f"{type(first).__name__}: {first}"
+                self.set_exception(CompositeError(f"one or more exceptions raised in: {self._fname} "
+                                                  f"({len(errors)} of {len(self._children)}, first {what})", errors))
             return
         if self._single and self._children:
             c = self._children[0]

@@ -90,23 +90,17 @@ class Dependency(set):
     """
 
     def __init__(self, dependencies=(), all: bool = True, success: bool = True, failure: bool = False):
-        from .asyncresult import AsyncResult
+        from .hub_queries import msg_ids_of
 
         if isinstance(dependencies, dict):
             all = dependencies.get("all", all)
             success = dependencies.get("success", success)
             failure = dependencies.get("failure", failure)
             dependencies = dependencies.get("dependencies", dependencies.get("msg_ids", []))
-        if isinstance(dependencies, (str, AsyncResult)):
-            dependencies = [dependencies]
-        ids = []
-        for d in dependencies:
-            if isinstance(d, str):
-                ids.append(d)
-            elif isinstance(d, AsyncResult):
-                ids.extend(d.msg_ids)
-            else:
-                raise TypeError(f"invalid dependency type: {type(d)!r}")
+        try:
+            ids = msg_ids_of(dependencies, allow_index=False)
+        except TypeError as e:
+            raise TypeError(f"invalid dependency: {e}") from None
         super().__init__(ids)
         if not (success or failure):
             raise ValueError("Must depend on at least one of successes or failures!")

@@ -122,8 +122,7 @@ class Targets:
         else:
             ids = [self._engine_id(t) for t in targets]
         if not ids:
-            raise NoEnginesRegistered("This operation requires engines. "
-                                      "Try client.wait_for_engines(n) to wait for engines to register.")
+            raise NoEnginesRegistered("no engines registered with this hub")
         return ids
 
     # ------------------------------------------------------------------ views

@@ -260,14 +260,20 @@ class ParallelMagics(Magics):
         ar.display_outputs(groupby)
         raise_errors([c.error for c in ar._children if c.error is not None], len(ids))
 
+    def _parse(self, name: str, description: str, add_args, line: str):
+        """(prog, the parsed arguments of ``line``), or (prog, None) when -h printed the help."""
+        prog = f"%{name}{self.suffix}"
+        p = _Parser(prog=prog, description=description)
+        add_args(p)
+        try:
+            return prog, p.parse_args(shlex.split(line))
+        except _Help:
+            return prog, None
+
     def pxresult(self, line: str = ""):
         """Wait for the last ``%px`` and show its outputs (``-o NAME`` stores its AsyncResult instead)."""
-        prog = "%pxresult" + self.suffix
-        p = _Parser(prog=prog, description="Show the result of the last %px.")
-        _output_args(p)
-        try:
-            args = p.parse_args(shlex.split(line))
-        except _Help:
+        prog, args = self._parse("pxresult", "Show the result of the last %px.", _output_args, line)
+        if args is None:
             return None
         if self.last_result is None:
             raise UsageError(f"{prog}: no %px --noblock result to show")
@@ -280,12 +286,8 @@ class ParallelMagics(Magics):
 
     def pxconfig(self, line: str = ""):
         """Set the defaults of ``%px``: ``--targets``, ``--block``/``--noblock``, ``--stream``, ``--verbose``, ..."""
-        prog = "%pxconfig" + self.suffix
-        p = _Parser(prog=prog, description="Configure %px.")
-        _exec_args(p)
-        try:
-            args = p.parse_args(shlex.split(line))
-        except _Help:
+        prog, args = self._parse("pxconfig", "Configure %px.", _exec_args, line)
+        if args is None:
             return None
         if args.targets is not None:
             from .px import parse_targets
