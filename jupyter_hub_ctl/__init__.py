@@ -12,7 +12,7 @@ from ._version import __version__
 # public name -> module that defines it (imported on first use)
 _LAZY = {
     "Client": "client.client",
-    "AsyncResult": "client.asyncresult", "AsyncMapResult": "client.asyncresult",
+    "AsyncResult": "client.asyncresult", "AsyncMapResult": "client.mapresult",
     "AsyncHubResult": "client.hubresult",
     "View": "client.views", "LoadBalancedView": "client.views", "DirectView": "client.directview",
     "BroadcastView": "client.directview", "ViewExecutor": "client.executor",

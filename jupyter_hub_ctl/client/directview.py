@@ -6,7 +6,8 @@ import importlib
 from typing import Optional
 
 from . import ops
-from .asyncresult import AsyncMapResult, AsyncResult, CoalescedMessage, Message
+from .asyncresult import AsyncResult, CoalescedMessage, Message
+from .mapresult import AsyncMapResult
 from .partition import check_dist, joiner, part
 from .serialize import STAGE_MD, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
 from .views import View

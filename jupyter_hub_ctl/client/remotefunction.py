@@ -88,7 +88,7 @@ class ParallelFunction(RemoteFunction):
         return self._run(sequences, mapping=True)
 
     def _run(self, sequences, mapping: bool):
-        from .asyncresult import AsyncMapResult
+        from .mapresult import AsyncMapResult
 
         if not sequences:
             raise TypeError("needs at least one sequence to map over")
