@@ -208,9 +208,6 @@ class DirectView(View):
 
         activate(self, suffix)
 
-    def __len__(self) -> int:
-        return 1 if isinstance(self.targets, int) else len(self._ids_of()[0])
-
     def __repr__(self) -> str:
         text = str(self.targets)
         if len(text) > 16:
