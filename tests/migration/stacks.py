@@ -51,11 +51,14 @@ class Stack:
         return self.ipp.Client(self.client_file)
 
     def stop(self) -> None:
-        if self.rc is not None:
-            self.rc.close()
-        if self._hub is not None:
-            self._hub.close()
-        if self._engines is not None:
-            self._engines.stop()
-        if self._controller is not None:
-            self._controller.stop()
+        """Close the client, then stop every process, even if closing the client fails."""
+        try:
+            if self.rc is not None:
+                self.rc.close()
+        finally:
+            if self._hub is not None:
+                self._hub.close()
+            if self._engines is not None:
+                self._engines.stop()
+            if self._controller is not None:
+                self._controller.stop()
