@@ -35,6 +35,7 @@ from .serialize import SERIALIZER, STAGE_TYPE, SerializerMismatch, Staging, Stag
 CHANNELS = {b"q": "registration", b"m": "mux", b"t": "task", b"b": "broadcast", b"c": "control"}
 OUTPUT_GRACE = 5.0  # seconds to wait for announced outputs after a reply
 RESYNC_RECHECK = 2.0  # seconds before a task the restarted hub does not know is declared lost
+CLOSE_LINGER_MS = 1000  # how long close() lets requests queued just before it reach the hub
 
 
 def _find_connection_file(profile=None, profile_dir=None, cluster_id=None, timeout=10.0) -> str:
@@ -234,7 +235,17 @@ class Client(Targets, HubQueries, Control):
                 socks[b"q"].disable_monitor()
             except zmq.ZMQError:
                 pass
-            for s in [*socks.values(), *subs.values(), monitor]:
+            linger = 0
+            try:
+                while outq:  # requests made before close (a non-blocking shutdown, abort...) still go out
+                    channel, frames, _ = outq.popleft()
+                    send_frames(socks[channel], frames, copy=False)
+                    linger = CLOSE_LINGER_MS
+            except zmq.ZMQError:
+                pass
+            for s in socks.values():
+                s.close(linger)
+            for s in [*subs.values(), monitor]:
                 s.close(0)
 
     @staticmethod
