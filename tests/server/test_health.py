@@ -136,15 +136,24 @@ async def test_monitor_announces_each_health_change_once(monkeypatch):
     def health_events():
         return [(e["health"]["state"], tuple(e["health"]["reasons"])) for e in events if e["action"] == "health"]
 
-    await monitor.refresh()
-    assert [e["action"] for e in events] == ["queues", "state", "health"] and health_events() == [("ok", ())]
-    Hub.health = {"state": "degraded", "reasons": ["task database: writing task records failed: disk full"],
-                  "degraded_since": "2026-01-01T00:00:00+00:00"}
-    await monitor.refresh()
-    await monitor.refresh()
-    assert monitor.models["h"]["health"]["state"] == "degraded"
-    Hub.health = {"state": "ok", "reasons": [], "degraded_since": None}
-    await monitor.refresh()
+    async def refresh():  # a listing, then the hub's answers (asked in a task of their own)
+        await monitor.refresh()
+        await asyncio.gather(*monitor._polls.values())
+
+    monitor.start()
+    try:
+        await monitor.ready.wait()
+        await asyncio.gather(*monitor._polls.values())
+        assert [e["action"] for e in events] == ["state", "health", "queues"] and health_events() == [("ok", ())]
+        Hub.health = {"state": "degraded", "reasons": ["task database: writing task records failed: disk full"],
+                      "degraded_since": "2026-01-01T00:00:00+00:00"}
+        await refresh()
+        await refresh()
+        assert monitor.models["h"]["health"]["state"] == "degraded"
+        Hub.health = {"state": "ok", "reasons": [], "degraded_since": None}
+        await refresh()
+    finally:
+        await monitor.stop()
     assert health_events() == [("ok", ()), ("degraded", ("task database: writing task records failed: disk full",)),
                                ("ok", ())]
     assert [e["action"] for e in events].count("state") == 1

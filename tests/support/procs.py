@@ -166,3 +166,35 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def slow_engine_cmd(delay: float) -> list:
+    """An engine command that waits ``delay`` seconds before it becomes a real engine: a launcher
+    configured with it starts slowly (its engines run, but register only after the delay)."""
+    code = ("import runpy, sys, time; time.sleep(%r); sys.argv[0] = 'jupyter_hub_ctl.engine'; "
+            "runpy.run_module('jupyter_hub_ctl.engine', run_name='__main__', alter_sys=True)" % float(delay))
+    return [sys.executable, "-c", code]
+
+
+def hub_processes(root) -> set:
+    """Pids of live processes that belong to the hubs of a test whose runtime dir is under ``root``:
+    descendants of this process, and anything running jupyter_hub_ctl with that runtime dir."""
+    import psutil
+
+    me = psutil.Process()
+    found = {p.pid for p in me.children(recursive=True)}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "jupyter_hub_ctl" in " ".join(proc.info["cmdline"] or ()) and \
+                    str(root) in proc.environ().get("JUPYTER_RUNTIME_DIR", ""):
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    live = set()
+    for pid in found:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                live.add(pid)
+        except psutil.Error:
+            continue
+    return live
