@@ -7,6 +7,7 @@ notebook all show up, and survive a server restart unless ``stop_hubs_on_exit`` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 
@@ -54,8 +55,9 @@ class HubCtlExtension(ExtensionApp):
                              help="Stop the hubs this server started when it stops (default: they keep running).")
     poll_interval = Float(2.0, config=True, help="Seconds between refreshes of hubs' state and queue counts "
                           "(engine registrations are noticed at once).")
-    query_timeout = Float(3.0, config=True, help="Seconds a hub has to answer the server's queries (engines, "
-                          "queues, health); a hub that does not is shown degraded. Hubs are asked concurrently.")
+    query_timeout = Float(5.0, config=True, help="Seconds a hub has to answer the server's queries (engines, "
+                          "queues, health, and the task listing of GET .../tasks); a hub that does not is shown "
+                          "degraded. Hubs are asked concurrently.")
     cluster_config = Dict(config=True, help="Extra Cluster trait values for new hubs, e.g. {'engine_timeout': 120}.")
 
     def initialize_settings(self):
@@ -81,8 +83,7 @@ class HubCtlExtension(ExtensionApp):
 
     async def stop_extension(self):
         if self.stop_hubs_on_exit:
-            for hub_id in list(self.started_here):
-                self.stop_hub(hub_id)
+            await asyncio.gather(*(asyncio.to_thread(self.stop_hub, hub_id) for hub_id in self.started_here))
         await self.monitor.stop()
 
     def current_activity(self):

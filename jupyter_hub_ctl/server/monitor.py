@@ -29,7 +29,7 @@ class HubMonitor:
     started or stopped hub) show at once.
     """
 
-    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0, query_timeout: float = 3.0,
+    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0, query_timeout: float = 5.0,
                  workers: int = 8):
         self.emit = emit
         self.interval = interval
