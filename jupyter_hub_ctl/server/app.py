@@ -55,9 +55,9 @@ class HubCtlExtension(ExtensionApp):
                              help="Stop the hubs this server started when it stops (default: they keep running).")
     poll_interval = Float(2.0, config=True, help="Seconds between refreshes of hubs' state and queue counts "
                           "(engine registrations are noticed at once).")
-    query_timeout = Float(5.0, config=True, help="Seconds a hub has to answer the server's queries (engines, "
-                          "queues, health, and the task listing of GET .../tasks); a hub that does not is shown "
-                          "degraded. Hubs are asked concurrently.")
+    query_timeout = Float(3.0, config=True, help="Seconds a hub has to answer the server's regular queries "
+                          "(engines, queues, health); a hub that does not is shown degraded. Hubs are asked "
+                          "concurrently.")
     cluster_config = Dict(config=True, help="Extra Cluster trait values for new hubs, e.g. {'engine_timeout': 120}.")
 
     def initialize_settings(self):

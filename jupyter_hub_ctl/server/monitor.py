@@ -29,7 +29,7 @@ class HubMonitor:
     started or stopped hub) show at once.
     """
 
-    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0, query_timeout: float = 5.0,
+    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0, query_timeout: float = 3.0,
                  workers: int = 8):
         self.emit = emit
         self.interval = interval
@@ -224,7 +224,8 @@ class HubMonitor:
     def _query(self, hub_id: str, record: dict) -> tuple:
         """Engines, queue counts and health of a hub (worker thread; each reply bounded by ``query_timeout``)."""
         client = self.clients.get(hub_id) or self._connect(hub_id, record)
-        return client.engines_info(), client.queue_status(), self._health(hub_id, client)
+        with client.query_time_limit(self.query_timeout):
+            return client.engines_info(), client.queue_status(), self._health(hub_id, client)
 
     def _silent(self, hub_id: str, error: Exception) -> None:
         """The hub did not answer: shown degraded with the reason until it answers again."""
@@ -274,7 +275,7 @@ class HubMonitor:
         path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
         if not path:
             raise ConnectionError("its state file names no connection file")
-        client = Client(path, timeout=self.query_timeout, query_timeout=self.query_timeout)
+        client = Client(path, timeout=self.query_timeout)
         self._unsubscribe[hub_id] = client.on_registration(lambda event: self.wake())
         self.clients[hub_id] = client
         return client

@@ -4,6 +4,7 @@ page limit, as a full disk) is shown degraded, with the reason, and announced on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -166,6 +167,10 @@ async def test_monitor_announces_each_health_change_once(monkeypatch):
 
         def close(self):
             pass
+
+        @contextlib.contextmanager
+        def query_time_limit(self, seconds):
+            yield self
 
     stub = Hub()
     stub.health = lambda: Hub.health  # what the controller answers to health_request, changed below
