@@ -9,9 +9,8 @@ import subprocess
 import sys
 import threading
 
-import psutil
 import pytest
-from support.procs import slow_engine_cmd
+from support.procs import live, recorded_engine_pids, slow_engine_cmd
 
 from jupyter_hub_ctl.cluster import (
     Cluster, HubNotFound, HubNotRunning, HubStopping, StartCancelled, background, list_hubs, state,
@@ -25,14 +24,13 @@ SLOW = 60.0  # seconds the slow engines take before they register
 def launched(hub_id: str, count: int) -> list:
     """Wait until ``count`` engine processes of the hub are recorded in its state file; their pids."""
     def pids():
-        record = state.read_state(hub_id) or {}
-        found = [e["pid"] for e in record.get("engines") or () if e.get("pid")]
+        found = recorded_engine_pids(hub_id)
         return found if len(found) >= count else None
     return wait_for(pids, 60, f"{count} engine(s) of {hub_id} launched")
 
 
 def gone(pids) -> bool:
-    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    return not live(pids)
 
 
 class Starting:

@@ -13,10 +13,9 @@ import os
 import signal
 import time
 
-import psutil
 import pytest
 from conftest import wait_api
-from support.procs import hub_processes, slow_engine_cmd
+from support.procs import hub_processes, live, recorded_engine_pids, slow_engine_cmd
 
 from jupyter_hub_ctl.cluster import background, list_hubs, state
 
@@ -49,18 +48,10 @@ async def until(cond, timeout: float, what: str, interval: float = 0.05):
         await asyncio.sleep(interval)
 
 
-def engine_pids(hub_id: str) -> list:
-    try:
-        record = state.read_state(hub_id) or {}
-    except ValueError:
-        return []
-    return [e["pid"] for e in record.get("engines") or () if e.get("pid")]
-
-
 async def engines_launched(hub_id: str, count: int) -> list:
     """Wait until the hub's owner has launched ``count`` engine processes (recorded in its state file)."""
     async def launched():
-        pids = engine_pids(hub_id)
+        pids = recorded_engine_pids(hub_id)
         return pids if len(pids) >= count else None
     return await until(launched, 60, f"{count} engine(s) of {hub_id} launched")
 
@@ -70,8 +61,7 @@ async def delete(api, hub_id: str, pids=()) -> None:
     assert resp.code == 204, resp.body
     assert hub_id not in await listed(api)
     assert not os.path.exists(state.state_path(hub_id))
-    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"{hub_id}: processes {alive} outlived its DELETE"
+    assert not live(pids), f"{hub_id}: processes {live(pids)} outlived its DELETE"
 
 
 async def post_then_delete(api, hub_id: str) -> None:
@@ -86,7 +76,7 @@ async def patch_then_delete(api, jp_fetch, hub_id: str, during_scale: bool) -> N
     await wait_api(jp_fetch, ("hubctl", "api", "hubs", hub_id), lambda h: h["state"] == "running", what=hub_id)
     resp = await api("PATCH", "hubs", hub_id, body={"n": 3})
     assert resp.code == 202, resp.body
-    pids = await engines_launched(hub_id, 3) if during_scale else engine_pids(hub_id)
+    pids = await engines_launched(hub_id, 3) if during_scale else recorded_engine_pids(hub_id)
     await delete(api, hub_id, pids)
 
 
@@ -121,7 +111,7 @@ async def test_delete_always_wins_and_leaves_no_process(api, jp_fetch, tmp_path)
     await asyncio.wait_for(all_rounds(), 540)
     assert await listed(api) == {} and list_hubs() == []
     left = hub_processes(tmp_path) - before
-    assert not left, [" ".join(psutil.Process(p).cmdline()) for p in left if psutil.pid_exists(p)]
+    assert not left, f"processes outlived the test: {sorted(left)}"
 
 
 async def test_patch_while_stopping_or_after_a_crash_is_refused(api, jp_fetch, tmp_path):

@@ -190,11 +190,29 @@ def hub_processes(root) -> set:
                 found.add(proc.pid)
         except psutil.Error:
             continue
-    live = set()
-    for pid in found:
+    return set(live(found))
+
+
+def live(pids) -> list:
+    """Those of ``pids`` that name a running process (not a zombie)."""
+    import psutil
+
+    out = []
+    for pid in pids:
         try:
             if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                live.add(pid)
+                out.append(pid)
         except psutil.Error:
             continue
-    return live
+    return out
+
+
+def recorded_engine_pids(hub_id: str) -> list:
+    """Pids of the engine processes the hub's state file records (none without a readable file)."""
+    from jupyter_hub_ctl.cluster import state
+
+    try:
+        record = state.read_state(hub_id) or {}
+    except ValueError:
+        return []
+    return [e["pid"] for e in record.get("engines") or () if e.get("pid")]
