@@ -262,4 +262,4 @@ class EngineOpsMixin:
             for e in foreign:
                 state.signal_proven(e, sig, group=True)
             return
-        await asyncio.get_running_loop().run_in_executor(None, lambda: self._client.send_signal(sig))
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self._client.send_signal(sig, block=True))

@@ -372,7 +372,7 @@ class TaskScheduler(LoggingConfigurable):
         job.engine = None
         if md.get("dependencies_met", True) is False:
             job.blacklist.add(uuid)
-            if job.targets and job.blacklist >= job.targets:
+            if job.blacklist >= (job.targets or set(self.loads)):  # the allowed engines, or all of them
                 self._fail(job, "ImpossibleDependency", "every allowed engine reported unmet dependencies")
             else:
                 self._enqueue(job)
