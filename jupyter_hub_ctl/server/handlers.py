@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from ..controller.queries import MAX_STREAM_LIMIT
 from .models import BadRequest, check_n, check_name, check_options, check_profile, hub_model, launcher_schema
 
 MAX_BODY = 64 * 1024
@@ -164,7 +166,8 @@ class EnginesHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        self.write_json({"engines": self.monitor.engines.get(hub_id, [])})
+        self.write_json({"engines": self.monitor.engines.get(hub_id, []),
+                         "hosts": self.monitor.hosts.get(hub_id, {})})
 
 
 class QueuesHandler(HubCtlHandler):
@@ -230,6 +233,37 @@ class TasksHandler(HubCtlHandler):
         self.write_json({"tasks": page, "total": len(records), "offset": offset, "limit": limit})
 
 
+class TaskStreamHandler(HubCtlHandler):
+    """Tasks submitted, sent to an engine, seen running or finished since ``?since=`` (the ``now``
+    of the previous answer; absent: the latest changes), at most ``?limit=`` (default 5000)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        client = self.monitor.clients.get(hub_id)
+        if client is None:
+            self.fail(409, f"hub {hub_id!r} is not reachable")
+        try:
+            since = self.get_argument("since", "")
+            since = float(since) if since else None
+            limit = int(self.get_argument("limit", "5000"))
+        except ValueError:
+            self.fail(400, "since must be a number (epoch seconds) and limit an integer")
+        if (since is not None and not math.isfinite(since)) or not 1 <= limit <= MAX_STREAM_LIMIT:
+            self.fail(400, f"since must be finite and limit 1-{MAX_STREAM_LIMIT}")
+        def ask():  # bounded like the monitor's queries: a dashboard asks every second
+            with client.query_time_limit(self.monitor.query_timeout):
+                return client.task_stream(since, limit)
+
+        try:
+            stream = await asyncio.to_thread(ask)
+        except Exception as e:
+            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+        self.write_json(stream)
+
+
 class ConnectionHandler(HubCtlHandler):
     @web.authenticated
     @authorized
@@ -280,6 +314,7 @@ def handlers() -> list:
         (rf"/hubctl/api/hubs/{hub}/engines/?", EnginesHandler),
         (rf"/hubctl/api/hubs/{hub}/queues/?", QueuesHandler),
         (rf"/hubctl/api/hubs/{hub}/tasks/?", TasksHandler),
+        (rf"/hubctl/api/hubs/{hub}/tasks/stream/?", TaskStreamHandler),
         (rf"/hubctl/api/hubs/{hub}/connection/?", ConnectionHandler),
         (r"/hubctl/api/launchers/?", LaunchersHandler),
         (r"/hubctl/api/version/?", VersionHandler),
