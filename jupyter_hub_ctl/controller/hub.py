@@ -21,10 +21,14 @@ from traitlets.config import LoggingConfigurable
 from ..wire.connection import write_atomic
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import error_content, wrap_exception
+from .intake import refusal, reply_type
 from .queries import HubQueries
 from .records import buffers_of, empty_record, init_record
 
 __all__ = ["Hub", "EngineConnector", "init_record", "empty_record"]
+
+#: Engine ids are ints in [0, MAX_ENGINE_ID): an id a peer asks for outside it is refused.
+MAX_ENGINE_ID = 2**31
 
 
 class EngineConnector(LoggingConfigurable):
@@ -113,7 +117,7 @@ class Hub(HubQueries, LoggingConfigurable):
     db = Any(help="The task-record store.")
 
     def __init__(self, loop, session: WireSession, heartmonitor, notifier, query_reader,
-                 engine_info: dict, db, on_shutdown=None, **kwargs):
+                 engine_info: dict, db, drops, on_shutdown=None, **kwargs):
         super().__init__(**kwargs)
         self.loop = loop
         self.session = session
@@ -142,6 +146,8 @@ class Hub(HubQueries, LoggingConfigurable):
         self.skeletons: set = set()
         self.io: "OrderedDict[str, dict]" = OrderedDict()
         self.errors: Counter = Counter()
+        self.drops = drops  # DropLog: messages dropped or refused, by socket and reason
+        self.encrypted = False  # CurveZMQ on every socket
         self.tasks_seen = 0
         self._degraded_since = None
         if not self.registration_timeout:
@@ -152,8 +158,11 @@ class Hub(HubQueries, LoggingConfigurable):
         self._store = change["new"]  # a plain attribute for the per-task writes
 
     # ================================================================ utilities
-    def count_error(self, reason: str) -> None:
+    def count_error(self, reason: str, socket: Optional[str] = None) -> None:
+        """Count a problem; with ``socket``, a message dropped or refused there (logged in summary)."""
         self.errors[reason] += 1
+        if socket is not None:
+            self.drops.drop(socket, reason)
 
     def _reply(self, idents, msg_type: str, content: dict, parent: Optional[dict] = None, buffers=()) -> None:
         self.query.send(self.session.serialize(msg_type, content, parent=parent, buffers=buffers, idents=idents),
@@ -184,21 +193,20 @@ class Hub(HubQueries, LoggingConfigurable):
         try:
             idents, parts = self.session.split(raw)
         except MessageError as e:
-            self.count_error(e.reason)
-            self.log.warning("query: dropped a message without delimiter")
+            self.count_error(e.reason, "registration")
             return
         if not idents:
-            self.count_error("no-ident")
+            self.count_error("no-ident", "registration")
             return
         try:
             msg = self.session.parse(parts, idents=idents)
         except MessageError as e:
-            self.count_error(e.reason)
-            if e.reason in ("unsigned", "bad-signature", "replay", "short"):
-                self.log.warning("query: dropped a message (%s)", e.reason)
-                return
-            self.log.warning("query: malformed message (%s)", e.reason)
-            self._reply(idents, "hub_error", error_content("ValueError", f"malformed message: {e.reason}"))
+            self.count_error(e.reason, "registration")
+            err = refusal(e)
+            if err is not None:
+                self._reply(idents, reply_type(e.header), err, parent=e.header)
+            elif e.reason == "bad-header":  # signed, but no header to answer to
+                self._reply(idents, "hub_error", error_content("MessageError", f"malformed message: {e.reason}"))
             return
         handler = self.query_handlers.get(msg.msg_type)
         if handler is None:
@@ -255,6 +263,10 @@ class Hub(HubQueries, LoggingConfigurable):
         if uuid in self.incoming:
             raise KeyError(f"uuid {uuid!r} in use")
         requested = content.get("id")
+        if requested is not None and (not isinstance(requested, int) or isinstance(requested, bool)
+                                      or not 0 <= requested < MAX_ENGINE_ID):
+            raise ValueError(f"the requested engine id must be an int in [0, {MAX_ENGINE_ID}), "
+                             f"not {str(requested)[:40]}")
         if requested is None and uuid in self.restore_engines:
             requested = self.restore_engines[uuid]
         if requested is None:
@@ -263,9 +275,10 @@ class Hub(HubQueries, LoggingConfigurable):
         self.departed.pop(uuid, None)
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
                              pid=pid, parent=self)
+        heart = uuid.encode()
+        self.heartmonitor.known.add(heart)  # from now on its pongs count
         reply(eid)
         self.log.info("registration: engine %d uuid %s", eid, uuid)
-        heart = uuid.encode()
         if self.heartmonitor.beating(heart):
             self.finish_registration(ec)
         else:
@@ -289,9 +302,8 @@ class Hub(HubQueries, LoggingConfigurable):
             return None
         return eid
 
-    def _pick_id(self, requested, uuid: Optional[str] = None) -> int:
-        if isinstance(requested, int) and not isinstance(requested, bool) and requested >= 0 \
-                and not self._id_in_use(requested, uuid):
+    def _pick_id(self, requested: Optional[int], uuid: Optional[str] = None) -> int:
+        if requested is not None and not self._id_in_use(requested, uuid):
             self._next_id = max(self._next_id, requested + 1)
             return requested
         if requested is not None:
@@ -305,6 +317,7 @@ class Hub(HubQueries, LoggingConfigurable):
     def _purge_stalled(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
         if ec is not None:
+            self._forget_heart(uuid)
             self.count_error("registration-stalled")
             self.log.warning("registration: engine %d (%s) never sent a heartbeat; dropped", ec.id, uuid)
 
@@ -329,6 +342,7 @@ class Hub(HubQueries, LoggingConfigurable):
                 self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid, parent=self))
             elif uuid in self.departed:
                 self.departed.pop(uuid)
+                self._forget_heart(uuid)
                 self.log.warning("engine %s answers heartbeats again after its %gs grace window; "
                                  "restart it to use it", uuid[:64], self.reconnect_grace)
             else:
@@ -346,8 +360,23 @@ class Hub(HubQueries, LoggingConfigurable):
 
     def _drop_incoming(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
-        if ec is not None and ec.stallback is not None:
-            ec.stallback.cancel()
+        if ec is not None:
+            self._forget_heart(uuid)
+            if ec.stallback is not None:
+                ec.stallback.cancel()
+
+    def _forget_heart(self, uuid: str) -> None:
+        """Pongs from this uuid stop counting (it is no engine, nor one that may come back)."""
+        heart = uuid.encode()
+        self.heartmonitor.known.discard(heart)
+        self.heartmonitor.forget(heart)
+
+    def restore(self, engines: dict, next_id: int) -> None:
+        """After a restart (--restore): take back these engines (uuid -> id) when their hearts answer."""
+        engines = {u: i for u, i in engines.items() if isinstance(i, int) and 0 <= i < MAX_ENGINE_ID}
+        self.restore_engines = engines
+        self.heartmonitor.known.update(u.encode() for u in engines)
+        self._next_id = min(max(next_id, max(engines.values(), default=-1) + 1), MAX_ENGINE_ID)
 
     def finish_registration(self, ec: EngineConnector) -> None:
         self.incoming.pop(ec.uuid, None)
@@ -405,7 +434,9 @@ class Hub(HubQueries, LoggingConfigurable):
                 first = next(iter(self.departed.values()))
                 if first[1] > now and len(self.departed) <= 10000:
                     break
-                self.departed.popitem(last=False)
+                self._forget_heart(self.departed.popitem(last=False)[0])
+        else:
+            self._forget_heart(ec.uuid)
         if self.scheduler is not None:
             self.scheduler.remove_engine(ec.uuid)
         if self.broadcast is not None:
@@ -452,29 +483,12 @@ class Hub(HubQueries, LoggingConfigurable):
         _write_json(self.engine_state_file, state)
 
     # ================================================================ MUX traffic
-    def dispatch_monitor_traffic(self, raw: list) -> None:
-        """Copies from the MUX relay: ``[b"in", E, C, ...]`` or ``[b"out", C, E, ...]``."""
-        topic = raw[0]
-        try:
-            idents, parts = self.session.split(raw[1:])
-            msg = self.session.parse(parts, idents=idents)
-        except MessageError as e:
-            self.count_error("mux-" + e.reason)
-            return
-        if len(idents) < 2:
-            return
-        if topic == b"in":
-            self.save_queue_request(frame_bytes(idents[0]).decode("utf8", "replace"), msg)
-        elif topic == b"out":
-            self.save_queue_result(frame_bytes(idents[1]).decode("utf8", "replace"), msg)
-
     def save_queue_request(self, uuid: str, msg: Msg) -> None:
-        eid = self.by_uuid.get(uuid)
-        if eid is None:
-            self.log.warning("MUX request %s to unknown engine %s not recorded", msg.msg_id, uuid[:64])
-            return
+        """A request the MUX relay passed to registered engine ``uuid`` (content still packed)."""
         if msg.msg_type not in ("apply_request", "execute_request"):
             return
+        eid = self.by_uuid[uuid]
+        msg.content = _safe_unpack(msg.frames[4])
         rec = init_record(msg)
         rec["engine_uuid"] = uuid
         rec["queue"] = "mux"
@@ -791,6 +805,9 @@ class Hub(HubQueries, LoggingConfigurable):
             "unassigned": len(self.unassigned),
             "retention": {"purged": self.retained, "max_age": self.retention_max_age,
                           "max_records": self.retention_max_records, "max_bytes": self.retention_max_bytes},
+            "encrypted": self.encrypted,
+            "drops": self.drops.snapshot(),
+            "replay": self.session.replay.stats(),
         }
 
 
