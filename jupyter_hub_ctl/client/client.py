@@ -20,7 +20,7 @@ import zmq
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
 from ..wire.curve import CurveClient, secure
 from ..wire.reader import recv_frames, send_frames
-from ..wire.session import MessageError, Msg, WireSession, frame_bytes, new_id, parse_date
+from ..wire.session import MessageError, Msg, WireSession, check_part_sizes, frame_bytes, new_id, parse_date
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
@@ -452,6 +452,7 @@ class Client:
     # ================================================================ submitting
     def _submit(self, channel: bytes, msg_type: str, content: dict, metadata: dict, buffers=(),
                 ident: Optional[str] = None, fut_class=Message):
+        check_part_sizes(buffers, self.info.get("max_message_size"))
         msg_id, header = self.session.header_bytes(msg_type)  # packed; Message.header decodes it if asked
         fut = fut_class(msg_id, msg_type, ident, header)
         self._futures[msg_id] = fut

@@ -281,6 +281,7 @@ class HubFactory(LoggingConfigurable):
             "ssh": "",
             "interface": self.interface(side),
             "registration": self.client_ports["registration"],
+            "max_message_size": self.maxmsgsize,  # (an extension: our peers refuse to send more)
         }
 
     def client_info(self, session: WireSession, task_scheme: str) -> dict:

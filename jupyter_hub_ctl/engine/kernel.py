@@ -15,7 +15,7 @@ import zmq
 from ..client.serialize import (SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, Staging, StagingError, oob_nbytes,
                                 stage_pieces)
 from ..wire.curve import CurveClient, secure
-from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack, unpack, utcnow
+from ..wire.session import MessageError, WireSession, check_part_sizes, frame_bytes, new_id, pack, unpack, utcnow
 from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
@@ -374,6 +374,11 @@ class Engine:
         self.parent = None
 
     def _send(self, idents, msg_type, content, parent, md, buffers=()) -> None:
+        try:
+            check_part_sizes(buffers, self.info.get("max_message_size"))
+        except ValueError as e:  # the hub would drop it unseen: the request gets this error instead
+            content, buffers = error_content(e, self.engine_info(msg_type), [str(e)]), ()
+            md = dict(md, status="error", engine_info=content["engine_info"])
         send_frames(self.shell, self.session.serialize(msg_type, content, parent=parent, metadata=md,
                                                        buffers=buffers, idents=idents), copy=bool(not buffers))
 

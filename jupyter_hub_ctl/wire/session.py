@@ -126,6 +126,25 @@ def parse_date(value: Any) -> Optional[datetime]:
     return dt
 
 
+def nbytes(part) -> int:
+    """Size in bytes of a message part (bytes, buffer or zmq.Frame)."""
+    return len(part) if isinstance(part, bytes) else memoryview(part).nbytes
+
+
+def check_part_sizes(parts, limit: Optional[int]) -> None:
+    """ValueError if a part is larger than ``limit`` (the hub's ``max_message_size``; None: no limit).
+
+    The hub refuses such a part when its size is announced, so the message would be lost without a
+    word: saying so before sending is the only way to answer it."""
+    if not limit:
+        return
+    for part in parts:
+        n = nbytes(part)
+        if n > limit:
+            raise ValueError(f"a message part of {n} bytes is larger than the hub accepts ({limit} bytes, "
+                             "HubFactory.maxmsgsize): send it in smaller pieces, or raise the limit")
+
+
 def frame_bytes(frame) -> bytes:
     """bytes of a frame received with copy=True (bytes) or copy=False (zmq.Frame)."""
     if isinstance(frame, bytes):
