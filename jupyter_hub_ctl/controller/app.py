@@ -37,6 +37,7 @@ from .dbguard import DatabaseInUse, DBLock, open_guarded
 from .factory import HubFactory
 from .heartmonitor import HeartMonitor
 from .hub import EngineConnector, Hub
+from .replaymark import ReplayMark
 from .scheduler.task import TaskScheduler
 
 aliases = {
@@ -281,6 +282,12 @@ class ControllerApp(Application):
         hub.engine_state_file = self._engine_state_path()
         if self.restore_engines:
             self._restore(hub)
+        self.replay_mark = None
+        if session.key:  # nothing accepted by an earlier run with this key is accepted again
+            path = os.path.join(self.profile_dir, "log", f"replay{self.cluster_id}.json")
+            self.replay_mark = ReplayMark(path, session.key, session.replay, loop, self.log)
+            self.replay_mark.restore()
+            self.replay_mark.start()
         factory.start()
         if self.reuse_files or self.restore_engines:
             hub.mark_lost_tasks()
@@ -343,6 +350,8 @@ class ControllerApp(Application):
 
     def _cleanup(self) -> None:
         try:
+            if self.replay_mark is not None:
+                self.replay_mark.stop()
             self.hub.stop_retention()
             self.factory.stop()
         finally:

@@ -76,6 +76,7 @@ class ReplayWindow:
         self._seen: set = set()
         self._heap: list = []  # the same ints, oldest date first
         self.floor = 0  # microseconds: messages dated at or before it are refused
+        self.newest = 0  # microseconds: the latest date accepted
         self.forgotten = 0  # entries dropped because the memory was full (the floor rose)
 
     def __len__(self) -> int:
@@ -102,6 +103,8 @@ class ReplayWindow:
             raise MessageError("expired", self._expired_detail(t, now), header=header)
         seen.add(entry)
         heapq.heappush(heap, entry)
+        if t > self.newest:
+            self.newest = t
         if len(heap) > self.size:
             oldest = heapq.heappop(heap)
             seen.discard(oldest)

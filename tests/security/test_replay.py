@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from datetime import datetime, timedelta, timezone
 
 from support.procs import wait_for
@@ -94,8 +95,7 @@ def test_a_replayed_registration_registers_nothing(hub_factory, zctx):
     peer.send_multipart(frames)
     assert peer.poll(5000)
     assert session.deserialize(session.feed_identities(peer.recv_multipart())[1])["content"]["status"] == "ok"
-    peer.close(0)
-    again = raw_peer(zctx, c.url("registration"), identity=uuid.encode())
+    again = raw_peer(zctx, c.url("registration"))  # (any connection: the signature is what is checked)
     again.send_multipart(frames)
     rc = h.client()
     wait_for(lambda: _drops(rc, "registration").get("replay") == 1, 10, "the replay refused")
@@ -123,3 +123,27 @@ def test_a_message_forgotten_by_a_full_memory_is_still_refused(hub_factory, zctx
     rc = h.client()
     replay = rc.health()["replay"]
     assert replay["size"] == 50 and replay["forgotten"] >= 51
+
+
+def test_a_message_captured_before_a_restart_is_refused_after_it(hub_factory, zctx):
+    h = hub_factory("--sqlitedb", "--restore")
+    c = h.controller
+    session = c.session()
+    captured = session.serialize(session.msg("connection_request", {}))
+    peer = raw_peer(zctx, c.url("registration"))
+    peer.send_multipart(captured)
+    assert peer.poll(5000)
+    peer.recv_multipart()
+    mark = os.path.join(c.profile_dir, "log", f"replay{c.cluster_id}.json")
+    wait_for(lambda: os.path.exists(mark), 10, "the replay mark saved")
+    c.proc.send_signal(signal.SIGKILL)
+    c.proc.wait(10)
+    c.start()  # --restore: same ports and key
+    fresh = raw_peer(zctx, c.url("registration"))
+    session.send(fresh, "connection_request", {})
+    assert fresh.poll(20_000), "the restarted controller does not answer"
+    assert session.deserialize(session.feed_identities(fresh.recv_multipart())[1])["msg_type"] == "connection_reply"
+    peer.send_multipart(captured)
+    assert peer.poll(5000)
+    reply = session.deserialize(session.feed_identities(peer.recv_multipart())[1])
+    assert reply["content"]["status"] == "error" and "expired" in reply["content"]["evalue"]
