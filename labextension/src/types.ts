@@ -39,6 +39,8 @@ export interface IHub {
   updated: string;
   /** Null while the hub is not running or has not said. */
   health?: IHealth | null;
+  /** Whether every connection to the hub is encrypted (CurveZMQ); null while unknown. */
+  encrypted?: boolean | null;
 }
 
 export interface IEngine {
