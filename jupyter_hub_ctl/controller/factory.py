@@ -193,9 +193,9 @@ class HubFactory(LoggingConfigurable):
 
         # MUX and control (relayed on the loop), IOPub (a device thread)
         mux_in = policy.router(ctx, self._bind_url("client", "mux"), b"mux_in")
-        mux_out = policy.router(ctx, self._bind_url("engine", "mux"), b"mux_out")
+        mux_out = policy.router(ctx, self._bind_url("engine", "mux"), b"mux_out", mandatory=True)
         ctrl_in = policy.router(ctx, self._bind_url("client", "control"), b"control_in")
-        ctrl_out = policy.router(ctx, self._bind_url("engine", "control"), b"control_out")
+        ctrl_out = policy.router(ctx, self._bind_url("engine", "control"), b"control_out", mandatory=True)
         cp["mux"], ep["mux"] = bound_port(mux_in), bound_port(mux_out)
         cp["control"], ep["control"] = bound_port(ctrl_in), bound_port(ctrl_out)
         iopub, cp["iopub"], ep["iopub"] = relays.iopub_relay(

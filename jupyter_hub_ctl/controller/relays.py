@@ -21,6 +21,7 @@ from .intake import accept, reply_type
 from .sockets import SocketPolicy, bound_port
 
 log = logging.getLogger("jupyter_hub_ctl.relays")
+UNREACHABLE_WAIT = 10.0  # seconds a request waits for a registered engine's connection to come up
 
 
 class RouterRelay:
@@ -63,9 +64,27 @@ class RouterRelay:
             self._answer(idents, msg.header, error_content(
                 "EngineError", f"no engine {uuid[:64]!r} is registered with this controller"), uuid[:64])
             return
-        self.engine_reader.send([target, idents[0], *idents[2:], DELIM, *msg.frames], copy=False)
+        self._to_engine([target, idents[0], *idents[2:], DELIM, *msg.frames], msg, uuid, None)
         if self.on_request is not None:
             self.on_request(uuid, msg)
+
+    def _to_engine(self, frames: list, msg, uuid: str, deadline: Optional[float]) -> None:
+        """Send to a registered engine; one whose connection is not up yet (an engine taken back from
+        its heartbeat reconnects its other sockets a moment later) is tried again for a while."""
+        try:
+            self.engine_reader.send(frames, copy=False)
+            return
+        except zmq.ZMQError as e:  # the engine socket is ROUTER_MANDATORY
+            if e.errno != zmq.EHOSTUNREACH:
+                raise
+        loop = self.engine_reader.loop
+        deadline = deadline if deadline is not None else loop.time() + UNREACHABLE_WAIT
+        if loop.time() < deadline and uuid in self.engines:
+            loop.call_later(0.05, self._to_engine, frames, msg, uuid, deadline)
+            return
+        self.drop("engine-unreachable", self._client_socket)
+        self._answer(msg.idents, msg.header, error_content(
+            "EngineError", f"engine {uuid[:64]!r} is registered but not connected to the {self.name} channel"), uuid)
 
     def from_engine(self, raw: list) -> None:
         """``[E, C, DELIM, ...]`` from an engine: to client C as ``[C, E, DELIM, ...]``."""

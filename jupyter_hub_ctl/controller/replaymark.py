@@ -4,9 +4,9 @@ The replay memory lives in the controller's process; a controller restarted with
 same key (``--reuse``/``--restore``) starts with an empty one.  So that nothing accepted
 before the restart can be accepted again, the controller keeps on disk, a second at a
 time, a date a few seconds past the newest it has accepted; the restarted controller
-refuses everything dated at or before it.  (What it costs: a request created in the
-last seconds before the controller died and delivered after its restart is refused with
-an error, like any message dated outside the window.)
+refuses everything dated at or before it, or before its own start if that is earlier.
+(What it costs: a request created in the seconds around the controller's death and delivered
+after its restart is refused with an error, like any message dated outside the window.)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from typing import Optional
 
 from ..wire.connection import write_atomic
@@ -36,7 +37,8 @@ class ReplayMark:
         self._handle = None
 
     def restore(self) -> int:
-        """Raise the replay floor to the saved mark of a run with the same key; the mark (0 if none)."""
+        """Raise the replay floor to the saved mark of a run with the same key (but not past now: what
+        is dated after this controller started cannot have been accepted before); the floor set, or 0."""
         try:
             with open(self.path) as f:
                 saved = json.load(f)
@@ -44,9 +46,10 @@ class ReplayMark:
             return 0
         if not isinstance(saved, dict) or saved.get("key") != self.digest or not isinstance(saved.get("floor"), int):
             return 0
-        self.replay.floor = max(self.replay.floor, saved["floor"])
+        floor = min(saved["floor"], int(time.time() * 1_000_000))
+        self.replay.floor = self.replay.restored = max(self.replay.floor, floor)
         self._written = saved["floor"]
-        return saved["floor"]
+        return floor
 
     def start(self) -> None:
         self._handle = self.loop.call_later(INTERVAL, self._tick)

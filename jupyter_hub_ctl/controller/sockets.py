@@ -43,10 +43,13 @@ class SocketPolicy:
         return sock
 
     def router(self, ctx: zmq.Context, url: str, ident: Optional[bytes] = None,
-               maxmsgsize: Optional[int] = None) -> zmq.Socket:
+               maxmsgsize: Optional[int] = None, mandatory: bool = False) -> zmq.Socket:
+        """A bound ROUTER; ``mandatory``: sending to a routing id not connected raises EHOSTUNREACH."""
         s = self.apply(ctx.socket(zmq.ROUTER), maxmsgsize)
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.RCVHWM, ROUTER_RCVHWM)
+        if mandatory:
+            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
         if ident:
             s.setsockopt(zmq.IDENTITY, ident)
         s.bind(url)

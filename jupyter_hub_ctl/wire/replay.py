@@ -76,6 +76,7 @@ class ReplayWindow:
         self._seen: set = set()
         self._heap: list = []  # the same ints, oldest date first
         self.floor = 0  # microseconds: messages dated at or before it are refused
+        self.restored = 0  # microseconds: the floor taken over from a previous run (ReplayMark)
         self.newest = 0  # microseconds: the latest date accepted
         self.forgotten = 0  # entries dropped because the memory was full (the floor rose)
 
@@ -115,6 +116,8 @@ class ReplayWindow:
         age = (now - t) / _MICRO
         if now - t > self._window_us:
             return f"dated {age:.0f}s ago, outside the controller's {self.window:g}s window"
+        if t <= self.restored:
+            return f"dated {age:.1f}s ago, before the controller restarted (its previous run may have accepted it)"
         return (f"dated {age:.1f}s ago, before the {self.size} newer messages the controller remembers "
                 "(HubFactory.replay_memory)")
 

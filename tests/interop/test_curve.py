@@ -3,22 +3,11 @@ stock Cluster asking for encryption."""
 
 import json
 import os
-import signal
 
 import ipyparallel as ipp
-import psutil
 import pytest
-from traitlets.config import Config
 
-from .harness import (
-    IS_REFERENCE,
-    PING_MS,
-    controller_command,
-    controller_env_additions,
-    engine_env_additions,
-    scaled,
-    wait_for,
-)
+from .harness import IS_REFERENCE, PING_MS, alive, cluster_config, kill_leftovers, scaled, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,23 +38,9 @@ def test_stock_client_and_engines_work_on_an_encrypting_hub(hub_factory):
     assert len(client.db_query({"msg_id": {"$ne": None}}, keys=["msg_id"])) > 0
 
 
-def _alive(processes):
-    out = []
-    for p in processes:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def test_a_cluster_asking_for_curve_gets_an_encrypting_controller(tmp_path):
     """IPP_ENABLE_CURVE=1, the way ipyparallel's own tests ask for it."""
-    config = Config()
-    config.LocalControllerLauncher.controller_cmd = controller_command()
-    config.LocalControllerLauncher.environment = dict(controller_env_additions(), IPP_ENABLE_CURVE="1")
-    config.LocalEngineSetLauncher.environment = engine_env_additions()
+    config = cluster_config({"IPP_ENABLE_CURVE": "1"})
     cluster = ipp.Cluster(controller_launcher_class="local", engine_launcher_class="local",
                           profile_dir=str(tmp_path / "profile_curve"), cluster_id="interop-curve", n=2, delay=0,
                           controller_args=[f"--ping={PING_MS}"], engine_timeout=int(scaled(30)), load_profile=False,
@@ -85,11 +60,8 @@ def test_a_cluster_asking_for_curve_gets_an_encrypting_controller(tmp_path):
         client.close()
         client = None
         cluster.stop_cluster_sync()
-        wait_for(lambda: not _alive(processes), 20, "every cluster process to exit")
+        wait_for(lambda: not alive(processes), 20, "every cluster process to exit")
     finally:
         if client is not None:
             client.close()
-        leftovers = _alive(processes)
-        for p in leftovers:
-            p.send_signal(signal.SIGKILL)
-        psutil.wait_procs(leftovers, timeout=10)
+        kill_leftovers(processes)

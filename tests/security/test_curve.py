@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import zmq
-from support.netns import ip
+from support.netns import namespace, setup_steps
 from support.procs import Controller, Engines, wait_for
 from support.wire import RecordingProxy, raw_peer
 
@@ -123,24 +123,13 @@ def test_an_encrypting_hub_keeps_its_key_pair_across_a_restart(hub_factory):
 @pytest.fixture
 def far_address():
     """A network namespace with a non-loopback address of its own: (namespace, address)."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-    tag = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"
-    ns, address = f"hubctl-c{tag}", f"10.234.{random.randrange(256)}.1"
-    res = ip("netns", "add", ns)
-    if res.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {res.stderr.strip()}")
-    try:
-        for step in (("-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"),
-                     ("-n", ns, "addr", "add", f"{address}/24", "dev", "v0"),
-                     ("-n", ns, "link", "set", "v0", "up"), ("-n", ns, "link", "set", "v1", "up"),
-                     ("-n", ns, "link", "set", "lo", "up")):
-            res = ip(*step)
-            if res.returncode != 0:
-                pytest.skip(f"cannot set up the namespace (ip {' '.join(step)}): {res.stderr.strip()}")
+    with namespace("hubctl-c") as ns:
+        address = f"10.234.{random.randrange(256)}.1"
+        setup_steps(("-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"),
+                    ("-n", ns, "addr", "add", f"{address}/24", "dev", "v0"),
+                    ("-n", ns, "link", "set", "v0", "up"), ("-n", ns, "link", "set", "v1", "up"),
+                    ("-n", ns, "link", "set", "lo", "up"))
         yield ns, address
-    finally:
-        ip("netns", "del", ns)
 
 
 @pytest.mark.parametrize("flag", [None, "--no-curve"])

@@ -103,3 +103,45 @@ def test_the_mux_relay_routes_only_to_registered_engines(hub_factory, zctx):
     assert not squatter.poll(200), "the relay routed to an identity no engine registered"
     wait_for(lambda: rc.health()["drops"].get("mux-client", {}).get("no-such-engine") == 1, 5,
              "the refusal counted")
+
+
+def test_a_request_waits_for_a_registered_engine_whose_connection_comes_up_late(hub_factory, zctx):
+    """An engine taken back from its heartbeat reconnects its shell a moment later: a direct request
+    sent meanwhile is delivered once it does (not dropped), and refused with a reason if it never does."""
+    h = hub_factory()
+    c = h.controller
+    session = c.session()
+    rc = h.client()
+    engines = []
+    for _ in range(2):
+        uuid = random_uuid()
+        reg = raw_peer(zctx, c.url("registration"), identity=uuid.encode())
+        session.send(reg, "registration_request", {"uuid": uuid})
+        assert reg.poll(5000)
+        reg.close(0)
+        heart = raw_peer(zctx, c.url("hb_pong", side="engine"), identity=uuid.encode())
+        engines.append((uuid, heart))
+    pings = raw_peer(zctx, c.url("hb_ping", side="engine"), zmq.SUB)
+    pings.setsockopt(zmq.SUBSCRIBE, b"")
+
+    def beating():
+        while pings.poll(0):
+            ping = pings.recv()
+            for _, heart in engines:
+                heart.send(ping)
+        return len(rc.engines) == 2
+
+    wait_for(beating, 15, "both fake engines registered", interval=0.05)
+    (late, _), (never, _) = engines
+    sender = raw_peer(zctx, c.url("mux"))
+    sent = session.send(sender, "execute_request", {"code": "1"}, ident=[late.encode()])
+    refused = session.send(sender, "execute_request", {"code": "2"}, ident=[never.encode()])
+    time.sleep(0.5)  # the request is held meanwhile (the point of the test), then the shell connects
+    shell = raw_peer(zctx, c.url("mux", side="engine"), zmq.ROUTER, identity=late.encode())
+    wait_for(lambda: beating() is not None and shell.poll(50), 10, "the held request delivered", interval=0)
+    got = session.deserialize(session.feed_identities(shell.recv_multipart())[1])
+    assert got["header"]["msg_id"] == sent["header"]["msg_id"]
+    wait_for(lambda: beating() is not None and sender.poll(50), 20, "the other one refused", interval=0)
+    reply = session.deserialize(session.feed_identities(sender.recv_multipart())[1])
+    assert reply["parent_header"]["msg_id"] == refused["header"]["msg_id"]
+    assert "not connected" in reply["content"]["evalue"]

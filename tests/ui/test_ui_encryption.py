@@ -3,21 +3,13 @@ with CurveZMQ, "plaintext" for one on loopback without it, in the light and the 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from .lab import SERVER_EXTENSION_MISSING, wait_for
-from .ui_helpers import PANEL, open_lab, open_panel, tid
+from .ui_helpers import PANEL, hubctl, open_lab, open_panel, tid
 
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 HUBS = {"sealed": "--enable-curve --ping=250", "open": "--ping=250"}
-
-
-def hubctl(lab, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyter_hub_ctl.cli", *args], env=lab.env(),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("theme", list(THEMES))
@@ -46,6 +38,4 @@ def test_the_detail_says_whether_a_hub_encrypts(page, lab_factory, screenshot, t
             screenshot(panel, f"{hub}-{theme}")
         assert page.hubctl_log.page_errors == []
     finally:
-        hubctl(lab, "stop", "--all", timeout=60)
-        wait_for(lambda: not (lab.get("hubctl/api/hubs").body or {}).get("hubs"), 60, "the hubs to stop",
-                 interval=0.5)
+        lab.stop_hubs()
