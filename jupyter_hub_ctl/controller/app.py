@@ -34,7 +34,7 @@ from ..wire.connection import (
 from ..wire.session import WireSession
 from .db import DB_CLASSES
 from .dbguard import DatabaseInUse, DBLock, open_guarded
-from .factory import HubFactory
+from .factory import CLIENT_CHANNELS, ENGINE_CHANNELS, HubFactory
 from .heartmonitor import HeartMonitor
 from .hub import EngineConnector, Hub
 from .replaymark import ReplayMark
@@ -263,8 +263,8 @@ class ControllerApp(Application):
             factory._pool = self._ports()
         if reused is not None:
             factory.preset_ports(
-                {k: v for k, v in reused["client"].items() if isinstance(v, int)},
-                {k: v for k, v in reused["engine"].items() if isinstance(v, (int, list))},
+                {k: v for k, v in reused["client"].items() if k in CLIENT_CHANNELS},
+                {k: v for k, v in reused["engine"].items() if k in ENGINE_CHANNELS},
             )
         try:
             encrypted = factory.resolve_curve(self._saved_curve_keys(reused))

@@ -1,12 +1,12 @@
 """Replay protection across restarts.
 
 The replay memory lives in the controller's process; a controller restarted with the
-same key (``--reuse``/``--restore``) starts with an empty one.  So that nothing accepted
-before the restart can be accepted again, the controller keeps on disk, a second at a
-time, a date a few seconds past the newest it has accepted; the restarted controller
-refuses everything dated at or before it, or before its own start if that is earlier.
-(What it costs: a request created in the seconds around the controller's death and delivered
-after its restart is refused with an error, like any message dated outside the window.)
+same key (``--reuse``/``--restore``) starts with an empty one.  So that what was accepted
+before the restart is not accepted again, the controller saves, every second, the date of
+the newest message it has accepted; the restarted controller refuses everything dated at or
+before it.  Messages made while the controller was down (queued by their senders) are newer
+and pass.  What remains: a message accepted in the last second before the controller died
+(after the last save) could be accepted once more after the restart, within the window.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from typing import Optional
 from ..wire.connection import write_atomic
 from ..wire.replay import ReplayWindow
 
-CUSHION_US = 5_000_000  # microseconds added to the newest accepted date (saves come every second)
-INTERVAL = 1.0
+INTERVAL = 1.0  # seconds between saves
 
 
 class ReplayMark:
@@ -37,8 +36,9 @@ class ReplayMark:
         self._handle = None
 
     def restore(self) -> int:
-        """Raise the replay floor to the saved mark of a run with the same key (but not past now: what
-        is dated after this controller started cannot have been accepted before); the floor set, or 0."""
+        """Raise the replay floor to the saved mark of a run with the same key (but not past now: a
+        future-dated message accepted from a peer whose clock runs ahead must not make fresh ones
+        refused); the floor set, or 0."""
         try:
             with open(self.path) as f:
                 saved = json.load(f)
@@ -59,8 +59,8 @@ class ReplayMark:
         self.start()
 
     def save(self) -> None:
-        mark = self.replay.newest + CUSHION_US
-        if self.replay.newest and mark > self._written:
+        mark = self.replay.newest
+        if mark > self._written:
             try:
                 write_atomic(self.path, json.dumps({"key": self.digest, "floor": mark}).encode(), fsync=False)
                 self._written = mark

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from datetime import datetime, timedelta, timezone
@@ -129,13 +130,22 @@ def test_a_message_captured_before_a_restart_is_refused_after_it(hub_factory, zc
     h = hub_factory("--sqlitedb", "--restore")
     c = h.controller
     session = c.session()
-    captured = session.serialize(session.msg("connection_request", {}))
+    msg = session.msg("connection_request", {})
+    captured = session.serialize(msg)
+    dated = int(msg["header"]["date"].timestamp() * 1_000_000)
     peer = raw_peer(zctx, c.url("registration"))
     peer.send_multipart(captured)
     assert peer.poll(5000)
     peer.recv_multipart()
     mark = os.path.join(c.profile_dir, "log", f"replay{c.cluster_id}.json")
-    wait_for(lambda: os.path.exists(mark), 10, "the replay mark saved")
+    def saved_floor():
+        try:
+            with open(mark) as f:
+                return json.load(f)["floor"]
+        except (OSError, ValueError):
+            return 0
+
+    wait_for(lambda: saved_floor() >= dated, 10, "the replay mark saved past the captured message")
     c.proc.send_signal(signal.SIGKILL)
     c.proc.wait(10)
     c.start()  # --restore: same ports and key

@@ -70,7 +70,7 @@ class TestHealth:
             hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "sick"),
                                  lambda h: (h["health"] or {}).get("state") == "degraded", what="health degraded")
             health = hub["health"]
-            assert set(health) == {"state", "reasons", "degraded_since"}
+            assert set(health) == {"state", "reasons", "degraded_since", "encrypted"}
             assert any("disk is full" in r for r in health["reasons"]), health
             assert health["degraded_since"] and hub["state"] == "running"  # degraded, still running
             listed = json.loads((await api("GET", "hubs")).body)["hubs"]
