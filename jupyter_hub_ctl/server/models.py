@@ -80,7 +80,6 @@ def hub_model(record: dict, engines: Optional[int] = None, health: Optional[dict
         "error": _short(error),
         "engines": engines if state == "running" else 0,
         "health": health if state == "running" else None,
-        "encrypted": health.get("encrypted") if health and state == "running" else None,
         "n": record.get("n") or 0,
         "launcher": record.get("launcher") or "local",
         "profile": profile_name(record.get("profile_dir") or ""),

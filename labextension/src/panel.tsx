@@ -339,7 +339,7 @@ function HubDetail(props: {
       <div className="jp-HubCtl-detailHeader">
         <span className="jp-HubCtl-detailName">{hub.name || hub.id}</span>
         <HealthBadge health={hub.health} />
-        <EncryptionBadge encrypted={hub.encrypted} />
+        <EncryptionBadge encrypted={hub.health?.encrypted} />
         <StateBadge state={hub.state} />
       </div>
       <HealthReasons health={hub.health} />

@@ -22,6 +22,8 @@ export interface IHealth {
   reasons: string[];
   /** ISO time it became degraded (null when ok). */
   degraded_since: string | null;
+  /** Whether every connection to the hub is encrypted (CurveZMQ). */
+  encrypted?: boolean;
 }
 
 export interface IHub {
@@ -39,8 +41,6 @@ export interface IHub {
   updated: string;
   /** Null while the hub is not running or has not said. */
   health?: IHealth | null;
-  /** Whether every connection to the hub is encrypted (CurveZMQ); null while unknown. */
-  encrypted?: boolean | null;
 }
 
 export interface IEngine {

@@ -16,10 +16,10 @@ def _capture(rc, channel: bytes, call):
     sent = []
     send = rc._send
 
-    def recording(ch, frames):
+    def recording(ch, frames, *rest):
         if ch == channel:
             sent.append([bytes(f) for f in frames])
-        send(ch, frames)
+        send(ch, frames, *rest)
 
     rc._send = recording
     try:

@@ -22,7 +22,7 @@ def test_the_detail_says_whether_a_hub_encrypts(page, lab_factory, screenshot, t
             started = hubctl(lab, "start", "-n", "1", "--id", hub, f"--controller-args={args}", "--json")
             assert started.returncode == 0, started.stderr
         for hub, encrypted in (("sealed", True), ("open", False)):
-            wait_for(lambda: lab.get(f"hubctl/api/hubs/{hub}").body.get("encrypted") is encrypted, 60,
+            wait_for(lambda: (lab.get(f"hubctl/api/hubs/{hub}").body.get("health") or {}).get("encrypted") is encrypted, 60,
                      f"the server to know whether {hub} encrypts", interval=0.5)
         open_lab(page, lab)
         assert open_panel(page) == "ready"
