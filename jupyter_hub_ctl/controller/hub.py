@@ -502,6 +502,8 @@ class Hub(HubQueries, LoggingConfigurable):
         if eid is None or not msg_id:
             return
         ec = self.engines[eid]
+        if msg.content is None:  # relayed with its content still packed
+            msg.content = _safe_unpack(msg.frames[4])
         if msg_id in self.pending:
             self.pending.discard(msg_id)
             ec.queue.pop(msg_id, None)

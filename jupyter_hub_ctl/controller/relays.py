@@ -88,7 +88,7 @@ class RouterRelay:
 
     def from_engine(self, raw: list) -> None:
         """``[E, C, DELIM, ...]`` from an engine: to client C as ``[C, E, DELIM, ...]``."""
-        msg = accept(self.session, raw, 2, self.drop, self._engine_socket)
+        msg = accept(self.session, raw, 2, self.drop, self._engine_socket, content=False)
         if msg is None:
             return
         idents = msg.idents
