@@ -16,6 +16,11 @@ Phases, each on a freshly started stack (controller ``--dictdb --ping=3000``):
    dropped, measured in a separate client process per stack;
 6. registration of 128 engines (ours within 30 s, the reference within 60 s for context).
 
+With ``--curve``, every round also runs phases 1-4 on stacks whose controller encrypts with
+CurveZMQ (ours ``--enable-curve``, the reference ``--IPController.enable_curve=True``; clients
+and engines follow the connection files), and a second table gives each stack's figures with
+encryption and their ratio to the same stack without it (the cost of encryption).
+
 Process management (start by pid in its own session, SIGTERM then SIGKILL of the whole tree,
 also on Ctrl-C/SIGTERM/exception) is ``Managed`` from ``controller_vs_ipcontroller.py``, and a
 stack starts and stops its controller and engines as that benchmark's clusters do (``ClusterBase``).
@@ -55,6 +60,7 @@ use_checkout()  # this process and every process it starts (controllers, engines
 
 KINDS = ("ref", "ours")
 LABELS = {"ref": "ipyparallel", "ours": "jupyter_hub_ctl"}
+CURVE_ARGS = {"ref": ["--IPController.enable_curve=True"], "ours": ["--enable-curve"]}
 ENGINE_CMD = {
     "ref": [sys.executable, "-m", "ipyparallel.engine"],
     "ours": [sys.executable, "-m", "jupyter_hub_ctl.engine"],
@@ -122,14 +128,14 @@ class Stack(ClusterBase):
     dir_prefix = "hubctl-stack"
 
     def __init__(self, kind: str, opts, tag: str, engines: int, connect: bool = True,
-                 controller_args=("--dictdb",)):
+                 controller_args=("--dictdb",), curve: bool = False):
         super().__init__(kind, opts, tag)
-        self.n_engines, self.connect = engines, connect
+        self.n_engines, self.connect, self.curve = engines, connect, curve
         self.controller_args = list(controller_args)
 
     def _start(self) -> None:
         opts = self.opts
-        self.start_controller(self.controller_args)
+        self.start_controller([*self.controller_args, *(CURVE_ARGS[self.kind] if self.curve else [])])
         if self.connect:
             self.client = call_with_timeout(
                 lambda: make_client(self.kind, self.client_file, self.profile_dir, opts.start_timeout),
@@ -434,6 +440,26 @@ def summarize(results: dict, opts) -> list:
     return rows
 
 
+CURVE_ROWS = (("LB no-op apply_async tasks/s", "lb_tasks_per_s", "{:.0f}"),
+              ("apply_sync latency median (ms)", "latency_median_ms", "{:.2f}"),
+              ("LB map, items/s", "map_items_per_s", "{:.0f}"),
+              ("push numpy array (MB/s)", "push_mb_per_s", "{:.0f}"),
+              ("pull numpy array (MB/s)", "pull_mb_per_s", "{:.0f}"))
+
+
+def summarize_curve(results: dict) -> list:
+    """Figures with CurveZMQ on, and each stack's ratio to itself without it."""
+    rows = []
+    for label, key, fmt in CURVE_ROWS:
+        on = {k: med(results, "curve", k, key) for k in KINDS}
+        off = {k: med(results, "main", k, key) for k in KINDS}
+        cost = {k: on[k] / off[k] if on[k] is not None and off[k] else None for k in KINDS}
+        ratio = on["ours"] / on["ref"] if on["ours"] is not None and on["ref"] else None
+        rows.append((f"{label}, curve on", on["ref"], on["ours"], fmt, ratio, "(context)", "-"))
+        rows.append(("  curve on / curve off", cost["ref"], cost["ours"], "{:.2f}", None, "(cost)", "-"))
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 def run(phase: str, kind: str, tag: str, fn, results: dict, failures: list) -> None:
     log(f"{phase} [{LABELS[kind]}] {tag}")
@@ -465,6 +491,7 @@ def parse_args(argv=None):
     p.add_argument("--skip-128", action="store_true", help="skip the engine registration phase")
     p.add_argument("--skip-memory", action="store_true", help="skip the client memory phase")
     add_stack_options(p)
+    p.add_argument("--curve", action="store_true", help="also run phases 1-4 with CurveZMQ encryption")
     p.add_argument("--latency-calls", type=int, default=500)
     p.add_argument("--map-items", type=int, default=10000)
     p.add_argument("--push-mb", type=int, default=100)
@@ -484,14 +511,17 @@ def main(argv=None) -> int:
     results: dict = {}
     failures: list = []
 
-    def main_phase(kind, tag):
-        with Stack(kind, opts, tag, opts.engines) as s:
+    def main_phase(kind, tag, curve=False):
+        with Stack(kind, opts, tag, opts.engines, curve=curve) as s:
             return phase_main(s, opts)
 
     def measure():
         for r in range(opts.repeat):
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 run("main", kind, f"round{r + 1}", lambda: main_phase(kind, f"round{r + 1}"), results, failures)
+                if opts.curve:
+                    run("curve", kind, f"round{r + 1}", lambda: main_phase(kind, f"curve{r + 1}", True),
+                        results, failures)
         if not opts.skip_memory:
             for kind in kinds[::-1]:
                 run("memory", kind, "memory", lambda: phase_memory(kind, opts), results, failures)
@@ -507,6 +537,9 @@ def main(argv=None) -> int:
         print(f"CPU used by other processes on the machine during the LB throughput runs: "
               f"median {statistics.median(loads):.2f} cores, max {max(loads):.2f} cores.")
     print_table(rows, failures, LABELS)
+    if opts.curve:
+        print("\nWith CurveZMQ encryption (same rounds):")
+        print_table(summarize_curve(results), [], LABELS)
     if opts.json:
         doc = {"environment": env, "options": vars(opts), "results": results, "failures": failures,
                "interrupted": interrupted,

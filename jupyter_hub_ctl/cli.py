@@ -313,6 +313,7 @@ def cmd_status(args) -> int:
                 data["registered"] = client.ids
                 data["queue"] = {str(k): v for k, v in client.queue_status().items()}
                 data["health"] = _health(client)
+                data["encrypted"] = client.curve is not None
             finally:
                 client.close()
     lines = [f"hub {record['id']}: {record.get('status')}"
@@ -330,6 +331,9 @@ def cmd_status(args) -> int:
         lines.append(f"  registered engines: {data['registered'] if data['registered'] is not None else data.get('query_error')}")
     if "health" in data:
         lines += _health_lines(data["health"])
+    if "encrypted" in data:
+        lines.append("  encryption: " + ("CurveZMQ on every connection" if data["encrypted"]
+                                         else "none (plaintext; set --enable-curve beyond loopback)"))
     if record.get("error"):
         lines.append("  error: " + str(record["error"]).replace("\n", "\n    "))
     for ev in data["events"]:

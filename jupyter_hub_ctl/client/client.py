@@ -19,8 +19,9 @@ from typing import Dict, Optional
 import zmq
 
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
+from ..wire.curve import CurveClient, secure
 from ..wire.reader import recv_frames, send_frames
-from ..wire.session import MessageError, Msg, WireSession, frame_bytes, new_id
+from ..wire.session import MessageError, Msg, WireSession, check_part_sizes, frame_bytes, new_id
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -89,6 +90,7 @@ class Client(Targets, HubQueries, Control):
                 raise ValueError(f"connection info lacks {key!r}")
         self.session = WireSession(key=info["key"].encode("ascii"), signature_scheme=info["signature_scheme"],
                                    session=new_id(), username=os.environ.get("USER", "client"))
+        self.curve = CurveClient.from_info(info)  # None: the hub does not encrypt
         self._engines: Dict[int, str] = {}
         self._uuids: Dict[str, int] = {}
         self._futures: Dict[str, object] = {}  # msg_id -> Message or _QueryFuture
@@ -157,7 +159,7 @@ class Client(Targets, HubQueries, Control):
         socks = {}
         ident = self.session.session.encode()
         for tag, key in CHANNELS.items():
-            s = ctx.socket(zmq.DEALER)
+            s = secure(ctx.socket(zmq.DEALER), self.curve)
             # the session id as identity (as the records' client_uuid): after a controller restart
             # the hub can still route a late result of a task to this client
             s.setsockopt(zmq.IDENTITY, ident)
@@ -169,7 +171,7 @@ class Client(Targets, HubQueries, Control):
             socks[tag] = s
         subs = {}
         for key in ("iopub", "notification"):
-            s = ctx.socket(zmq.SUB)
+            s = secure(ctx.socket(zmq.SUB), self.curve)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.RCVHWM, 0)
             s.setsockopt(zmq.SUBSCRIBE, b"")
@@ -279,12 +281,19 @@ class Client(Targets, HubQueries, Control):
             pass  # full (it will wake anyway) or closed
 
     # ================================================================ replies
-    def _parse(self, frames):
+    def _parse(self, frames, reply: bool = False):
         try:
             idents, parts = self.session.split(frames)
             return self.session.parse(parts, idents=idents)
-        except MessageError:
+        except MessageError as e:
+            if reply and e.parent and e.reason != "replay":  # a signed reply we cannot read: its request fails
+                self._unreadable_reply(e)
             return None
+
+    def _unreadable_reply(self, e: MessageError) -> None:
+        content = {"status": "error", "ename": "MessageError", "evalue": f"the reply could not be read ({e})",
+                   "traceback": [], "engine_info": {}}
+        self._deliver(Msg([], [], e.header, e.parent, {}, content, []))
 
     def _on_hub_connection(self, frames) -> None:
         event = int.from_bytes(frame_bytes(frames[0])[:2], "little")
@@ -348,7 +357,7 @@ class Client(Targets, HubQueries, Control):
                 self._finish(fut)
 
     def _on_reply(self, frames) -> None:
-        msg = self._parse(frames)
+        msg = self._parse(frames, reply=True)
         if msg is None:
             return
         if msg.msg_type == STAGE_TYPE:  # a piece of a large result, ahead of its reply
@@ -501,6 +510,7 @@ class Client(Targets, HubQueries, Control):
     # ================================================================ submitting
     def _submit(self, channel: bytes, msg_type: str, content: dict, metadata: dict, buffers=(),
                 ident: Optional[str] = None, fut_class=Message, track: bool = False):
+        check_part_sizes(buffers, self.info.get("max_message_size"))
         msg_id, header = self.session.header_bytes(msg_type)  # packed; Message.header decodes it if asked
         fut = fut_class(msg_id, msg_type, ident, header)
         self._futures[msg_id] = fut

@@ -20,8 +20,8 @@ from typing import Optional
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from ..wire.connection import connection_file_paths, ensure_profile_dir, ipython_dir, profile_dir_for, \
-    read_connection_file
+from ..wire.connection import connection_file_paths, curve_key_path, ensure_profile_dir, ipython_dir, \
+    profile_dir_for, read_connection_file
 from . import lifecycle, processes, state
 from ._loop import LoopThread
 from .errors import ClusterError, ConnectionFileTimeout, ControllerExited, HubNotRunning, StartCancelled, StartError
@@ -424,6 +424,10 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
                     os.unlink(path)
             except OSError:
                 pass
+        try:  # the controller's saved CurveZMQ key pair (kept for its restarts with --restore)
+            os.unlink(curve_key_path(self.profile_dir, self.cluster_id))
+        except OSError:
+            pass
 
     async def _stop_attached(self) -> None:
         """Stop engines this object added, then the hub through its owner (``lifecycle.stop``)."""

@@ -4,8 +4,10 @@ Accepts the command line and environment that ipcontroller users and
 launchers (``ipyparallel.Cluster``, ``ipcluster``) use: ``--profile``,
 ``--profile-dir``, ``--cluster-id``, ``--ip``, ``--location``, ``--ping``,
 ``--scheme``, ``--hwm``, ``--ports``, ``--reuse``, ``--restore``, the DB flags,
-``IPP_PROFILE_DIR``, ``IPP_CLUSTER_ID``, ``IPP_SESSION_KEY`` and profile config
-files (``ipcontroller_config.py``, ``hubctl_controller_config.py``).
+``--enable-curve``, ``IPP_PROFILE_DIR``, ``IPP_CLUSTER_ID``, ``IPP_SESSION_KEY``,
+``IPP_ENABLE_CURVE``, ``IPP_CURVE_SECRETKEY``/``IPP_CURVE_PUBLICKEY``, ``IPController.*``
+curve settings and profile config files (``ipcontroller_config.py``,
+``hubctl_controller_config.py``).
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ from traitlets.utils.importstring import import_item
 
 from .._version import __version__
 from ..wire.connection import (
-    connection_file_paths, ensure_profile_dir, ipython_dir, profile_dir_for, read_connection_file,
+    connection_file_paths, curve_key_path, ensure_profile_dir, ipython_dir, profile_dir_for, read_connection_file,
     write_connection_file,
 )
 from ..wire.session import WireSession
 from .db import DB_CLASSES
 from .dbguard import DatabaseInUse, DBLock, open_guarded
-from .factory import HubFactory
+from .factory import CLIENT_CHANNELS, ENGINE_CHANNELS, HubFactory
 from .heartmonitor import HeartMonitor
 from .hub import EngineConnector, Hub
+from .replaymark import ReplayMark
 from .scheduler.task import TaskScheduler
 
 aliases = {
@@ -81,6 +84,10 @@ flags = {
     "clean-logs": ({"ControllerApp": {"clean_logs": True}}, "Accepted for compatibility."),
     "secure": ({"ControllerApp": {"secure": True}}, "Sign messages with a key (the default)."),
     "no-secure": ({"ControllerApp": {"secure": False}}, "Do not sign messages (empty key)."),
+    "enable-curve": ({"HubFactory": {"enable_curve": True}},
+                     "Encrypt every connection with CurveZMQ (the default when listening beyond loopback)."),
+    "no-curve": ({"HubFactory": {"enable_curve": False}},
+                 "Do not encrypt, even when listening beyond loopback (anyone on the network can read the traffic)."),
     "debug": ({"Application": {"log_level": 10}}, "Log at debug level."),
     "quiet": ({"Application": {"log_level": 30}}, "Log warnings and errors only."),
 }
@@ -136,6 +143,7 @@ class ControllerApp(Application):
         if self.extra_config_file:
             self.load_config_file(self.extra_config_file)
         self.update_config(cl_config)  # the command line wins over files
+        self._curve_settings()
         if self.work_dir:
             os.chdir(os.path.expanduser(self.work_dir))
         if self.log_to_file:
@@ -146,6 +154,22 @@ class ControllerApp(Application):
         # traitlets leaves the logger at DEBUG and filters in the handler, so every debug()
         # call would build a LogRecord only to drop it: filter at the logger instead
         self.log.setLevel(self.log_level)
+
+    def _curve_settings(self) -> None:
+        """ipyparallel's ways of asking for CurveZMQ, onto HubFactory (its own settings win)."""
+        ours = self.config.HubFactory
+        theirs = self.config.IPController if "IPController" in self.config else {}
+        env = {"enable_curve": os.environ.get("IPP_ENABLE_CURVE") == "1" or None,
+               "curve_secretkey": os.environ.get("IPP_CURVE_SECRETKEY"),
+               "curve_publickey": os.environ.get("IPP_CURVE_PUBLICKEY")}
+        for name, from_env in env.items():
+            if name in ours:
+                continue
+            value = theirs.get(name, from_env)
+            if isinstance(value, bytes):
+                value = value.decode("ascii")
+            if value is not None:
+                setattr(ours, name, value)
 
     def _configure_logging(self):
         super()._configure_logging()  # (re)done by traitlets whenever log_level changes
@@ -239,9 +263,13 @@ class ControllerApp(Application):
             factory._pool = self._ports()
         if reused is not None:
             factory.preset_ports(
-                {k: v for k, v in reused["client"].items() if isinstance(v, int)},
-                {k: v for k, v in reused["engine"].items() if isinstance(v, (int, list))},
+                {k: v for k, v in reused["client"].items() if k in CLIENT_CHANNELS},
+                {k: v for k, v in reused["engine"].items() if k in ENGINE_CHANNELS},
             )
+        try:
+            encrypted = factory.resolve_curve(self._saved_curve_keys(reused))
+        except ValueError as e:
+            raise SystemExit(f"controller: {e}") from None
         db = self.db = self._db()
         try:
             hub = factory.init_hub(loop, session, db, on_shutdown=self.stop, config=self.config)
@@ -254,6 +282,13 @@ class ControllerApp(Application):
         hub.engine_state_file = self._engine_state_path()
         if self.restore_engines:
             self._restore(hub)
+        self.replay_mark = None
+        if session.key:  # nothing accepted by an earlier run with this key is accepted again
+            path = os.path.join(self.profile_dir, "log", f"replay{self.cluster_id}.json")
+            self.replay_mark = ReplayMark(path, session.key, session.replay, loop, self.log)
+            self.replay_mark.restore()
+            self.replay_mark.start()
+        factory.start()
         if self.reuse_files or self.restore_engines:
             hub.mark_lost_tasks()
         hub.start_retention()
@@ -265,12 +300,15 @@ class ControllerApp(Application):
             cinfo["ssh"] = self.ssh_server
         if self.engine_ssh_server:
             einfo["ssh"] = self.engine_ssh_server
+        if encrypted:
+            write_connection_file(curve_key_path(self.profile_dir, self.cluster_id), factory.curve_keys())
         write_connection_file(epath, einfo)
         write_connection_file(cpath, cinfo)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s",
-                      factory.client_url("registration"), self.profile_dir, self.cluster_id, type(db).__name__)
+        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s, %s",
+                      factory.client_url("registration"), self.profile_dir, self.cluster_id, type(db).__name__,
+                      "encrypted (CurveZMQ)" if encrypted else "not encrypted")
         await self._stopped.wait()
         self._cleanup()
 
@@ -282,10 +320,28 @@ class ControllerApp(Application):
         except (OSError, ValueError):
             self.log.info("no engine state to restore at %s", path)
             return
-        engines = state.get("engines", {})
-        hub.restore_engines = {uuid: int(eid) for eid, uuid in engines.items()}
-        hub._next_id = max(int(state.get("next_id", 0)), max((int(e) for e in engines), default=-1) + 1)
-        self.log.info("restoring %d engine ids from %s", len(engines), path)
+        engines = state.get("engines") if isinstance(state, dict) else None
+        next_id = state.get("next_id", 0) if isinstance(state, dict) else None
+        if not isinstance(engines, dict) or not isinstance(next_id, int):
+            self.log.warning("engine state at %s is not what this controller writes; not restored", path)
+            return
+        hub.restore({uuid: int(eid) for eid, uuid in engines.items() if eid.isdigit() and isinstance(uuid, str)},
+                    next_id)
+        self.log.info("restoring %d engine ids from %s", len(hub.restore_engines), path)
+
+    def _saved_curve_keys(self, reused: Optional[dict]) -> Optional[dict]:
+        """The key pair of the previous run, if its connection files are reused and were encrypted."""
+        if reused is None or not reused["client"].get("curve_serverkey"):
+            return None
+        path = curve_key_path(self.profile_dir, self.cluster_id)
+        try:
+            keys = read_connection_file(path)
+        except (OSError, ValueError):
+            keys = {}
+        if keys.get("public") != reused["client"]["curve_serverkey"] or not keys.get("secret"):
+            raise SystemExit(f"controller: the reused connection files are encrypted but {path} does not "
+                             "hold their key pair; start without --reuse/--restore")
+        return keys
 
     def stop(self) -> None:
         if not self._stopped.is_set():
@@ -294,6 +350,8 @@ class ControllerApp(Application):
 
     def _cleanup(self) -> None:
         try:
+            if self.replay_mark is not None:
+                self.replay_mark.stop()
             self.hub.stop_retention()
             self.factory.stop()
         finally:
@@ -304,7 +362,7 @@ class ControllerApp(Application):
             if getattr(self, "_db_lock", None) is not None:
                 self._db_lock.release()
             if not self.reuse_files:
-                for path in self.files:
+                for path in (*self.files, curve_key_path(self.profile_dir, self.cluster_id)):
                     try:
                         os.unlink(path)
                     except FileNotFoundError:

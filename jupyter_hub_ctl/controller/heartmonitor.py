@@ -17,6 +17,7 @@ import zmq
 from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
+from .sockets import TINY_MSGSIZE, bound_port
 
 STARTUP_ECHO = 0.1  # seconds between repeats of the first ping while the controller starts
 
@@ -44,50 +45,49 @@ class HeartMonitor(LoggingConfigurable):
     def __init__(
         self,
         context: zmq.Context,
+        policy,
         ping_url: str,
         pong_url: str,
         on_new: Callable,
         on_failed: Callable,
         loop=None,
+        drops=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.context = context
+        self.drops = drops  # a DropLog: pongs from unknown hearts, stale or malformed pongs
         self.ping_url = ping_url
         self.pong_url = pong_url
         self.on_new = on_new
         self.on_failed = on_failed
         self.loop = loop
         self.hearts: dict = {}  # uuid bytes -> consecutive misses
+        # the hearts whose pongs count: engines registered, registering, or that may come back
+        # (kept by the Hub; set operations are atomic, so it is shared without a lock)
+        self.known: set = set()
         self.responses: set = set()
         self.last_seen: dict = {}  # uuid bytes -> monotonic time of last good pong
         self.lifetime = 0.0
         self.last_ping = b""
         self.prev_ping = b""
         self.beats = 0
-        self.stale = 0
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._start_time = time.monotonic()
         self.instance = os.urandom(6).hex()
         # bind in the caller's thread so ports are known (and errors surface) at once;
         # the sockets are used only by the monitor thread afterwards.
-        self.pinger = context.socket(zmq.PUB)
-        self.pinger.setsockopt(zmq.LINGER, 0)
-        self.pinger.bind(ping_url)
-        self.ponger = context.socket(zmq.ROUTER)
-        self.ponger.setsockopt(zmq.LINGER, 0)
-        self.ponger.setsockopt(zmq.RCVHWM, 0)
-        self.ponger.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.ponger.bind(pong_url)
+        self.pinger = policy.pub(context, ping_url)
+        self.ponger = policy.router(context, pong_url, maxmsgsize=TINY_MSGSIZE)
 
     @property
     def ping_port(self) -> int:
-        return _port(self.pinger)
+        return bound_port(self.pinger)
 
     @property
     def pong_port(self) -> int:
-        return _port(self.ponger)
+        return bound_port(self.ponger)
 
     def beating(self, uuid: bytes) -> bool:
         """Whether ``uuid`` is a heart currently answering."""
@@ -149,6 +149,10 @@ class HeartMonitor(LoggingConfigurable):
             self.pinger.close(0)
             self.ponger.close(0)
 
+    def _dropped(self, reason: str) -> None:
+        if self.drops is not None:
+            self.drops.drop("hb_pong", reason)
+
     def _drain_pongs(self) -> None:
         while True:
             try:
@@ -156,9 +160,12 @@ class HeartMonitor(LoggingConfigurable):
             except zmq.Again:
                 return
             if len(frames) != 2:
-                self.stale += 1
+                self._dropped("malformed")
                 continue
             ident, payload = frames
+            if ident not in self.known:
+                self._dropped("unknown-heart")  # not an engine the Hub accepted: never a heartbeat
+                continue
             if payload == self.last_ping or (payload == self.prev_ping and payload):
                 self.responses.add(ident)
                 self.last_seen[ident] = time.monotonic()
@@ -168,7 +175,7 @@ class HeartMonitor(LoggingConfigurable):
                     self.hearts[ident] = 0
                     self._report(self.on_new, [ident])
             else:
-                self.stale += 1
+                self._dropped("stale")
                 if self.debug:
                     self.log.debug("stale or unexpected pong from %r", ident[:40])
 
@@ -199,14 +206,11 @@ class HeartMonitor(LoggingConfigurable):
             self.log.debug("beat %d: %d hearts, %d new, %d failed", self.beats, len(hearts), len(new), len(failed))
         self._report(self.on_new, new)
         self._report(self.on_failed, failed)
+        if self.drops is not None:
+            self.drops.tick()
         self.prev_ping = self.last_ping
         self.lifetime = time.monotonic() - self._start_time
         # uptime, then this run's id: engines of ours notice a restarted controller by the id
         self.last_ping = f"{self.lifetime:.6f}:{self.instance}".encode("ascii")
         self.pinger.send(self.last_ping)
-
-
-def _port(sock: zmq.Socket) -> int:
-    ep = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-    return int(ep.rsplit(":", 1)[1])
 

@@ -18,6 +18,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import error_content, wrap_exception
+from .intake import refusal, reply_type
 from .metrics import EngineMetrics, HubMetrics
 from .queries import HubQueries
 from .registry import EngineConnector, HubRegistry
@@ -93,7 +94,7 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
     db = Any(help="The task-record store.")
 
     def __init__(self, loop, session: WireSession, heartmonitor, notifier, query_reader,
-                 engine_info: dict, db, on_shutdown=None, **kwargs):
+                 engine_info: dict, db, drops, on_shutdown=None, **kwargs):
         super().__init__(**kwargs)
         self.loop = loop
         self.session = session
@@ -122,6 +123,8 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         self.skeletons: set = set()
         self.io: "OrderedDict[str, dict]" = OrderedDict()
         self.errors: Counter = Counter()
+        self.drops = drops  # DropLog: messages dropped or refused, by socket and reason
+        self.encrypted = False  # CurveZMQ on every socket
         self.tasks_seen = 0
         self._degraded_since = None
         self.metrics = EngineMetrics(self.metrics_history)
@@ -136,8 +139,11 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         self._store = change["new"]  # a plain attribute for the per-task writes
 
     # ================================================================ utilities
-    def count_error(self, reason: str) -> None:
+    def count_error(self, reason: str, socket: Optional[str] = None) -> None:
+        """Count a problem; with ``socket``, a message dropped or refused there (logged in summary)."""
         self.errors[reason] += 1
+        if socket is not None:
+            self.drops.drop(socket, reason)
 
     def stamp(self) -> float:
         """Now by the Hub's clock in epoch seconds, later than every stamp before: what
@@ -177,21 +183,20 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         try:
             idents, parts = self.session.split(raw)
         except MessageError as e:
-            self.count_error(e.reason)
-            self.log.warning("query: dropped a message without delimiter")
+            self.count_error(e.reason, "registration")
             return
         if not idents:
-            self.count_error("no-ident")
+            self.count_error("no-ident", "registration")
             return
         try:
             msg = self.session.parse(parts, idents=idents)
         except MessageError as e:
-            self.count_error(e.reason)
-            if e.reason in ("unsigned", "bad-signature", "replay", "short"):
-                self.log.warning("query: dropped a message (%s)", e.reason)
-                return
-            self.log.warning("query: malformed message (%s)", e.reason)
-            self._reply(idents, "hub_error", error_content("ValueError", f"malformed message: {e.reason}"))
+            self.count_error(e.reason, "registration")
+            err = refusal(e)
+            if err is not None:
+                self._reply(idents, reply_type(e.header), err, parent=e.header)
+            elif e.reason == "bad-header":  # signed, but no header to answer to
+                self._reply(idents, "hub_error", error_content("MessageError", f"malformed message: {e.reason}"))
             return
         handler = self.query_handlers.get(msg.msg_type)
         if handler is None:
@@ -224,29 +229,12 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         self._reply(idents, reply_type, wrap_exception(exc), parent=msg.header)
 
     # ================================================================ MUX traffic
-    def dispatch_monitor_traffic(self, raw: list) -> None:
-        """Copies from the MUX relay: ``[b"in", E, C, ...]`` or ``[b"out", C, E, ...]``."""
-        topic = raw[0]
-        try:
-            idents, parts = self.session.split(raw[1:])
-            msg = self.session.parse(parts, idents=idents)
-        except MessageError as e:
-            self.count_error("mux-" + e.reason)
-            return
-        if len(idents) < 2:
-            return
-        if topic == b"in":
-            self.save_queue_request(frame_bytes(idents[0]).decode("utf8", "replace"), msg)
-        elif topic == b"out":
-            self.save_queue_result(frame_bytes(idents[1]).decode("utf8", "replace"), msg)
-
     def save_queue_request(self, uuid: str, msg: Msg) -> None:
-        eid = self.by_uuid.get(uuid)
-        if eid is None:
-            self.log.warning("MUX request %s to unknown engine %s not recorded", msg.msg_id, uuid[:64])
-            return
+        """A request the MUX relay passed to registered engine ``uuid`` (content still packed)."""
         if msg.msg_type not in ("apply_request", "execute_request"):
             return
+        eid = self.by_uuid[uuid]
+        msg.content = _safe_unpack(msg.frames[4])
         rec = init_record(msg)
         rec["engine_uuid"] = uuid
         rec["queue"] = "mux"
@@ -260,6 +248,8 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         if eid is None or not msg_id:
             return
         ec = self.engines[eid]
+        if msg.content is None:  # relayed with its content still packed
+            msg.content = _safe_unpack(msg.frames[4])
         if msg_id in self.pending:
             self.pending.discard(msg_id)
             ec.queue.pop(msg_id, None)

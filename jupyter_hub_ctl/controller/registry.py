@@ -14,6 +14,9 @@ from ..wire.connection import write_atomic
 from ..wire.session import Msg, frame_bytes, utcnow
 from .errors import error_content
 
+#: Engine ids are ints in [0, MAX_ENGINE_ID): an id a peer asks for outside it is refused.
+MAX_ENGINE_ID = 2**31
+
 
 class EngineConnector(LoggingConfigurable):
     """What the Hub knows about one engine: id, uuid, pending msg_ids, stall timer."""
@@ -75,6 +78,10 @@ class HubRegistry:
         if uuid in self.incoming:
             raise KeyError(f"uuid {uuid!r} in use")
         requested = content.get("id")
+        if requested is not None and (not isinstance(requested, int) or isinstance(requested, bool)
+                                      or not 0 <= requested < MAX_ENGINE_ID):
+            raise ValueError(f"the requested engine id must be an int in [0, {MAX_ENGINE_ID}), "
+                             f"not {str(requested)[:40]}")
         if requested is None and uuid in self.restore_engines:
             requested = self.restore_engines[uuid]
         if requested is None:
@@ -83,9 +90,10 @@ class HubRegistry:
         self.departed.pop(uuid, None)
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
                              pid=pid, parent=self)
+        heart = uuid.encode()
+        self.heartmonitor.known.add(heart)  # from now on its pongs count
         reply(eid)
         self.log.info("registration: engine %d uuid %s", eid, uuid)
-        heart = uuid.encode()
         if self.heartmonitor.beating(heart):
             self.finish_registration(ec)
         else:
@@ -109,9 +117,8 @@ class HubRegistry:
             return None
         return eid
 
-    def _pick_id(self, requested, uuid: Optional[str] = None) -> int:
-        if isinstance(requested, int) and not isinstance(requested, bool) and requested >= 0 \
-                and not self._id_in_use(requested, uuid):
+    def _pick_id(self, requested: Optional[int], uuid: Optional[str] = None) -> int:
+        if requested is not None and not self._id_in_use(requested, uuid):
             self._next_id = max(self._next_id, requested + 1)
             return requested
         if requested is not None:
@@ -125,6 +132,7 @@ class HubRegistry:
     def _purge_stalled(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
         if ec is not None:
+            self._forget_heart(uuid)
             self.count_error("registration-stalled")
             self.log.warning("registration: engine %d (%s) never sent a heartbeat; dropped", ec.id, uuid)
 
@@ -149,6 +157,7 @@ class HubRegistry:
                 self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid, parent=self))
             elif uuid in self.departed:
                 self.departed.pop(uuid)
+                self._forget_heart(uuid)
                 self.log.warning("engine %s answers heartbeats again after its %gs grace window; "
                                  "restart it to use it", uuid[:64], self.reconnect_grace)
             else:
@@ -166,8 +175,23 @@ class HubRegistry:
 
     def _drop_incoming(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
-        if ec is not None and ec.stallback is not None:
-            ec.stallback.cancel()
+        if ec is not None:
+            self._forget_heart(uuid)
+            if ec.stallback is not None:
+                ec.stallback.cancel()
+
+    def _forget_heart(self, uuid: str) -> None:
+        """Pongs from this uuid stop counting (it is no engine, nor one that may come back)."""
+        heart = uuid.encode()
+        self.heartmonitor.known.discard(heart)
+        self.heartmonitor.forget(heart)
+
+    def restore(self, engines: dict, next_id: int) -> None:
+        """After a restart (--restore): take back these engines (uuid -> id) when their hearts answer."""
+        engines = {u: i for u, i in engines.items() if isinstance(i, int) and 0 <= i < MAX_ENGINE_ID}
+        self.restore_engines = engines
+        self.heartmonitor.known.update(u.encode() for u in engines)
+        self._next_id = min(max(next_id, max(engines.values(), default=-1) + 1), MAX_ENGINE_ID)
 
     def finish_registration(self, ec: EngineConnector) -> None:
         self.incoming.pop(ec.uuid, None)
@@ -230,7 +254,9 @@ class HubRegistry:
                 first = next(iter(self.departed.values()))
                 if first[1] > now and len(self.departed) <= 10000:
                     break
-                self.departed.popitem(last=False)
+                self._forget_heart(self.departed.popitem(last=False)[0])
+        else:
+            self._forget_heart(ec.uuid)
         if self.scheduler is not None:
             self.scheduler.remove_engine(ec.uuid)
         if self.broadcast is not None:

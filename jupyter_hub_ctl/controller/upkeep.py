@@ -131,4 +131,7 @@ class HubUpkeep:
             "unassigned": len(self.unassigned),
             "retention": {"purged": self.retained, "max_age": self.retention_max_age,
                           "max_records": self.retention_max_records, "max_bytes": self.retention_max_bytes},
+            "encrypted": self.encrypted,
+            "drops": self.drops.snapshot(),
+            "replay": self.session.replay.stats(),
         }

@@ -13,6 +13,8 @@ from traitlets.config import Application
 from .._version import __version__
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
 
+#: environment variables that may hold the HMAC key (removed once read)
+SECRET_VARS = ("IPP_CONNECTION_INFO", "IPP_SESSION_KEY")
 MPI_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 
 
@@ -59,6 +61,15 @@ class EngineApp(Application):
     }
 
     def connection_info(self) -> dict:
+        """The controller's engine connection info; the key it holds is then scrubbed from the
+        environment, so that the processes user code starts do not inherit it."""
+        try:
+            return self._read_connection_info()
+        finally:
+            for var in SECRET_VARS:
+                os.environ.pop(var, None)
+
+    def _read_connection_info(self) -> dict:
         env = os.environ.get("IPP_CONNECTION_INFO")
         if env:
             return json.loads(env)

@@ -13,20 +13,22 @@ from typing import Callable, Optional
 
 import zmq
 
+from ..wire.curve import CurveClient, secure
 from ..wire.session import WireSession
 
 
 class IOPub:
     """Fan-in from any thread to one PUB socket."""
 
-    def __init__(self, ctx: zmq.Context, url: str, identity: bytes, session: WireSession):
+    def __init__(self, ctx: zmq.Context, url: str, identity: bytes, session: WireSession,
+                 curve: Optional[CurveClient] = None):
         self.ctx = ctx
         self.session = session
         self._inproc = f"inproc://hubctl-iopub-{id(self)}"
         self._pull = ctx.socket(zmq.PULL)
         self._pull.setsockopt(zmq.LINGER, 0)
         self._pull.bind(self._inproc)
-        self._pub = ctx.socket(zmq.PUB)
+        self._pub = secure(ctx.socket(zmq.PUB), curve)
         self._pub.setsockopt(zmq.LINGER, 2000)
         self._pub.setsockopt(zmq.SNDHWM, 0)
         self._pub.setsockopt(zmq.IDENTITY, identity)

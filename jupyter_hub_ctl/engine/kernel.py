@@ -14,7 +14,8 @@ import zmq
 
 from ..client.serialize import (SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, Staging, StagingError, oob_nbytes,
                                 stage_pieces)
-from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack, unpack, utcnow
+from ..wire.curve import CurveClient, secure
+from ..wire.session import MessageError, WireSession, check_part_sizes, frame_bytes, new_id, pack, unpack, utcnow
 from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
@@ -32,12 +33,13 @@ class RegistrationError(RuntimeError):
 class Heart:
     """Echoes pings in C (libzmq proxy) so user code holding the GIL cannot starve it."""
 
-    def __init__(self, ctx: zmq.Context, ping_url: str, pong_url: str, identity: bytes):
-        self.sub = ctx.socket(zmq.SUB)
+    def __init__(self, ctx: zmq.Context, ping_url: str, pong_url: str, identity: bytes,
+                 curve: Optional[CurveClient] = None):
+        self.sub = secure(ctx.socket(zmq.SUB), curve)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(ping_url)
-        self.dealer = ctx.socket(zmq.DEALER)
+        self.dealer = secure(ctx.socket(zmq.DEALER), curve)
         self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.setsockopt(zmq.IDENTITY, identity)
         self.dealer.connect(pong_url)
@@ -73,6 +75,7 @@ class Engine:
         self.controller_timeout = controller_timeout
         self.id: Optional[int] = None
         self.hb_period = 3.0
+        self.curve = CurveClient.from_info(info)  # None: the controller does not encrypt
         self.ctx = zmq.Context()
         self.parent: Optional[dict] = None
         self.task: Optional[tuple] = None  # (msg_id, name, started epoch) while a request runs
@@ -104,8 +107,12 @@ class Engine:
         return {"engine_uuid": self.uuid, "engine_id": self.id, "method": method}
 
     # ------------------------------------------------------------------ registration
+    def _dealer(self) -> zmq.Socket:
+        """A DEALER to the registration socket (not yet connected)."""
+        return secure(self.ctx.socket(zmq.DEALER), self.curve)
+
     def register(self) -> None:
-        reg = self.ctx.socket(zmq.DEALER)
+        reg = self._dealer()
         reg.setsockopt(zmq.LINGER, 0)
         reg.setsockopt(zmq.IDENTITY, self.ident)
         reg.connect(self.url("registration"))
@@ -153,7 +160,7 @@ class Engine:
 
     def connect(self) -> None:
         ctx = self.ctx
-        self.shell = ctx.socket(zmq.ROUTER)
+        self.shell = secure(ctx.socket(zmq.ROUTER), self.curve)
         self.shell.setsockopt(zmq.LINGER, 1000)
         self.shell.setsockopt(zmq.IDENTITY, self.ident)
         self.shell.setsockopt(zmq.SNDHWM, 0)
@@ -161,9 +168,9 @@ class Engine:
         for key in ("mux", "task", "broadcast"):
             if key in self.info:
                 self.shell.connect(self.url(key))
-        self.iopub = IOPub(ctx, self.url("iopub"), self.ident, self.session)
+        self.iopub = IOPub(ctx, self.url("iopub"), self.ident, self.session, self.curve)
         self.iopub.topic_prefix = f"engine.{self.id}".encode()
-        self.heart = Heart(ctx, self.url("hb_ping"), self.url("hb_pong"), self.ident)
+        self.heart = Heart(ctx, self.url("hb_ping"), self.url("hb_pong"), self.ident, self.curve)
         self.pings = ctx.socket(zmq.SUB)
         self.pings.setsockopt(zmq.SUBSCRIBE, b"")
         self.pings.setsockopt(zmq.LINGER, 0)
@@ -292,27 +299,43 @@ class Engine:
             self._handle(frames)
 
     def _handle(self, frames) -> None:
+        """One request from the shell socket.  Nothing a request holds can end the engine's loop:
+        one that cannot be read (under a valid signature) or served is answered with an error."""
+        idents = None
         try:
             idents, parts = self.session.split(frames)
             # apply requests need no content; it is decoded below only where it is used
             msg = self.session.parse(parts, idents=idents, content=False)
+            if msg.msg_type != "apply_request":
+                msg.content = _content(msg)
         except MessageError as e:
             log.warning("dropped a bad request (%s)", e.reason)
+            if e.header is not None and e.reason != "replay":
+                self._refuse(idents, e.header, e)
             return
+        try:
+            self._serve(idents, msg, parts)
+        except Exception as e:
+            log.exception("request %s failed", str(msg.msg_id)[:80])
+            self.parent = None
+            self._refuse(idents, msg.header, e)
+
+    def _refuse(self, idents, header: dict, exc: BaseException) -> None:
+        """Answer a request that could not be served with the error (no traceback: not user code)."""
+        msg_type = str(header.get("msg_type", ""))
+        info = self.engine_info(msg_type)
+        content = error_content(exc, info, tb_lines=[f"{type(exc).__name__}: {exc}"])
+        md = {"status": "error", "engine": self.uuid, "dependencies_met": True, "engine_info": info,
+              "serializer": SERIALIZER}
+        self._send(idents, msg_type.replace("_request", "_reply"), content, header, md)
+
+    def _serve(self, idents, msg, parts) -> None:
         msg_type = msg.msg_type
         md = msg.metadata
-        if msg_type != "apply_request":
-            try:
-                msg.content = unpack(frame_bytes(parts[4]))
-            except (ValueError, UnicodeDecodeError):
-                msg.content = None
-            if not isinstance(msg.content, dict):
-                log.warning("dropped a bad request (bad-content)")
-                return
-            if msg_type == STAGE_TYPE:  # a piece of a large push, ahead of its request
-                if msg.buffers:
-                    self.staging.add(msg.content, msg.buffers[0])
-                return
+        if msg_type == STAGE_TYPE:  # a piece of a large push, ahead of its request
+            if msg.buffers:
+                self.staging.add(msg.content, msg.buffers[0])
+            return
         parent = frame_bytes(parts[1])  # the request's header, as signed: the replies' parent
         reply_md = {
             "started": utcnow().isoformat().replace("+00:00", "Z"),
@@ -380,6 +403,11 @@ class Engine:
         self.parent = None
 
     def _send(self, idents, msg_type, content, parent, md, buffers=()) -> None:
+        try:
+            check_part_sizes(buffers, self.info.get("max_message_size"))
+        except ValueError as e:  # the hub would drop it unseen: the request gets this error instead
+            content, buffers = error_content(e, self.engine_info(msg_type), [str(e)]), ()
+            md = dict(md, status="error", engine_info=content["engine_info"])
         send_frames(self.shell, self.session.serialize(msg_type, content, parent=parent, metadata=md,
                                                        buffers=buffers, idents=idents), copy=bool(not buffers))
 
@@ -392,7 +420,7 @@ class Engine:
 
     # ------------------------------------------------------------------ control
     def _control_loop(self) -> None:
-        ctrl = self.ctx.socket(zmq.ROUTER)
+        ctrl = secure(self.ctx.socket(zmq.ROUTER), self.curve)
         ctrl.setsockopt(zmq.LINGER, 1000)
         ctrl.setsockopt(zmq.IDENTITY, self.ident)
         ctrl.connect(self.url("control"))
@@ -403,16 +431,20 @@ class Engine:
                 if not ctrl.poll(200):
                     continue
                 frames = ctrl.recv_multipart()
+                idents = None
                 try:
                     idents, parts = self.session.split(frames)
                     msg = self.session.parse(parts, idents=idents)
-                except MessageError:
+                except MessageError as e:  # answered if it was signed, as on the shell
+                    if e.header is not None and e.reason != "replay":
+                        self._control_reply(ctrl, idents, e.header,
+                                            error_content(e, self.engine_info(e.header.get("msg_type")), []))
                     continue
-                content = self._control(msg)
-                reply_type = msg.msg_type.replace("_request", "_reply")
-                ctrl.send_multipart(self.session.serialize(
-                    reply_type, content, parent=msg.header,
-                    metadata={"status": content.get("status"), "engine": self.uuid}, idents=idents))
+                try:
+                    content = self._control(msg)
+                except Exception as e:  # a request holding something unexpected: answered, never fatal
+                    content = error_content(e, self.engine_info(msg.msg_type))
+                self._control_reply(ctrl, idents, msg.header, content)
                 if msg.msg_type == "shutdown_request":
                     self.iopub.send("shutdown", "shutdown_reply", content, msg.header)
                     self.exiting = True
@@ -421,6 +453,12 @@ class Engine:
         finally:
             ctrl.close()
             wake.close(0)
+
+    def _control_reply(self, ctrl: zmq.Socket, idents, header: dict, content: dict) -> None:
+        reply_type = str(header.get("msg_type", "")).replace("_request", "_reply")
+        ctrl.send_multipart(self.session.serialize(
+            reply_type, content, parent=header,
+            metadata={"status": content.get("status"), "engine": self.uuid}, idents=idents))
 
     def _control(self, msg) -> dict:
         t = msg.msg_type
@@ -454,7 +492,7 @@ class Engine:
     def unregister(self) -> None:
         if self.id is None:
             return
-        reg = self.ctx.socket(zmq.DEALER)
+        reg = self._dealer()
         reg.setsockopt(zmq.LINGER, 1000)
         reg.connect(self.url("registration"))
         reg.send_multipart(self.session.serialize("unregistration_request", {"id": self.id}))
@@ -481,6 +519,18 @@ class Engine:
         term = threading.Thread(target=self.ctx.term, daemon=True)
         term.start()
         term.join(3.0)
+
+
+def _content(msg) -> dict:
+    """The request's content, decoded (MessageError naming the request if it is not a JSON object)."""
+    try:
+        content = unpack(frame_bytes(msg.frames[4]))
+        if not isinstance(content, dict):
+            raise MessageError("bad-content", "content is not a JSON object")
+    except MessageError as e:
+        e.header, e.parent = msg.header, msg.parent
+        raise
+    return content
 
 
 def make_session(info: dict, ident: Optional[str] = None) -> WireSession:

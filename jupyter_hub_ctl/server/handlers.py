@@ -17,6 +17,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from ..controller.queries import MAX_STREAM_LIMIT
+from ..wire.session import MessageError, unpack
 from .models import BadRequest, check_n, check_name, check_options, check_profile, hub_model, launcher_schema
 
 MAX_BODY = 64 * 1024
@@ -42,10 +43,10 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(413, f"request body larger than {MAX_BODY} bytes")
         if not raw.strip():
             return {}
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            self.fail(400, "request body is not valid JSON")
+        try:  # the wire's JSON rules: nesting at most MAX_JSON_DEPTH deep, no NaN or Infinity
+            data = unpack(raw)
+        except MessageError as e:
+            self.fail(400, f"request body is not valid JSON ({e.reason}: {e.detail[:80]})")
         if not isinstance(data, dict):
             self.fail(400, "request body must be a JSON object")
         return data

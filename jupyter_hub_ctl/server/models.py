@@ -52,7 +52,8 @@ def health_model(health: Optional[dict]) -> Optional[dict]:
     """What a hub says of its own health (its ``health_request`` reply), for people; None when unknown.
 
     ``state`` is ``ok`` or ``degraded`` (a degraded hub keeps scheduling), ``reasons`` one
-    sentence per problem, ``degraded_since`` an ISO date while degraded.
+    sentence per problem, ``degraded_since`` an ISO date while degraded, ``encrypted`` whether
+    every connection to the hub is encrypted (CurveZMQ).
     """
     if not isinstance(health, dict) or health.get("state") not in HEALTH_STATES:
         return None
@@ -63,6 +64,7 @@ def health_model(health: Optional[dict]) -> Optional[dict]:
         "state": health["state"],
         "reasons": reasons,
         "degraded_since": iso(health.get("degraded_since")) if degraded else None,
+        "encrypted": bool(health.get("encrypted")),
     }
 
 

@@ -48,6 +48,12 @@ def connection_file_paths(profile_dir: str, cluster_id: str = "") -> tuple:
     return os.path.join(sec, c), os.path.join(sec, e)
 
 
+def curve_key_path(profile_dir: str, cluster_id: str = "") -> str:
+    """Where a controller keeps its CurveZMQ key pair between runs (--reuse): 0600, never sent to peers."""
+    suffix = f"-{cluster_id}" if cluster_id else ""
+    return os.path.join(profile_dir, "security", f"ipcontroller{suffix}-curve.json")
+
+
 def write_atomic(path: str, data: bytes, mode: int = 0o600, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` atomically; the file has ``mode`` from its first byte.
 

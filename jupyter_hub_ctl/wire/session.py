@@ -14,21 +14,24 @@ import hmac
 import hashlib
 import json
 import os
-from collections import deque
 from datetime import datetime, timezone
-from itertools import count
+from itertools import accumulate, count
 from typing import Any, Iterable, Optional, Sequence
+
+from .errors import MessageError
+from .replay import ReplayCache
 
 DELIM = b"<IDS|MSG>"
 PROTOCOL_VERSION = "5.3"
 
-
-class MessageError(ValueError):
-    """A message that cannot be accepted; ``reason`` is a short counter key."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+#: Deepest nesting of JSON arrays/objects accepted in any frame.  Legitimate messages nest a few
+#: levels (a task record inside a reply: about ten); the limit keeps every later step (storing,
+#: copying, re-encoding) far from Python's recursion limit.
+MAX_JSON_DEPTH = 100
+#: Largest header or parent header accepted (they hold a handful of short strings).
+MAX_HEADER_BYTES = 64 * 1024
+#: Largest metadata frame accepted (dependency lists of many thousand msg_ids fit).
+MAX_METADATA_BYTES = 64 * 1024 * 1024
 
 
 def utcnow() -> datetime:
@@ -56,9 +59,30 @@ def pack(obj: Any) -> bytes:
     return _encoder.encode(obj).encode("utf8", "surrogateescape")
 
 
-_decoder = json.JSONDecoder()
+def _refuse_constant(name: str):
+    raise MessageError("bad-json", f"{name} is not a JSON number")
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)  # NaN, Infinity: refused, never stored
 _decode = _decoder.decode
 _scan = _decoder.scan_once  # the C scanner: skips decode()'s two whitespace regex matches
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NESTING = bytes(1 if b in b"[{" else 255 if b in b"]}" else 0 for b in range(256))  # 255: -1 as signed
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    if b'\\' in data:  # escaped backslashes, then escaped quotes: every quote left delimits a string
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(data.split(b'"')[::2]) if b'"' in data else data
+    steps = outside.translate(None, _NOT_BRACKETS).translate(_NESTING)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
+def _check_depth(data: bytes) -> None:
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+        raise MessageError("too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _loads(text: str) -> Any:
@@ -71,12 +95,20 @@ def _loads(text: str) -> Any:
     return obj
 
 
-def unpack(data) -> Any:
+def unpack(data, max_bytes: Optional[int] = None) -> Any:
+    """JSON bytes to Python; MessageError (a ValueError) for anything not acceptable: invalid JSON
+    or UTF-8, NaN/Infinity, nesting deeper than MAX_JSON_DEPTH, more than ``max_bytes`` bytes."""
     if type(data) is not bytes:
-        if isinstance(data, str):
-            return _loads(data)
         data = bytes(data)
-    return _loads(data.decode("utf8", "surrogateescape"))
+    if max_bytes is not None and len(data) > max_bytes:
+        raise MessageError("too-large", f"{len(data)} bytes of JSON where at most {max_bytes} are accepted")
+    _check_depth(data)  # (within it the C scanner cannot hit the recursion limit)
+    try:
+        return _loads(data.decode("utf8", "surrogateescape"))
+    except MessageError:
+        raise
+    except ValueError as e:
+        raise MessageError("bad-json", str(e)[:80]) from None
 
 
 def parse_date(value: Any) -> Optional[datetime]:
@@ -92,6 +124,25 @@ def parse_date(value: Any) -> Optional[datetime]:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt
+
+
+def nbytes(part) -> int:
+    """Size in bytes of a message part (bytes, buffer or zmq.Frame)."""
+    return len(part) if isinstance(part, bytes) else memoryview(part).nbytes
+
+
+def check_part_sizes(parts, limit: Optional[int]) -> None:
+    """ValueError if a part is larger than ``limit`` (the hub's ``max_message_size``; None: no limit).
+
+    The hub refuses such a part when its size is announced, so the message would be lost without a
+    word: saying so before sending is the only way to answer it."""
+    if not limit:
+        return
+    for part in parts:
+        n = nbytes(part)
+        if n > limit:
+            raise ValueError(f"a message part of {n} bytes is larger than the hub accepts ({limit} bytes, "
+                             "HubFactory.maxmsgsize): send it in smaller pieces, or raise the limit")
 
 
 def frame_bytes(frame) -> bytes:
@@ -145,6 +196,7 @@ class WireSession:
         session: Optional[str] = None,
         username: str = "hubctl",
         replay_cache: int = 65536,
+        replay=None,
     ):
         if isinstance(key, str):
             key = key.encode("ascii")
@@ -168,9 +220,9 @@ class WireSession:
                             + ',"session":' + pack(self.session).decode("utf8", "surrogateescape") + ',"date":"')
         self._header_end = f'","version":"{PROTOCOL_VERSION}"}}'
         self._msg_types: dict = {}
-        self._seen: set = set()
-        self._seen_order: deque = deque()
-        self._replay_cache = replay_cache
+        # what remembers accepted signatures: a ReplayCache of the last ``replay_cache`` ones, or
+        # (the controller's, shared by all its sockets) a ReplayWindow that also checks dates
+        self.replay = replay if replay is not None else ReplayCache(replay_cache)
 
     @classmethod
     def from_session(cls, s) -> "WireSession":
@@ -252,31 +304,21 @@ class WireSession:
                 return list(frames[:i]), list(frames[i + 1:])
         raise MessageError("no-delimiter", f"{len(frames)} frames")
 
-    def check(self, parts: Sequence) -> None:
-        """Verify signature (and replay) of ``[sig, h, p, m, c, ...]``."""
-        if len(parts) < 5:
-            raise MessageError("short", f"{len(parts)} frames after delimiter")
-        if self._auth is None:
-            return
-        self._check_raw([frame_bytes(p) for p in parts[:5]])
-
-    def _check_raw(self, raw: list) -> None:
-        """``check`` of ``[sig, h, p, m, c]`` as bytes, with a key."""
+    def _verify(self, raw: list) -> None:
+        """The signature of ``[sig, h, p, m, c]`` (bytes), with a key."""
         sig = raw[0]
         if not sig:
             raise MessageError("unsigned")
-        expected = self.sign(raw[1:])
-        if not hmac.compare_digest(sig, expected):
+        if not hmac.compare_digest(sig, self.sign(raw[1:])):
             raise MessageError("bad-signature")
-        if sig in self._seen:
-            raise MessageError("replay")
-        self._seen.add(sig)
-        self._seen_order.append(sig)
-        if len(self._seen_order) > self._replay_cache:
-            self._seen.discard(self._seen_order.popleft())
 
     def parse(self, frames: Sequence, content: bool = True, idents=None) -> Msg:
-        """Parse a multipart message (with idents unless ``idents`` given)."""
+        """Parse a multipart message (with idents unless ``idents`` given).
+
+        The signature is verified first; then the header is read and the message checked
+        against the replay memory; only then are the other frames decoded.  A MessageError
+        raised after the header was read carries it (``header``; ``parent`` too once read).
+        """
         if idents is None:
             idents, parts = self.split(frames)
         else:
@@ -285,23 +327,27 @@ class WireSession:
             raise MessageError("short", f"{len(parts)} frames after delimiter")
         raw = [frame_bytes(p) for p in parts[:5]]
         if self._auth is not None:
-            self._check_raw(raw)
-        try:
-            header = unpack(raw[1])
-            parent = unpack(raw[2])
-            metadata = unpack(raw[3])
-            body = unpack(raw[4]) if content else None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise MessageError("bad-json", str(e)[:80]) from None
+            self._verify(raw)
+        header = unpack(raw[1], MAX_HEADER_BYTES)
         if not isinstance(header, dict) or not isinstance(header.get("msg_id"), str) \
                 or not isinstance(header.get("msg_type"), str):
             raise MessageError("bad-header")
-        if not isinstance(parent, dict):
-            raise MessageError("bad-parent")
-        if not isinstance(metadata, dict):
-            raise MessageError("bad-metadata")
-        if content and not isinstance(body, dict):
-            raise MessageError("bad-content")
+        if self._auth is not None:
+            self.replay.check(raw[0], header)
+        parent = None
+        try:
+            parent = unpack(raw[2], MAX_HEADER_BYTES)
+            if not isinstance(parent, dict):
+                raise MessageError("bad-parent")
+            metadata = unpack(raw[3], MAX_METADATA_BYTES)
+            if not isinstance(metadata, dict):
+                raise MessageError("bad-metadata")
+            body = unpack(raw[4]) if content else None
+            if content and not isinstance(body, dict):
+                raise MessageError("bad-content")
+        except MessageError as e:
+            e.header, e.parent = header, parent if isinstance(parent, dict) else None
+            raise
         return Msg(idents, parts, header, parent, metadata, body, parts[5:])
 
 

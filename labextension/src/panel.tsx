@@ -251,6 +251,26 @@ function StateBadge({ state }: { state: string }): JSX.Element {
   );
 }
 
+/** Whether the hub's connections are encrypted; nothing while it is not known. */
+function EncryptionBadge({ encrypted }: { encrypted?: boolean | null }): JSX.Element | null {
+  if (typeof encrypted !== 'boolean') {
+    return null;
+  }
+  return (
+    <span
+      className={`jp-HubCtl-encryption jp-mod-${encrypted ? 'encrypted' : 'plaintext'}`}
+      data-testid="hubctl-encryption"
+      title={
+        encrypted
+          ? 'Every connection to this hub is encrypted (CurveZMQ)'
+          : 'Connections to this hub are not encrypted (it listens on loopback only unless started with --no-curve)'
+      }
+    >
+      {encrypted ? 'encrypted' : 'plaintext'}
+    </span>
+  );
+}
+
 function isDegraded(health: IHealth | null | undefined): health is IHealth {
   return !!health && health.state === 'degraded';
 }
@@ -319,6 +339,7 @@ function HubDetail(props: {
       <div className="jp-HubCtl-detailHeader">
         <span className="jp-HubCtl-detailName">{hub.name || hub.id}</span>
         <HealthBadge health={hub.health} />
+        <EncryptionBadge encrypted={hub.health?.encrypted} />
         <StateBadge state={hub.state} />
       </div>
       <HealthReasons health={hub.health} />

@@ -22,6 +22,8 @@ export interface IHealth {
   reasons: string[];
   /** ISO time it became degraded (null when ok). */
   degraded_since: string | null;
+  /** Whether every connection to the hub is encrypted (CurveZMQ). */
+  encrypted?: boolean;
 }
 
 export interface IHub {

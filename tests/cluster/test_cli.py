@@ -36,6 +36,7 @@ def test_start_list_status_stop_round_trip(hubenv):
     assert status["registered"] == [0, 1]
     assert status["controller"]["pid"] == info["controller_pid"]
     assert set(status["queue"]) == {"0", "1", "unassigned"}
+    assert status["encrypted"] is False  # a hub on loopback only: CurveZMQ off by default
 
     engines = h.cli_json("engines", "rt")
     assert engines["registered"] == [0, 1]
@@ -47,6 +48,7 @@ def test_start_list_status_stop_round_trip(hubenv):
 
     text = h.cli("status", "rt")
     assert text.returncode == 0 and "hub rt: running" in text.stdout and "registered engines: [0, 1]" in text.stdout
+    assert "encryption: none (plaintext" in text.stdout
 
     stopped = h.cli_json("stop", "rt")
     assert stopped == [{"id": "rt", "stopped": True, "was_running": True}]

@@ -194,6 +194,37 @@ def port_accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
 # ---------------------------------------------------------------------------
 
 
+def alive(processes) -> list:
+    """Those of ``processes`` (psutil.Process) still running."""
+    out = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def kill_leftovers(processes) -> None:
+    """SIGKILL those of ``processes`` still running (after a failure) and reap them."""
+    leftovers = alive(processes)
+    for p in leftovers:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(leftovers, timeout=10)
+
+
+def cluster_config(controller_env=None):
+    """traitlets config for an ``ipyparallel.Cluster`` that launches the selected controller."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.LocalControllerLauncher.controller_cmd = controller_command()
+    config.LocalControllerLauncher.environment = dict(controller_env_additions(), **(controller_env or {}))
+    config.LocalEngineSetLauncher.environment = engine_env_additions()
+    return config
+
+
 def _gone(proc: psutil.Process) -> bool:
     try:
         return (not proc.is_running()) or proc.status() == psutil.STATUS_ZOMBIE

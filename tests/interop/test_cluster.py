@@ -1,18 +1,16 @@
 """ipyparallel.Cluster launching the selected controller (PROTOCOL.md §13.1)."""
 
-import signal
 
 import ipyparallel as ipp
 import psutil
 import pytest
-from traitlets.config import Config
-
 from .harness import (
     CONTROLLER_KIND,
     PING_MS,
+    alive,
+    kill_leftovers,
+    cluster_config,
     controller_command,
-    controller_env_additions,
-    engine_env_additions,
     scaled,
     wait_for,
 )
@@ -33,22 +31,8 @@ def _tree(process: psutil.Process) -> list[psutil.Process]:
         return [process]
 
 
-def _alive(processes):
-    alive = []
-    for p in processes:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 def test_cluster_starts_selected_controller_runs_work_and_stops_everything(tmp_path):
-    config = Config()
-    config.LocalControllerLauncher.controller_cmd = controller_command()
-    config.LocalControllerLauncher.environment = controller_env_additions()
-    config.LocalEngineSetLauncher.environment = engine_env_additions()
+    config = cluster_config()
     profile_dir = tmp_path / "profile_cluster"
     cluster = ipp.Cluster(
         controller_launcher_class="local",
@@ -86,13 +70,10 @@ def test_cluster_starts_selected_controller_runs_work_and_stops_everything(tmp_p
         client.close()
         client = None
         cluster.stop_cluster_sync()
-        wait_for(lambda: not _alive(processes), 20, "every cluster process to exit")
+        wait_for(lambda: not alive(processes), 20, "every cluster process to exit")
         assert not (security / "ipcontroller-interop-cluster-client.json").exists()
         assert not (security / "ipcontroller-interop-cluster-engine.json").exists()
     finally:
         if client is not None:
             client.close()
-        leftovers = _alive(processes)
-        for p in leftovers:
-            p.send_signal(signal.SIGKILL)
-        psutil.wait_procs(leftovers, timeout=10)
+        kill_leftovers(processes)

@@ -59,7 +59,7 @@ class TestHealth:
             assert created.code == 202 and json.loads(created.body)["health"] is None  # not known before it runs
             hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "sick"),
                                  lambda h: h["engines"] == 1 and h["health"] is not None, what="hub running")
-            assert hub["health"] == {"state": "ok", "reasons": [], "degraded_since": None}
+            assert hub["health"] == {"state": "ok", "reasons": [], "degraded_since": None, "encrypted": False}
 
             conn = json.loads((await api("GET", "hubs", "sick", "connection")).body)
             client = await asyncio.to_thread(Client, conn["connection_file"], timeout=10)
@@ -71,7 +71,7 @@ class TestHealth:
             hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "sick"),
                                  lambda h: (h["health"] or {}).get("state") == "degraded", what="health degraded")
             health = hub["health"]
-            assert set(health) == {"state", "reasons", "degraded_since"}
+            assert set(health) == {"state", "reasons", "degraded_since", "encrypted"}
             assert any("disk is full" in r for r in health["reasons"]), health
             assert health["degraded_since"] and hub["state"] == "running"  # degraded, still running
             listed = json.loads((await api("GET", "hubs")).body)["hubs"]
@@ -204,4 +204,4 @@ async def test_monitor_announces_each_health_change_once(monkeypatch):
     assert health_events() == [("ok", ()), ("degraded", ("task database: writing task records failed: disk full",)),
                                ("ok", ())]
     assert [e["action"] for e in events].count("state") == 1
-    assert monitor.models["h"]["health"] == {"state": "ok", "reasons": [], "degraded_since": None}
+    assert monitor.models["h"]["health"] == {"state": "ok", "reasons": [], "degraded_since": None, "encrypted": False}

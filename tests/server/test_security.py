@@ -79,3 +79,15 @@ async def test_cookie_post_without_xsrf_is_refused(http_server_client, jp_base_u
                                           headers={"Cookie": cookies}, raise_error=False)
     assert resp.code == 403
     assert list_hubs() == []
+
+
+@pytest.mark.parametrize("raw,reason", [
+    ('{"name": "deep", "n": 1, "options": ' + "[" * 30_000 + "]" * 30_000 + "}", "too-deep"),
+    ('{"name": "nan", "n": NaN}', "NaN"),
+    ('{"name": "inf", "n": 1, "options": {"x": -Infinity}}', "Infinity"),
+])
+async def test_deeply_nested_or_non_finite_json_bodies_are_answered_400(api, raw, reason):
+    resp = await api("POST", "hubs", raw=raw)
+    assert resp.code == 400, resp.body
+    assert reason in json.loads(resp.body)["message"]
+    assert list_hubs() == []

@@ -44,13 +44,16 @@ async def until(cond, timeout: float, what: str, interval: float = 0.02):
 class Controller:
     """One controller process in its own profile dir."""
 
-    def __init__(self, root, args=(), cluster_id="t", ping=200, log_level=10):
+    def __init__(self, root, args=(), cluster_id="t", ping=200, log_level=10, module="jupyter_hub_ctl.controller",
+                 wrapper=()):
         self.ping = ping
         self.log_level = log_level
         self.profile_dir = str(root / "profile")
         self.cluster_id = cluster_id
         self.log_path = str(root / "controller.log")
         self.args = list(args)
+        self.module = module  # ipyparallel.controller for the reference
+        self.wrapper = list(wrapper)  # e.g. ["ip", "netns", "exec", name]
         sec = os.path.join(self.profile_dir, "security")
         self.client_file = os.path.join(sec, f"ipcontroller-{cluster_id}-client.json")
         self.engine_file = os.path.join(sec, f"ipcontroller-{cluster_id}-engine.json")
@@ -58,7 +61,7 @@ class Controller:
 
     def start(self):
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-        cmd = [sys.executable, "-m", "jupyter_hub_ctl.controller", f"--profile-dir={self.profile_dir}",
+        cmd = [*self.wrapper, sys.executable, "-m", self.module, f"--profile-dir={self.profile_dir}",
                f"--cluster-id={self.cluster_id}", f"--log-level={self.log_level}", *self.args]
         if self.ping:
             cmd.append(f"--ping={self.ping}")

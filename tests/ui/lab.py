@@ -97,6 +97,14 @@ class LabServer:
         )
         for plugin, values in self.settings.items():
             self.write_settings(plugin, values)
+        # a lab extension built in a checkout but not installed (HUBCTL_UI_LABEXTENSION=<its directory>)
+        # is found before the installed one: its data dir comes first
+        built = os.environ.get("HUBCTL_UI_LABEXTENSION")
+        if built:
+            target = self.home / "data" / "labextensions" / LABEXTENSION
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(Path(built).resolve(), target_is_directory=True)
         # the real server extension, whether or not the install enabled it (editable installs don't)
         (self.home / "config" / "jupyter_server_config.json").write_text(
             json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hub_ctl": True}}})

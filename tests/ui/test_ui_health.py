@@ -5,21 +5,14 @@ its reasons on its card and in its detail, and shows neither while it is healthy
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from support.procs import FULL_DISK_PAGES, drive_until_degraded
 
 from .lab import SERVER_EXTENSION_MISSING, wait_for
-from .ui_helpers import PANEL, open_lab, open_panel, tid
+from .ui_helpers import PANEL, hubctl, open_lab, open_panel, tid
 
 HUB = "sick"
-
-
-def hubctl(lab, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyter_hub_ctl.cli", *args], env=lab.env(),
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def lab_with_hub(lab_factory, hub_id: str, *settings: str):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 PANEL = ".jp-HubCtl-panel"
 PANEL_TAB = '.jp-SideBar [data-id="hubctl-panel"]'
 
@@ -41,3 +44,9 @@ def wait_kernel_idle(page, timeout: float = 60_000):
         '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]',
         timeout=timeout,
     )
+
+
+def hubctl(lab, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``jupyter hubctl <args>`` in the lab's directories (its hubs show in its panel)."""
+    return subprocess.run([sys.executable, "-m", "jupyter_hub_ctl.cli", *args], env=lab.env(),
+                          capture_output=True, text=True, timeout=timeout)

@@ -118,9 +118,11 @@ def _json_default(obj):
     return str(obj)
 
 
-# one encoder for every value (json.dumps with ``default`` builds a new one per call);
-# the same settings as json.dumps, so the same text
-_encode_json = json.JSONEncoder(default=_json_default).encode
+# one encoder for every value (json.dumps with ``default`` builds a new one per call); NaN and
+# Infinity are refused (the value is then stored as the text of its repr): JSON replies cannot carry them
+_encode_json = json.JSONEncoder(default=_json_default, allow_nan=False).encode
+# stores written before NaN was refused may hold it: it is read back as the string "NaN"
+_decode_json = json.JSONDecoder(parse_constant=str).decode
 
 
 def encode_value(key: str, kind: str, value, log: logging.Logger):
@@ -164,7 +166,7 @@ def decode_value(key: str, kind: str, raw, log: logging.Logger):
             return datetime.fromisoformat(raw)
         if kind == "bufs":
             return unpack_buffers(raw)
-        value = json.loads(raw)
+        value = _decode_json(raw)
         if (
             key in HEADER_KEYS
             and isinstance(value, dict)

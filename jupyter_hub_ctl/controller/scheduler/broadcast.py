@@ -15,7 +15,7 @@ from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, Msg, WireSession, frame_bytes, pack
 from ..errors import error_content
-from . import accept
+from ..intake import accept, reply_type
 
 
 class _Pending:
@@ -35,19 +35,20 @@ class BroadcastScheduler(LoggingConfigurable):
     """Fans broadcast requests out to engines and gathers the replies."""
 
     def __init__(self, session: WireSession, client_reader, engine_reader, monitor,
-                 count_error: Callable = lambda reason: None, **kwargs):
+                 drop: Callable = lambda reason, socket=None: None, **kwargs):
         super().__init__(**kwargs)
         self.monitor = monitor
         self.session = session
         self.client_reader = client_reader
         self.engine_reader = engine_reader
-        self.count_error = count_error
+        self.count_error = drop  # drop(reason, socket=None): counted by the Hub
         self.pending: dict = {}  # original msg_id -> _Pending
         self.sub_ids: dict = {}  # per-engine msg_id -> (original msg_id, uuid)
         self.by_engine: dict = {}  # uuid -> set of per-engine msg_ids outstanding
 
     def dispatch_submission(self, raw: list) -> None:
-        msg = accept(self.session, raw, 1, self.count_error, self.log, "broadcast", content=False)
+        msg = accept(self.session, raw, 1, self.count_error, "broadcast-client", content=False,
+                     answer=self._answer)
         if msg is None:
             return
         idents, parts = msg.idents, msg.frames
@@ -64,13 +65,12 @@ class BroadcastScheduler(LoggingConfigurable):
             return
         original = md.get("original_msg_id") or msg.msg_id
         if original in self.pending:
-            self.count_error("duplicate-msg-id")
+            self.count_error("duplicate-msg-id", "broadcast-client")
             self._reply_error(idents, msg.header, "ValueError", f"duplicate msg_id {original!r}")
             return
         md = dict(md, original_msg_id=original)
         coalescing = bool(md.get("is_coalescing"))
-        reply_type = msg.msg_type.replace("_request", "_reply")
-        self.pending[original] = _Pending(idents, msg.header, pairs, coalescing, reply_type)
+        self.pending[original] = _Pending(idents, msg.header, pairs, coalescing, reply_type(msg.header))
         m = pack(md)
         p = parts[2]
         c = parts[4]
@@ -85,7 +85,7 @@ class BroadcastScheduler(LoggingConfigurable):
             self.engine_reader.send([uuid.encode(), *idents, DELIM, sig, h, p, m, c, *bufs], copy=False)
 
     def dispatch_result(self, raw: list) -> None:
-        msg = accept(self.session, raw, 2, self.count_error, self.log, "broadcast reply")
+        msg = accept(self.session, raw, 2, self.count_error, "broadcast-engine")
         if msg is None:
             return
         idents = msg.idents
@@ -95,8 +95,7 @@ class BroadcastScheduler(LoggingConfigurable):
         if entry is None or entry[1] != uuid:
             if entry is not None:
                 self.sub_ids[sub_id] = entry
-            self.count_error("unexpected-reply")
-            self.log.warning("broadcast: unexpected reply from %s; dropped", uuid)
+            self.count_error("unexpected-reply", "broadcast-engine")
             return
         self.by_engine.get(uuid, set()).discard(sub_id)
         self.monitor.save_broadcast_result(sub_id, uuid, msg, None)
@@ -178,8 +177,9 @@ class BroadcastScheduler(LoggingConfigurable):
             else:
                 self._collect(entry[0], uuid, None)
 
-    def _reply_error(self, client, header, ename, evalue) -> None:
-        content = error_content(ename, evalue)
-        reply_type = str(header.get("msg_type", "apply_request")).replace("_request", "_reply")
+    def _answer(self, client, header: dict, content: dict) -> None:
         self.client_reader.send([*client, *self.session.serialize(
-            reply_type, content, parent=header, metadata={"status": "error"})])
+            reply_type(header), content, parent=header, metadata={"status": "error"})])
+
+    def _reply_error(self, client, header, ename, evalue) -> None:
+        self._answer(client, header, error_content(ename, evalue))

@@ -12,18 +12,18 @@ import random
 from collections import OrderedDict
 from typing import Callable, Optional
 
-import zmq
 from traitlets import Enum, Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, WireSession, frame_bytes
 from ..errors import error_content
-from . import accept
+from ..intake import accept
 from .dependency import Dependency, DependencyError
 from .stall import StallWatch
 
 SCHEMES = ("leastload", "lru", "plainrandom", "twobin", "weighted")
 NO_DEPENDENCY = Dependency()  # shared by every job without after/follow (never mutated)
+ERROR_MD = {"status": "error", "dependencies_met": True}  # metadata of the scheduler's own error replies
 
 
 class Job:
@@ -118,7 +118,7 @@ class TaskScheduler(LoggingConfigurable):
         client_reader,
         engine_reader,
         monitor,
-        count_error: Callable = lambda reason: None,
+        drop: Callable = lambda reason, socket=None: None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,7 +127,7 @@ class TaskScheduler(LoggingConfigurable):
         self.client_reader = client_reader
         self.engine_reader = engine_reader
         self.monitor = monitor
-        self.count_error = count_error
+        self.count_error = drop  # drop(reason, socket=None): counted by the Hub
         self._choose = CHOOSERS[self.scheme_name]
         self._hwm = self.hwm  # plain attributes on the hot path (trait access is slow)
         self._log = self.log
@@ -181,7 +181,7 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ submissions
     def dispatch_submission(self, raw: list) -> None:
-        msg = accept(self.session, raw, 1, self.count_error, self._log, "task", content=False)
+        msg = accept(self.session, raw, 1, self.count_error, "task-client", content=False, answer=self._answer)
         if msg is None:
             return
         idents, parts = msg.idents, msg.frames
@@ -189,7 +189,7 @@ class TaskScheduler(LoggingConfigurable):
 
     def submit(self, msg_id, client, frames, header, md, msg=None) -> None:
         if msg_id in self.all_ids:
-            self.count_error("duplicate-msg-id")
+            self.count_error("duplicate-msg-id", "task-client")
             self._reply_error(client, header, "ValueError", f"duplicate msg_id {msg_id!r}", record=False)
             return
         self.all_ids.add(msg_id)
@@ -342,7 +342,7 @@ class TaskScheduler(LoggingConfigurable):
 
     # ------------------------------------------------------------------ replies
     def dispatch_result(self, raw: list) -> None:
-        msg = accept(self.session, raw, 2, self.count_error, self._log, "task reply")
+        msg = accept(self.session, raw, 2, self.count_error, "task-engine")
         if msg is None:
             return
         idents = msg.idents
@@ -355,8 +355,7 @@ class TaskScheduler(LoggingConfigurable):
                 if client:
                     self.client_reader.send([client.encode(), msg.idents[0], DELIM, *msg.frames])
                 return
-            self.count_error("unexpected-reply")
-            self.log.warning("task: reply from %s for a task it does not hold (%s); dropped", uuid, str(parent_id)[:80])
+            self.count_error("unexpected-reply", "task-engine")
             return
         self._handle_result(job, uuid, msg.content, msg.metadata, msg)
 
@@ -401,13 +400,17 @@ class TaskScheduler(LoggingConfigurable):
         self._reply_error(job.client, job.header, ename, evalue, record=True, msg_id=job.msg_id)
         self._finished(job.msg_id, False, None)
 
+    def _answer(self, client, header: dict, content: dict) -> None:
+        """A submission failed or refused by the controller (its error content says why)."""
+        self.client_reader.send([*client, *self.session.serialize("apply_reply", content, parent=header,
+                                                                  metadata=ERROR_MD)])
+
     def _reply_error(self, client, header, ename, evalue, record=True, msg_id=None) -> None:
         content = error_content(ename, evalue)
-        md = {"status": "error", "dependencies_met": True}
         if client is not None:
-            self.client_reader.send([*client, *self.session.serialize("apply_reply", content, parent=header, metadata=md)])
+            self._answer(client, header, content)
         if record:
-            self.monitor.save_task_result(msg_id, None, None, content, md)
+            self.monitor.save_task_result(msg_id, None, None, content, dict(ERROR_MD))
 
     def _finished(self, msg_id: str, ok: bool, uuid: Optional[str]) -> None:
         (self.succeeded if ok else self.failed).add(msg_id)
@@ -461,13 +464,3 @@ class TaskScheduler(LoggingConfigurable):
             "engines": len(self.engines),
         }
 
-
-def make_engine_router(ctx: zmq.Context, url: str, ident: bytes) -> zmq.Socket:
-    s = ctx.socket(zmq.ROUTER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.SNDHWM, 0)
-    s.setsockopt(zmq.RCVHWM, 0)
-    s.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    s.setsockopt(zmq.IDENTITY, ident)
-    s.bind(url)
-    return s
