@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -82,9 +83,20 @@ class EngineApp(Application):
                 raise SystemExit("engine: --mpi given but no MPI rank found in the environment") from None
         return self.engine_id if self.engine_id >= 0 else None
 
+    def _init_logging(self) -> None:
+        """The engine's own messages go to the process' real stderr (its log file), never to
+        ``sys.stderr``, which carries user output to the clients while the engine runs."""
+        log = logging.getLogger("jupyter_hub_ctl.engine")
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("[engine %(asctime)s %(levelname)s] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(self.log_level)
+        log.propagate = False
+
     def start(self) -> int:
         from .kernel import Engine, RegistrationError, make_session
 
+        self._init_logging()
         info = self.connection_info()
         session = make_session(info, self.ident or None)
         engine = Engine(info, session, self.requested_id(), self.timeout, self.controller_timeout)

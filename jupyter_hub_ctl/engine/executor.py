@@ -53,6 +53,7 @@ class Executor:
         self._publish_result = publish_result
         self._publish_error = publish_error
         self._shell = None
+        self.running = False  # user code is running (SIGINT interrupts it only then)
         # by-value functions bound to the namespace, by the function as unpickled: functions the
         # client sends again arrive as the same object (serialize._load_function), bound once
         self._bound: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -93,7 +94,11 @@ class Executor:
         try:
             f, args, kwargs = deserialize_call(buffers)
             f = self._bind(f)
-            result = f(*args, **kwargs)
+            self.running = True
+            try:
+                result = f(*args, **kwargs)
+            finally:
+                self.running = False
         except UnmetDependency as e:
             return error_content(e, self._engine_info("apply")), [], "unmet"
         except KeyboardInterrupt as e:
@@ -121,7 +126,11 @@ class Executor:
         silent = bool(content.get("silent", False))
         shell = self.shell()
         shell.current_parent = parent
-        result = shell.run_cell(code, store_history=not silent, silent=False)
+        self.running = True
+        try:
+            result = shell.run_cell(code, store_history=not silent, silent=False)
+        finally:
+            self.running = False
         err = result.error_before_exec or result.error_in_exec
         count = getattr(shell, "execution_count", 0)
         if err is not None:
@@ -133,10 +142,17 @@ class Executor:
         return {"status": "ok", "execution_count": count, "user_expressions": {}, "payload": []}
 
     def clear(self) -> None:
+        """Empty the user namespace, as a fresh engine has it.
+
+        With the IPython shell in use, the shell resets it: user variables go, and its own
+        names (``_oh``/``Out``, ``In``, ``_``, ...) come back empty and consistent, so the
+        next ``execute`` works as on a new engine.
+        """
+        if self._shell is not None:
+            self._shell.clear_namespace()
+            return
         keep = {"__name__", "__builtins__"}
         for k in list(self.namespace):
             if k not in keep:
                 del self.namespace[k]
-        if self._shell is not None:
-            self._shell.reset_namespace()
 

@@ -15,6 +15,7 @@ import zmq
 from ..client.serialize import (SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, Staging, StagingError, oob_nbytes,
                                 stage_pieces)
 from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack, unpack, utcnow
+from .control import SHUTDOWN_GRACE, Aborts, ControlChannel
 from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
@@ -73,8 +74,7 @@ class Engine:
         self.hb_period = 3.0
         self.ctx = zmq.Context()
         self.parent: Optional[dict] = None
-        self.aborted: set = set()
-        self.abort_all = False
+        self.aborts = Aborts()
         self.exiting = False
         self.outputs = 0
         self.staging = Staging()  # pieces of large pushes, until their request comes
@@ -147,8 +147,10 @@ class Engine:
         self.wake_url = f"inproc://hubctl-wake-{id(self)}"
         self.wake = ctx.socket(zmq.PULL)
         self.wake.bind(self.wake_url)
-        self.control_thread = threading.Thread(target=self._control_loop, name="hubctl-control", daemon=True)
-        self.control_thread.start()
+        self._wake_push = None  # other threads' way to wake the main loop (wake_main)
+        self._wake_lock = threading.Lock()
+        self.control = ControlChannel(self)
+        self.control.start()
         self.stdout = OutStream("stdout", self._publish_stream)
         self.stderr = OutStream("stderr", self._publish_stream)
         self._flusher = threading.Thread(target=self._flush_loop, name="hubctl-flush", daemon=True)
@@ -191,7 +193,7 @@ class Engine:
         raise SystemExit(0)  # leaves user code or the wait for requests; close() unregisters
 
     def _on_sigint(self, signum, frame) -> None:
-        if self.parent is not None:  # interrupt running user code; ignored while idle
+        if self.executor.running:  # interrupt running user code; ignored otherwise
             raise KeyboardInterrupt
 
     def run(self) -> int:
@@ -209,8 +211,9 @@ class Engine:
                 self._drain_pings()
             if self.wake in events:
                 self.wake.recv_multipart()
-            if self.shell in events:
+            if self.shell in events or self.wake in events:
                 self._drain_shell()
+            self.control.ensure_running()
             if self.staging.transfers:
                 for transfer in self.staging.expire(STAGE_ORPHAN_AFTER):
                     log.warning("dropped the pieces of large transfer %s: its request did not follow "
@@ -259,11 +262,24 @@ class Engine:
 
     def _drain_shell(self) -> None:
         while not self.exiting:
+            generation = self.aborts.requested
             frames = recv_frames(self.shell, copy=False)
             if frames is None:
-                self.abort_all = False
+                self.aborts.queue_empty(generation)
                 return
             self._handle(frames)
+
+    def wake_main(self) -> None:
+        """Have the main loop look at its queue (from another thread)."""
+        with self._wake_lock:
+            if self._wake_push is None:
+                self._wake_push = self.ctx.socket(zmq.PUSH)
+                self._wake_push.setsockopt(zmq.LINGER, 0)
+                self._wake_push.connect(self.wake_url)
+            try:
+                self._wake_push.send(b"", zmq.NOBLOCK)
+            except zmq.Again:  # the main loop has a wake-up pending already, or is gone
+                pass
 
     def _handle(self, frames) -> None:
         try:
@@ -300,8 +316,7 @@ class Engine:
         }
         reply_type = msg_type.replace("_request", "_reply")
         staged = md.get("staged")
-        if msg.msg_id in self.aborted or self.abort_all:
-            self.aborted.discard(msg.msg_id)
+        if self.aborts.skip(msg.msg_id):
             if isinstance(staged, dict):
                 self.staging.drop(str(staged.get("transfer")))
             reply_md["status"] = "aborted"
@@ -362,64 +377,12 @@ class Engine:
                 "language_info": {"name": "python", "version": sys.version.split()[0]}}
 
     # ------------------------------------------------------------------ control
-    def _control_loop(self) -> None:
-        ctrl = self.ctx.socket(zmq.ROUTER)
-        ctrl.setsockopt(zmq.LINGER, 1000)
-        ctrl.setsockopt(zmq.IDENTITY, self.ident)
-        ctrl.connect(self.url("control"))
-        wake = self.ctx.socket(zmq.PUSH)
-        wake.connect(self.wake_url)
-        try:
-            while not self.exiting:
-                if not ctrl.poll(200):
-                    continue
-                frames = ctrl.recv_multipart()
-                try:
-                    idents, parts = self.session.split(frames)
-                    msg = self.session.parse(parts, idents=idents)
-                except MessageError:
-                    continue
-                content = self._control(msg)
-                reply_type = msg.msg_type.replace("_request", "_reply")
-                ctrl.send_multipart(self.session.serialize(
-                    reply_type, content, parent=msg.header,
-                    metadata={"status": content.get("status"), "engine": self.uuid}, idents=idents))
-                if msg.msg_type == "shutdown_request":
-                    self.iopub.send("shutdown", "shutdown_reply", content, msg.header)
-                    self.exiting = True
-                    wake.send(b"")
-                    threading.Timer(3.0, os._exit, (0,)).start()  # if user code never returns
-        finally:
-            ctrl.close()
-            wake.close(0)
-
-    def _control(self, msg) -> dict:
-        t = msg.msg_type
-        c = msg.content
-        if t == "abort_request":
-            ids = c.get("msg_ids") or []
-            if ids:
-                self.aborted.update(i for i in ids if isinstance(i, str))
-            else:
-                self.abort_all = True
-            return {"status": "ok"}
-        if t == "clear_request":
-            self.executor.clear()
-            self.staging.clear()
-            return {"status": "ok"}
-        if t == "shutdown_request":
-            return {"status": "ok", "restart": bool(c.get("restart", False))}
-        if t == "signal_request":
-            sig = c.get("sig", signal.SIGINT)
-            try:
-                sig = getattr(signal, sig) if isinstance(sig, str) else signal.Signals(int(sig))
-                os.kill(os.getpid(), sig)
-            except (AttributeError, ValueError, OSError) as e:
-                return error_content(e, self.engine_info("signal"))
-            return {"status": "ok"}
-        if t == "kernel_info_request":
-            return self.kernel_info()
-        return error_content(ValueError(f"unsupported control request {t!r}"), self.engine_info(t))
+    def shut_down(self, content: dict, request_header: dict) -> None:
+        """After the reply to ``shutdown_request``: say so on IOPub (the hub unregisters us), leave."""
+        self.iopub.send("shutdown", "shutdown_reply", content, request_header)
+        self.exiting = True
+        self.wake_main()
+        threading.Timer(SHUTDOWN_GRACE, os._exit, (0,)).start()  # if user code never returns
 
     # ------------------------------------------------------------------ exit
     def unregister(self) -> None:
@@ -443,8 +406,12 @@ class Engine:
             sock = getattr(self, name, None)
             if sock is not None:
                 sock.close()
-        if getattr(self, "control_thread", None) is not None:
-            self.control_thread.join(1.0)
+        if getattr(self, "control", None) is not None:
+            self.control.join(1.0)
+            with self._wake_lock:
+                if self._wake_push is not None:
+                    self._wake_push.close()
+                    self._wake_push = None
         if getattr(self, "iopub", None) is not None:
             self.iopub.close()
         term = threading.Thread(target=self.ctx.term, daemon=True)

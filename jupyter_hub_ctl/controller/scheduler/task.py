@@ -368,7 +368,7 @@ class TaskScheduler(LoggingConfigurable):
             self._schedule()
             return
         status = md.get("status") or (content or {}).get("status")
-        if status != "ok" and job.retries > 0:
+        if status not in ("ok", "aborted") and job.retries > 0:  # an abort is meant: never retried
             job.retries -= 1
             job.blacklist.add(uuid)
             self._enqueue(job)
