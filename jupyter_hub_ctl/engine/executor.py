@@ -53,7 +53,6 @@ class Executor:
         self._publish_result = publish_result
         self._publish_error = publish_error
         self._shell = None
-        self.running = False  # user code is running (SIGINT interrupts it only then)
         # by-value functions bound to the namespace, by the function as unpickled: functions the
         # client sends again arrive as the same object (serialize._load_function), bound once
         self._bound: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -94,11 +93,7 @@ class Executor:
         try:
             f, args, kwargs = deserialize_call(buffers)
             f = self._bind(f)
-            self.running = True
-            try:
-                result = f(*args, **kwargs)
-            finally:
-                self.running = False
+            result = f(*args, **kwargs)
         except UnmetDependency as e:
             return error_content(e, self._engine_info("apply")), [], "unmet"
         except KeyboardInterrupt as e:
@@ -126,11 +121,7 @@ class Executor:
         silent = bool(content.get("silent", False))
         shell = self.shell()
         shell.current_parent = parent
-        self.running = True
-        try:
-            result = shell.run_cell(code, store_history=not silent, silent=False)
-        finally:
-            self.running = False
+        result = shell.run_cell(code, store_history=not silent, silent=False)
         err = result.error_before_exec or result.error_in_exec
         count = getattr(shell, "execution_count", 0)
         if err is not None:

@@ -14,6 +14,7 @@ import zmq
 
 from ..client.serialize import (SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, Staging, StagingError, oob_nbytes,
                                 stage_pieces)
+from ..wire.connection import ENGINE_SET_ENV
 from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack, unpack, utcnow
 from .control import SHUTDOWN_GRACE, Aborts, ControlChannel
 from .executor import OK_CONTENT, Executor, error_content
@@ -74,6 +75,7 @@ class Engine:
         self.hb_period = 3.0
         self.ctx = zmq.Context()
         self.parent: Optional[dict] = None
+        self.interruptible = False  # a request is being handled: SIGINT interrupts it
         self.aborts = Aborts()
         self.exiting = False
         self.outputs = 0
@@ -105,7 +107,8 @@ class Engine:
         reg.connect(self.url("registration"))
         import socket
 
-        content = {"uuid": self.uuid, "info": {"host": socket.gethostname(), "pid": os.getpid()}}
+        content = {"uuid": self.uuid, "info": {"host": socket.gethostname(), "pid": os.getpid(),
+                                               "set": os.environ.get(ENGINE_SET_ENV, "")}}
         want = self.id if self.id is not None else self.requested_id
         if want is not None:
             content["id"] = want
@@ -193,7 +196,7 @@ class Engine:
         raise SystemExit(0)  # leaves user code or the wait for requests; close() unregisters
 
     def _on_sigint(self, signum, frame) -> None:
-        if self.executor.running:  # interrupt running user code; ignored otherwise
+        if self.interruptible:  # interrupt the request being handled; ignored between requests
             raise KeyboardInterrupt
 
     def run(self) -> int:
@@ -212,7 +215,11 @@ class Engine:
             if self.wake in events:
                 self.wake.recv_multipart()
             if self.shell in events or self.wake in events:
-                self._drain_shell()
+                try:
+                    self._drain_shell()
+                except KeyboardInterrupt:  # a second SIGINT while the first one was being handled
+                    self.interruptible = False
+                    log.warning("engine %s: an interrupt arrived between requests; ignored", self.id)
             self.control.ensure_running()
             if self.staging.transfers:
                 for transfer in self.staging.expire(STAGE_ORPHAN_AFTER):
@@ -329,6 +336,7 @@ class Engine:
             self.iopub.send("status", "status", {"execution_state": "busy"}, msg.header)
         buffers = []
         try:
+            self.interruptible = True  # (inside the try: a SIGINT from here on ends this request)
             if msg_type == "apply_request":
                 if staged:
                     msg.buffers = self.staging.unstage(staged, msg.buffers)
@@ -344,7 +352,9 @@ class Engine:
             else:
                 content = error_content(ValueError(f"unsupported request {msg_type!r}"), self.engine_info(msg_type))
                 status = "error"
+            self.interruptible = False
         except (KeyboardInterrupt, StagingError) as e:
+            self.interruptible = False
             content, status = error_content(e, self.engine_info(msg_type)), "error"
         for s in (self.stdout, self.stderr):
             s.flush()

@@ -203,3 +203,23 @@ def test_stranded_direct_task_record_gets_engine_error_and_metadata(hub_factory,
     with pytest.raises(error.RemoteError) as info:
         other.result_status([msg_id], status_only=False)
     assert info.value.ename == "EngineError"
+
+
+@pytest.mark.ours_only
+def test_nanny_report_fails_a_balanced_task_within_seconds(hub_factory, tmp_path):
+    # the nanny's unregistration_request says the engine's process is gone: no reply can come any
+    # more, so the task fails at once (the reference waits 5 s; the heartbeat alone would take
+    # ~11 periods and those 5 s)
+    hub = hub_factory(n_engines=2)
+    client = hub.connect(n_engines=2)
+    marker = tmp_path / "started"
+    ar = client.load_balanced_view().apply_async(announce_and_sleep, str(marker), 30)
+    victim = _started_on(hub, marker)
+
+    killed_at = time.monotonic()
+    victim.send_signal(signal.SIGKILL)
+    with pytest.raises(ENGINE_ERRORS) as info:
+        ar.get(timeout=scaled(DEATH_BOUND))
+    took = time.monotonic() - killed_at
+    assert _is_engine_error(info.value), repr(info.value)
+    assert took < scaled(2.5), f"the task failed {took:.1f}s after the kill"

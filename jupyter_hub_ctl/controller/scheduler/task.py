@@ -99,8 +99,16 @@ class TaskScheduler(LoggingConfigurable):
     stranded_delay = Float(
         5.0,
         config=True,
-        help="Seconds to wait after an engine disappears before its unfinished tasks "
-        "fail with EngineError (replies still in flight may arrive meanwhile).",
+        help="Seconds to wait after an engine disappears (its heartbeat stopped) before its "
+        "unfinished tasks fail with EngineError or are retried (replies still in flight may "
+        "arrive meanwhile).",
+    )
+    gone_delay = Float(
+        0.5,
+        config=True,
+        help="Like stranded_delay, for an engine known to send nothing more: it unregistered, "
+        "or its supervisor (cluster's, or ipyparallel's nanny) saw its process exit. Only "
+        "replies already on their way can still come.",
     )
 
     def __init__(
@@ -148,7 +156,11 @@ class TaskScheduler(LoggingConfigurable):
         self.engine_failed.setdefault(uuid, set())
         self._schedule()
 
-    def remove_engine(self, uuid: str) -> None:
+    def stranded_after(self, gone: bool) -> float:
+        """Seconds before the tasks of a departed engine fail (``gone``: it sends nothing more)."""
+        return self.gone_delay if gone else self.stranded_delay
+
+    def remove_engine(self, uuid: str, gone: bool = False) -> None:
         if uuid not in self.loads:
             return
         self.engines.remove(uuid)
@@ -156,7 +168,7 @@ class TaskScheduler(LoggingConfigurable):
         stranded = self.pending.pop(uuid, {})
         if stranded:
             self.stranded.setdefault(uuid, {}).update(stranded)
-            self.loop.call_later(self.stranded_delay, self._fail_stranded, uuid)
+            self.loop.call_later(self.stranded_after(gone), self._fail_stranded, uuid)
         self._fail_impossible()
         self._schedule()
 
