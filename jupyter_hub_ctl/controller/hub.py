@@ -20,7 +20,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import write_atomic
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
-from .errors import error_content, wrap_exception
+from .errors import engine_died, error_content, wrap_exception
 from .queries import HubQueries
 from .records import buffers_of, empty_record, init_record
 
@@ -45,7 +45,7 @@ class EngineConnector(LoggingConfigurable):
         self.ident = ident
         self.stallback = None  # timer handle while registration is unfinished
         self.registered = utcnow()
-        self.queue: "OrderedDict[str, None]" = OrderedDict()  # MUX msg_ids outstanding
+        self.queue: "OrderedDict[str, str]" = OrderedDict()  # MUX msg_ids outstanding -> apply/execute
         self.tasks: "OrderedDict[str, None]" = OrderedDict()  # task msg_ids outstanding
         self.completed: list = []
         self.host = host
@@ -413,7 +413,7 @@ class Hub(HubQueries, LoggingConfigurable):
                     break
                 self.departed.popitem(last=False)
         if self.scheduler is not None:
-            self.scheduler.remove_engine(ec.uuid, gone)
+            self.scheduler.remove_engine(ec.uuid, ec.id, gone)
         if self.broadcast is not None:
             self.broadcast.remove_engine(ec.uuid, ec.id)
         self._save_engine_state()
@@ -429,8 +429,7 @@ class Hub(HubQueries, LoggingConfigurable):
                 continue
             self.pending.discard(msg_id)
             self.all_completed.add(msg_id)
-            content = error_content("EngineError", f"Engine {ec.id} died while running task {msg_id!r}",
-                                    engine_info={"engine_uuid": ec.uuid, "engine_id": ec.id})
+            content = engine_died(ec.id, ec.uuid, msg_id, ec.queue[msg_id])
             self._db_call("update_record", msg_id, {
                 "result_content": content,
                 "result_header": {"msg_id": "", "msg_type": "apply_reply", "engine": ec.uuid, "date": now},
@@ -500,7 +499,7 @@ class Hub(HubQueries, LoggingConfigurable):
         rec["queue"] = "mux"
         self._store_request(msg.msg_id, rec)
         self.pending.add(msg.msg_id)
-        self.engines[eid].queue[msg.msg_id] = None
+        self.engines[eid].queue[msg.msg_id] = msg.msg_type[: -len("_request")]  # the method, for errors
 
     def save_queue_result(self, uuid: str, msg: Msg) -> None:
         eid = self.by_uuid.get(uuid)

@@ -17,7 +17,7 @@ from traitlets import Enum, Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, WireSession, frame_bytes
-from ..errors import error_content
+from ..errors import engine_died, error_content
 from . import accept
 from .dependency import Dependency, DependencyError
 
@@ -160,7 +160,7 @@ class TaskScheduler(LoggingConfigurable):
         """Seconds before the tasks of a departed engine fail (``gone``: it sends nothing more)."""
         return self.gone_delay if gone else self.stranded_delay
 
-    def remove_engine(self, uuid: str, gone: bool = False) -> None:
+    def remove_engine(self, uuid: str, engine_id: int, gone: bool = False) -> None:
         if uuid not in self.loads:
             return
         self.engines.remove(uuid)
@@ -168,17 +168,14 @@ class TaskScheduler(LoggingConfigurable):
         stranded = self.pending.pop(uuid, {})
         if stranded:
             self.stranded.setdefault(uuid, {}).update(stranded)
-            self.loop.call_later(self.stranded_after(gone), self._fail_stranded, uuid)
+            self.loop.call_later(self.stranded_after(gone), self._fail_stranded, uuid, engine_id)
         self._fail_impossible()
         self._schedule()
 
-    def _fail_stranded(self, uuid: str) -> None:
+    def _fail_stranded(self, uuid: str, engine_id: int) -> None:
         jobs = self.stranded.pop(uuid, {})
         for msg_id, job in list(jobs.items()):
-            content = error_content(
-                "EngineError",
-                f"Engine {uuid!r} died while running task {msg_id!r}",
-            )
+            content = engine_died(engine_id, uuid, msg_id)
             metadata = {"status": "error", "engine": uuid, "dependencies_met": True}
             self._handle_result(job, uuid, content, metadata, None)
 
