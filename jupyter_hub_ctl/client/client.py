@@ -25,6 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 
 from .asyncresult import AsyncResult, Message, result_of
+from .dask import DaskMixin
 from .errors import EngineError, NoEnginesRegistered, RemoteError
 from .serialize import SERIALIZER, STAGE_TYPE, SerializerMismatch, Staging, StagingError, deserialize
 
@@ -46,7 +47,7 @@ def _find_connection_file(profile=None, profile_dir=None, cluster_id=None, timeo
     return path
 
 
-class Client:
+class Client(DaskMixin):
     """A connection to one hub.
 
     ``Client()`` finds the default profile's hub; ``Client("path/ipcontroller-client.json")``,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 from collections import Counter, OrderedDict
 from typing import Optional
 
@@ -21,7 +20,9 @@ from traitlets.config import LoggingConfigurable
 from ..wire.connection import write_atomic
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import engine_died, error_content, wrap_exception
+from . import dask
 from .queries import HubQueries
+from .upkeep import HubUpkeep
 from .records import buffers_of, empty_record, init_record
 
 __all__ = ["Hub", "EngineConnector", "init_record", "empty_record"]
@@ -61,7 +62,7 @@ class EngineConnector(LoggingConfigurable):
         return {"id": self.id, "uuid": self.uuid}
 
 
-class Hub(HubQueries, LoggingConfigurable):
+class Hub(HubQueries, HubUpkeep, LoggingConfigurable):
     """Registers engines, records tasks, answers clients' queries."""
 
     registration_timeout = Float(
@@ -127,6 +128,7 @@ class Hub(HubQueries, LoggingConfigurable):
         self.on_shutdown = on_shutdown
         self.scheduler = None
         self.broadcast = None
+        self.dask = None  # dask.DaskSupport, from the first become_dask_request
         self.iopub_monitor = None  # inverted SUB of the IOPub copy: subscribed topics are dropped
         self.engines: dict = {}  # id -> EngineConnector
         self.by_uuid: dict = {}  # uuid str -> id
@@ -365,6 +367,8 @@ class Hub(HubQueries, LoggingConfigurable):
         self._save_engine_state()
         self._notify("registration_notification", ec.info())
         self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
+        if self.dask is not None:
+            self.dask.engine_added(ec)
 
     def _mute_status(self, eid: int) -> None:
         """Have the IOPub relay stop copying this engine's ``status`` messages to the Hub.
@@ -723,38 +727,7 @@ class Hub(HubQueries, LoggingConfigurable):
             self.log.warning("%d task(s) in flight when the controller stopped are marked lost", len(lost))
         return len(lost)
 
-    # ================================================================ retention
-    def start_retention(self) -> None:
-        """Purge finished records beyond the retention limits now and every ``retention_interval``."""
-        if self.retention_max_age > 0 or self.retention_max_records > 0 or self.retention_max_bytes > 0:
-            self.retention_task = self.loop.create_task(self._retention_loop())
-
-    def stop_retention(self) -> None:
-        if self.retention_task is not None:
-            self.retention_task.cancel()
-            self.retention_task = None
-
-    async def _retention_loop(self) -> None:
-        while True:
-            try:
-                await self.apply_retention()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a full or failing store: try again next round
-                self.log.warning("retention: purging old task records failed: %s", e)
-            await asyncio.sleep(max(0.05, self.retention_interval))
-
-    async def apply_retention(self) -> int:
-        cutoff = None
-        if self.retention_max_age > 0:
-            cutoff = utcnow() - timedelta(seconds=self.retention_max_age)
-        dropped = await self.db.aretain(cutoff, self.retention_max_records, self.retention_max_bytes)
-        if dropped:
-            self.forget_tasks(dropped)
-            self.retained += len(dropped)
-            self.log.info("retention: purged %d finished task record(s)", len(dropped))
-        return len(dropped)
-
+    # ================================================================ purged records
     def forget_tasks(self, msg_ids) -> None:
         """Purged records: drop what the Hub and scheduler still remember of them."""
         msg_ids = set(msg_ids) - self.pending
@@ -775,42 +748,6 @@ class Hub(HubQueries, LoggingConfigurable):
         self._store_result(msg_id, uuid, msg)
         self.log.info("task %s finished after the restart; its result replaces the TaskLost error", msg_id)
         return client
-
-    def health_request(self, idents, msg: Msg) -> None:
-        self._reply(idents, "health_reply", dict(self.health(), status="ok"), parent=msg.header)
-
-    def health(self) -> dict:
-        """The hub's own view of whether it is working properly.
-
-        ``state`` is ``"ok"`` or ``"degraded"``; a degraded hub keeps scheduling, and
-        ``reasons`` says in a sentence each what is wrong (e.g. the task database cannot
-        write because the disk is full; records wait in memory and are written when it can).
-        """
-        try:
-            db_health = self.db.health()
-        except Exception as e:  # a store without health() or a failing one
-            db_health = {"ok": False, "error": str(e)[:200]}
-        reasons = []
-        if not db_health.get("ok", True):
-            reasons.append(f"task database: {db_health.get('error') or 'not working'}")
-        degraded = bool(reasons)  # (the store logs its own failures and recovery)
-        if degraded and self._degraded_since is None:
-            self._degraded_since = utcnow()
-        elif not degraded:
-            self._degraded_since = None
-        return {
-            "ok": not degraded,
-            "state": "degraded" if degraded else "ok",
-            "reasons": reasons,
-            "degraded_since": self._degraded_since.isoformat() if self._degraded_since else None,
-            "db": db_health,
-            "errors": dict(self.errors),
-            "engines": len(self.engines),
-            "pending": len(self.pending),
-            "unassigned": len(self.unassigned),
-            "retention": {"purged": self.retained, "max_age": self.retention_max_age,
-                          "max_records": self.retention_max_records, "max_bytes": self.retention_max_bytes},
-        }
 
 
 def _safe_unpack(frame):
@@ -842,6 +779,6 @@ Hub.query_handlers = {
     "load_request": Hub.load_status,
     "health_request": Hub.health_request,
     "engines_request": Hub.engines_status,
-    "become_dask_request": Hub.not_supported,
-    "stop_distributed_request": Hub.not_supported,
+    "become_dask_request": dask.become_dask_request,
+    "stop_distributed_request": dask.stop_distributed_request,
 }

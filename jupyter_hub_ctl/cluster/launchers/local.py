@@ -18,7 +18,7 @@ from .base import ENGINE_SET_ENV, EngineLauncher, EngineSet
 #: (``--Class.trait=value``): settings in a Cluster's config (``--set SQLiteDB.max_page_count=30``,
 #: the server's config) reach the hub's controller.
 CONTROLLER_SECTIONS = ("HubFactory", "Hub", "EngineConnector", "HeartMonitor", "TaskScheduler",
-                       "BroadcastScheduler", "SQLiteDB", "DictDB")
+                       "BroadcastScheduler", "DaskSupport", "SQLiteDB", "DictDB")
 
 log = logging.getLogger("jupyter_hub_ctl.cluster")
 

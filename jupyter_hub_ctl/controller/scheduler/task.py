@@ -144,6 +144,7 @@ class TaskScheduler(LoggingConfigurable):
         self.depending: dict = {}  # msg_id -> Job (unmet ``after``/``follow``)
         self.graph: dict = {}  # dependency msg_id -> set of waiting job ids
         self.dispatched = 0
+        self.internal: dict = {}  # msg_id of a hub-made request (send_to_engine) -> (uuid, on_reply)
 
     # ------------------------------------------------------------------ engines
     def add_engine(self, uuid: str) -> None:
@@ -165,6 +166,10 @@ class TaskScheduler(LoggingConfigurable):
             return
         self.engines.remove(uuid)
         del self.loads[uuid]
+        for msg_id, (target, on_reply) in list(self.internal.items()):
+            if target == uuid:
+                del self.internal[msg_id]
+                on_reply(None)
         stranded = self.pending.pop(uuid, {})
         if stranded:
             self.stranded.setdefault(uuid, {}).update(stranded)
@@ -178,6 +183,14 @@ class TaskScheduler(LoggingConfigurable):
             content = engine_died(engine_id, uuid, msg_id)
             metadata = {"status": "error", "engine": uuid, "dependencies_met": True}
             self._handle_result(job, uuid, content, metadata, None)
+
+    def send_to_engine(self, uuid: str, msg_type: str, content: dict, on_reply: Callable) -> str:
+        """Send a request of the hub's own to one engine, outside scheduling and task records (e.g. to
+        start a dask worker there); ``on_reply`` gets the reply (``None`` if the engine leaves first)."""
+        msg_id, header = self.session.header_bytes(msg_type)
+        self.internal[msg_id] = (uuid, on_reply)
+        self.engine_reader.send([uuid.encode(), b"hub", *self.session.serialize(msg_type, content, header=header)])
+        return msg_id
 
     # ------------------------------------------------------------------ submissions
     def dispatch_submission(self, raw: list) -> None:
@@ -346,6 +359,9 @@ class TaskScheduler(LoggingConfigurable):
         idents = msg.idents
         uuid = frame_bytes(idents[0]).decode("utf8", "replace")
         parent_id = msg.parent.get("msg_id")
+        if self.internal and parent_id in self.internal:
+            self.internal.pop(parent_id)[1](msg)
+            return
         job = self.pending.get(uuid, {}).get(parent_id) or self.stranded.get(uuid, {}).get(parent_id)
         if job is None:
             client = self.monitor.late_result(parent_id, uuid, msg) if parent_id else None
