@@ -4,14 +4,13 @@ worker inside every engine, engines that join later, and a complete teardown."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import psutil
 import pytest
-from support.procs import Controller, wait_for
+from support.procs import Controller, accepts_connections, wait_for
 
 from jupyter_hub_ctl import Client
 from jupyter_hub_ctl.client.errors import RemoteError
@@ -24,15 +23,6 @@ pytestmark = pytest.mark.timeout(240)
 
 def _worker_pids(dc) -> set:
     return set(dc.run(os.getpid).values())
-
-
-def _listening(address: str) -> bool:
-    host, port = address.rsplit("/", 1)[1].rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _scheduler_processes(hub) -> list:
@@ -70,7 +60,7 @@ def test_become_dask_runs_dask_arrays_on_the_engines_and_stop_tears_down(fresh_h
     finally:
         dc.close()
     rc.stop_dask()
-    assert not _listening(address), "the scheduler's port is still open after stop_dask"
+    assert not accepts_connections(address), "the scheduler's port is still open after stop_dask"
     assert _worker_threads(rc) == [0, 0, 0]
     assert rc[:].apply_sync(lambda: "dask_worker" in globals()) == [False] * 3
     assert _scheduler_processes(hub) == []
@@ -78,7 +68,7 @@ def test_become_dask_runs_dask_arrays_on_the_engines_and_stop_tears_down(fresh_h
     # and again, from scratch
     dc = rc.become_dask(port=0)
     try:
-        assert _listening(dc.scheduler.address) and len(_scheduler_processes(hub)) == 1
+        assert accepts_connections(dc.scheduler.address) and len(_scheduler_processes(hub)) == 1
         assert int(da.arange(10, chunks=5).sum().compute()) == 45
         assert len(dc.scheduler_info()["workers"]) == 3
     finally:
@@ -150,7 +140,7 @@ def test_our_client_turns_ipyparallel_engines_into_dask_workers(tmp_path):
         finally:
             dc.close()
         rc.stop_dask()
-        assert not _listening(address)
+        assert not accepts_connections(address)
     finally:
         rc.close()
         for e in engines:

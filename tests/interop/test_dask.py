@@ -2,9 +2,9 @@
 ``become_dask_request``, ``stop_distributed_request``)."""
 
 import os
-import socket
 
 import pytest
+from support.procs import accepts_connections
 
 from .harness import scaled, wait_for
 
@@ -12,15 +12,6 @@ distributed = pytest.importorskip("distributed", reason="become_dask needs dask.
 da = pytest.importorskip("dask.array", reason="the reduction uses dask.array (needs numpy)")
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _listening(address):
-    host, port = address.rsplit("/", 1)[1].rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_ipyparallel_client_becomes_dask_and_stops(hub_factory):
@@ -53,6 +44,6 @@ def test_engine_registering_later_gets_a_worker_and_stop_closes_everything(hub_f
     finally:
         dc.close()
     client.stop_dask()
-    wait_for(lambda: not _listening(address), 10, "the scheduler's port to close")
+    wait_for(lambda: not accepts_connections(address), 10, "the scheduler's port to close")
     # every worker closed with the scheduler: ipyparallel's own stop on the engines finds none
     assert client[:].apply_sync(lambda: __import__("IPython").get_ipython().kernel.distributed_worker) == [None, None]
