@@ -459,10 +459,11 @@ class Hub(HubQueries, HubUpkeep, LoggingConfigurable):
                 self.unregister_engine(eid, reason=f"reported by its supervisor: {why}", gone=True)
             self._reply(idents, "unregistration_reply", {"status": "ok", "ids": ids}, parent=msg.header)
             return
-        eid = c.get("id")
-        if not isinstance(eid, int):
-            uuid = c.get("uuid") or frame_bytes(idents[0]).decode("utf8", "replace")
-            eid = self.by_uuid.get(uuid, eid)
+        eid, uuid = c.get("id"), c.get("uuid")
+        if isinstance(uuid, str) and uuid:  # exactly that engine (a late goodbye never hits a successor)
+            eid = self.by_uuid[uuid] if uuid in self.by_uuid else getattr(self.incoming.get(uuid), "id", None)
+        elif not isinstance(eid, int):
+            eid = self.by_uuid.get(frame_bytes(idents[0]).decode("utf8", "replace"), eid)
         self.unregister_engine(eid, reason="engine asked", gone=True)
         self._reply(idents, "unregistration_reply", {"status": "ok"}, parent=msg.header)
 

@@ -36,6 +36,11 @@ class EngineApp(Application):
         60.0, config=True,
         help="Seconds without a heartbeat from the controller after which the engine exits.")
     ident = Unicode("", config=True, help="Engine uuid (default: a new random id).")
+    watchdog = Bool(
+        False, config=True,
+        help="Start a watchdog process that tells the hub as soon as this engine's process ends, "
+        "however it ends, so its tasks fail or are retried within a second (as ipyparallel's nanny "
+        "does). Engines started through cluster need none: their supervisor tells the hub.")
 
     aliases = {
         "file": "EngineApp.url_file",
@@ -51,6 +56,7 @@ class EngineApp(Application):
     }
     flags = {
         "mpi": ({"EngineApp": {"use_mpi_rank": True}}, "Request the MPI rank as engine id."),
+        "watchdog": ({"EngineApp": {"watchdog": True}}, "Start a watchdog that reports this engine's death."),
     }
 
     def connection_info(self) -> dict:
@@ -106,6 +112,12 @@ class EngineApp(Application):
             sys.stderr.write(f"engine: {e}\n")
             return 255
         engine.connect()
+        if self.watchdog:
+            from . import watchdog as engine_watchdog
+
+            # (kept: its pipe must stay open as long as this process lives)
+            self._watchdog = engine_watchdog.start(engine.url("registration"), session.key, session.signature_scheme,
+                                            engine.uuid, engine.id)
         sys.__stderr__.write(f"engine {engine.id} ({engine.uuid}) registered\n")
         code = 0
         try:

@@ -3,16 +3,18 @@ client, from ipyparallel's client and as raw wire messages; every request is ans
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
+import psutil
 import pytest
 import zmq
 from jupyter_client.session import Session
 from support.peers import Peer
 from support.procs import wait_for
 
-from jupyter_hub_ctl.client.errors import RemoteError, TaskAborted
+from jupyter_hub_ctl.client.errors import EngineError, RemoteError, TaskAborted
 
 #: a control reply comes in well under this (the engine answers from its own thread)
 QUICK = 2.0
@@ -249,3 +251,32 @@ def test_ipyparallel_client_controls_our_engine(fresh_hub):
         assert dv.execute("e * 21", silent=False, block=True).execute_result["data"]["text/plain"] == "42"
     finally:
         rc.close()
+
+
+# ---------------------------------------------------------------- engine death
+
+
+def test_engine_watchdog_reports_a_killed_engine_at_once(fresh_hub):
+    # without the watchdog, the hub would fail the balanced task only after ~11 heartbeat periods
+    # plus TaskScheduler.stranded_delay (5 s)
+    hub = fresh_hub(n=1)
+    rc = hub.client
+    (proc,) = hub.add_engines(1, "--watchdog")
+    rc.wait_for_engines(2, timeout=30)
+    victim = next(eid for eid in rc.ids if rc[eid].apply_sync(os.getpid) == proc.pid)
+    watchdog = wait_for(lambda: [p for p in psutil.Process(proc.pid).children()
+                                 if "jupyter_hub_ctl.engine.watchdog" in " ".join(p.cmdline())], 10, "the watchdog")
+    direct = _start_blocker(rc[victim])
+    balanced = rc.load_balanced_view(targets=[victim]).apply_async(lambda: "never")
+
+    killed = time.monotonic()
+    proc.kill()
+    with pytest.raises(EngineError):
+        direct.get(10)
+    with pytest.raises(RemoteError, match="EngineError"):
+        balanced.get(10)
+    took = time.monotonic() - killed
+    assert took < 2.5, f"the killed engine's tasks ended {took:.1f}s after the kill"
+    assert victim not in rc.ids
+    psutil.wait_procs(watchdog, timeout=10)
+    assert not any(p.is_running() for p in watchdog), "the watchdog outlived its report"
