@@ -27,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from .asyncresult import Message, result_of
 from .control import Control
+from .dask import DaskMixin
 from .errors import EngineError, RemoteError
 from .hub_queries import HubQueries
 from .metadata import Metadata
@@ -55,7 +56,7 @@ def _find_connection_file(profile=None, profile_dir=None, cluster_id=None, timeo
 TRACK = object()  # Message.tracker before the IO thread sends a message to be tracked
 
 
-class Client(Targets, HubQueries, Control):
+class Client(Targets, HubQueries, Control, DaskMixin):
     """A connection to one hub, with ipyparallel's ``Client`` API.
 
     ``Client()`` finds the default profile's hub; ``Client("path/ipcontroller-client.json")``,

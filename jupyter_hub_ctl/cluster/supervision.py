@@ -111,6 +111,7 @@ class SupervisionMixin:
         message = f"{es.label} {info['reason']}"
         tail = processes.log_tail(es.log, 5)
         self.log.warning("hub %s: %s", self.cluster_id, message)
+        self._report_exit(es, info)
         self._event(message, kind="engine_exit", slot=es.slot, pid=es.pid, exit=info, log=es.log, log_tail=tail)
         if not self.restart_engines:
             return
@@ -133,6 +134,17 @@ class SupervisionMixin:
         self._pending_restarts[es.slot] = time.monotonic() + delay
         self._event(f"restarting slot {es.slot} in {delay:.1f}s (restart {es.restarts + 1} of {self.restart_limit})",
                     kind="restart_scheduled", slot=es.slot, delay=delay)
+
+    def _report_exit(self, es: EngineSet, info: dict) -> None:
+        """Tell the hub now that the set's engines are gone: their tasks fail (or are retried)
+        within a second instead of after the heartbeat misses the hub would otherwise wait for."""
+        client = self._client
+        if client is None or not es.tag:
+            return
+        try:
+            client._query("unregistration_request", {"engine_set": es.tag, "reason": info["reason"]})
+        except Exception as e:  # a closed client: the heartbeat still tells the hub
+            self.log.debug("hub %s: could not report the exit of %s: %s", self.cluster_id, es.label, e)
 
     async def _relaunch(self, slot: int) -> None:
         old = next((es for es in self._sets if es.slot == slot), None)

@@ -33,6 +33,7 @@ from ..wire.connection import (
 )
 from ..wire.session import WireSession
 from .db import DB_CLASSES
+from .dask import DaskSupport
 from .dbguard import DatabaseInUse, DBLock, open_guarded
 from .factory import CLIENT_CHANNELS, ENGINE_CHANNELS, HubFactory
 from .heartmonitor import HeartMonitor
@@ -101,7 +102,7 @@ class ControllerApp(Application):
     version = __version__
     aliases = aliases
     flags = flags
-    classes = [HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, Session]
+    classes = [HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, DaskSupport, Session]
 
     profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
     profile_dir = Unicode("", config=True, help="Profile directory (overrides --profile); env IPP_PROFILE_DIR.")
@@ -310,6 +311,8 @@ class ControllerApp(Application):
                       factory.client_url("registration"), self.profile_dir, self.cluster_id, type(db).__name__,
                       "encrypted (CurveZMQ)" if encrypted else "not encrypted")
         await self._stopped.wait()
+        if hub.dask is not None:
+            await hub.dask.stop()
         self._cleanup()
 
     def _restore(self, hub: Hub) -> None:

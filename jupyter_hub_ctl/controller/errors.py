@@ -17,6 +17,14 @@ def error_content(ename: str, evalue: str, tb: Optional[list] = None, engine_inf
     }
 
 
+def engine_died(engine_id: int, engine_uuid: str, msg_id: str, method: str = "apply") -> dict:
+    """The EngineError content for a task whose engine died under it.  Its ``engine_info`` has the
+    fields an engine's own errors carry (ipyparallel's client renders ``[<engine_id>:<method>]``
+    from them)."""
+    return error_content("EngineError", f"Engine {engine_id} died while running task {msg_id!r}",
+                         engine_info={"engine_uuid": engine_uuid, "engine_id": engine_id, "method": method})
+
+
 def wrap_exception(exc: BaseException, with_traceback: bool = False) -> dict:
     """Error content for an exception raised in the controller."""
     tb = None

@@ -18,6 +18,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import error_content, wrap_exception
+from . import dask
 from .intake import refusal, reply_type
 from .metrics import EngineMetrics, HubMetrics
 from .queries import HubQueries
@@ -106,6 +107,7 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         self.on_shutdown = on_shutdown
         self.scheduler = None
         self.broadcast = None
+        self.dask = None  # dask.DaskSupport, from the first become_dask_request
         self.iopub_monitor = None  # inverted SUB of the IOPub copy: subscribed topics are dropped
         self.engines: dict = {}  # id -> EngineConnector
         self.by_uuid: dict = {}  # uuid str -> id
@@ -240,7 +242,7 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         rec["queue"] = "mux"
         self._store_request(msg.msg_id, rec)
         self.pending.add(msg.msg_id)
-        self.engines[eid].queue[msg.msg_id] = None
+        self.engines[eid].queue[msg.msg_id] = msg.msg_type[: -len("_request")]  # the method, for errors
 
     def save_queue_result(self, uuid: str, msg: Msg) -> None:
         eid = self.by_uuid.get(uuid)
@@ -468,6 +470,6 @@ Hub.query_handlers = {
     "engine_metrics_report": Hub.engine_metrics_report,
     "engine_metrics_request": Hub.engine_metrics_request,
     "task_stream_request": Hub.task_stream,
-    "become_dask_request": Hub.not_supported,
-    "stop_distributed_request": Hub.not_supported,
+    "become_dask_request": dask.become_dask_request,
+    "stop_distributed_request": dask.stop_distributed_request,
 }

@@ -100,9 +100,6 @@ class HubQueries:
             reply[str(eid)] = len(ec.queue) + len(ec.tasks)
         self._reply(idents, "load_reply", reply, parent=msg.header)
 
-    def not_supported(self, idents, msg) -> None:
-        raise NotImplementedError(f"{msg.msg_type} is not supported by this controller")
-
     async def get_results(self, idents, msg) -> None:
         content = msg.content
         msg_ids = content.get("msg_ids")

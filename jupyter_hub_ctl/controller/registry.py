@@ -12,7 +12,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import write_atomic
 from ..wire.session import Msg, frame_bytes, utcnow
-from .errors import error_content
+from .errors import engine_died
 
 #: Engine ids are ints in [0, MAX_ENGINE_ID): an id a peer asks for outside it is refused.
 MAX_ENGINE_ID = 2**31
@@ -28,18 +28,20 @@ class EngineConnector(LoggingConfigurable):
         "dropped (0: the Hub's registration_timeout).",
     )
 
-    def __init__(self, id: int, uuid: str, ident: bytes, host: str = "", pid: Optional[int] = None, **kwargs):
+    def __init__(self, id: int, uuid: str, ident: bytes, host: str = "", pid: Optional[int] = None,
+                 engine_set: str = "", **kwargs):
         super().__init__(**kwargs)
         self.id = id
         self.uuid = uuid
         self.ident = ident
         self.stallback = None  # timer handle while registration is unfinished
         self.registered = utcnow()
-        self.queue: "OrderedDict[str, None]" = OrderedDict()  # MUX msg_ids outstanding
+        self.queue: "OrderedDict[str, str]" = OrderedDict()  # MUX msg_ids outstanding -> apply/execute
         self.tasks: "OrderedDict[str, None]" = OrderedDict()  # task msg_ids outstanding
         self.completed: list = []
         self.host = host
         self.pid = pid
+        self.engine_set = engine_set  # the launched set it belongs to (its supervisor reports the set's exit)
 
     @property
     def pending(self) -> set:
@@ -61,6 +63,7 @@ class HubRegistry:
         about = content.get("info") if isinstance(content.get("info"), dict) else {}
         pid = about.get("pid")
         pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+        engine_set = about.get("set") if isinstance(about.get("set"), str) else ""
 
         def reply(eid: int) -> None:
             self._reply(idents, "registration_reply", {"status": "ok", "id": eid, "hb_period": self.heartmonitor.period,
@@ -72,7 +75,7 @@ class HubRegistry:
             if ec.pid is not None and ec.pid != pid:
                 raise KeyError(f"uuid {uuid!r} in use")
             # an engine taken back from its heartbeat after a restart, registering again: same id
-            ec.host, ec.pid = str(about.get("host", ""))[:255] or ec.host, pid
+            ec.host, ec.pid, ec.engine_set = str(about.get("host", ""))[:255] or ec.host, pid, engine_set[:255]
             reply(ec.id)
             return
         if uuid in self.incoming:
@@ -89,7 +92,7 @@ class HubRegistry:
         eid = self._pick_id(requested, uuid)
         self.departed.pop(uuid, None)
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
-                             pid=pid, parent=self)
+                             pid=pid, engine_set=engine_set[:255], parent=self)
         heart = uuid.encode()
         self.heartmonitor.known.add(heart)  # from now on its pongs count
         reply(eid)
@@ -210,6 +213,8 @@ class HubRegistry:
         self._save_engine_state()
         self._notify("registration_notification", ec.info())
         self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
+        if self.dask is not None:
+            self.dask.engine_added(ec)
 
     def _mute_status(self, eid: int) -> None:
         """Have the IOPub relay stop copying this engine's ``status`` messages to the Hub.
@@ -234,7 +239,10 @@ class HubRegistry:
         except zmq.ZMQError as e:
             self.log.debug("iopub monitor: cannot change the status filter of engine %d: %s", eid, e)
 
-    def unregister_engine(self, eid: int, reason: str = "unregistration") -> None:
+    def unregister_engine(self, eid: int, reason: str = "unregistration", gone: bool = False) -> None:
+        """The engine has left; ``gone``: it is known to send nothing more (its process exited or
+        it said goodbye), so its unfinished tasks fail (or are retried) after the short
+        ``TaskScheduler.gone_delay`` instead of ``stranded_delay``."""
         ec = self.engines.pop(eid, None)
         if ec is None:
             for uuid, inc in list(self.incoming.items()):
@@ -258,13 +266,13 @@ class HubRegistry:
         else:
             self._forget_heart(ec.uuid)
         if self.scheduler is not None:
-            self.scheduler.remove_engine(ec.uuid)
+            self.scheduler.remove_engine(ec.uuid, ec.id, gone)
         if self.broadcast is not None:
             self.broadcast.remove_engine(ec.uuid, ec.id)
         self._save_engine_state()
         self._notify("unregistration_notification", ec.info())
         self.log.info("engine %d (%s) unregistered: %s", eid, ec.uuid, reason)
-        delay = self.scheduler.stranded_delay if self.scheduler is not None else 5.0
+        delay = self.scheduler.stranded_after(gone) if self.scheduler is not None else 5.0
         self.loop.call_later(delay, self._handle_stranded_mux, ec)
 
     def _handle_stranded_mux(self, ec: EngineConnector) -> None:
@@ -274,8 +282,7 @@ class HubRegistry:
                 continue
             self.pending.discard(msg_id)
             self.all_completed.add(msg_id)
-            content = error_content("EngineError", f"Engine {ec.id} died while running task {msg_id!r}",
-                                    engine_info={"engine_uuid": ec.uuid, "engine_id": ec.id})
+            content = engine_died(ec.id, ec.uuid, msg_id, ec.queue[msg_id])
             self._db_call("update_record", msg_id, {
                 "result_content": content,
                 "result_header": {"msg_id": "", "msg_type": "apply_reply", "engine": ec.uuid, "date": now},
@@ -288,11 +295,26 @@ class HubRegistry:
         ec.queue.clear()
 
     def unregistration_request(self, idents, msg: Msg) -> None:
-        eid = msg.content.get("id")
-        if not isinstance(eid, int):
-            uuid = msg.content.get("uuid") or frame_bytes(idents[0]).decode("utf8", "replace")
-            eid = self.by_uuid.get(uuid, eid)
-        self.unregister_engine(eid, reason="engine asked")
+        """An engine leaving (``{id}`` or ``{uuid}``: the engine itself, or ipyparallel's nanny
+        when the engine's process exited), or a supervisor that saw a launched set's process
+        exit (``{engine_set, reason}``: every engine of that set).  Either way the engines send
+        nothing more, so their tasks fail or are retried at once."""
+        c = msg.content
+        engine_set = c.get("engine_set")
+        if isinstance(engine_set, str) and engine_set:
+            ids = sorted(ec.id for ec in [*self.engines.values(), *self.incoming.values()]
+                         if ec.engine_set == engine_set)
+            why = str(c.get("reason") or "its process exited")[:200]
+            for eid in ids:
+                self.unregister_engine(eid, reason=f"reported by its supervisor: {why}", gone=True)
+            self._reply(idents, "unregistration_reply", {"status": "ok", "ids": ids}, parent=msg.header)
+            return
+        eid, uuid = c.get("id"), c.get("uuid")
+        if isinstance(uuid, str) and uuid:  # exactly that engine (a late goodbye never hits a successor)
+            eid = self.by_uuid[uuid] if uuid in self.by_uuid else getattr(self.incoming.get(uuid), "id", None)
+        elif not isinstance(eid, int):
+            eid = self.by_uuid.get(frame_bytes(idents[0]).decode("utf8", "replace"), eid)
+        self.unregister_engine(eid, reason="engine asked", gone=True)
         self._reply(idents, "unregistration_reply", {"status": "ok"}, parent=msg.header)
 
     def _save_engine_state(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -42,6 +43,11 @@ class EngineApp(Application):
         help="Seconds between this engine's reports of its CPU, memory, threads and running task to "
         "the hub (0: none; -1: as the hub says in its registration reply, Hub.metrics_interval). "
         "A hub that does not take reports (ipcontroller) gets none.")
+    watchdog = Bool(
+        False, config=True,
+        help="Start a watchdog process that tells the hub as soon as this engine's process ends, "
+        "however it ends, so its tasks fail or are retried within a second (as ipyparallel's nanny "
+        "does). Engines started through cluster need none: their supervisor tells the hub.")
 
     aliases = {
         "file": "EngineApp.url_file",
@@ -58,6 +64,7 @@ class EngineApp(Application):
     }
     flags = {
         "mpi": ({"EngineApp": {"use_mpi_rank": True}}, "Request the MPI rank as engine id."),
+        "watchdog": ({"EngineApp": {"watchdog": True}}, "Start a watchdog that reports this engine's death."),
     }
 
     def connection_info(self) -> dict:
@@ -99,9 +106,20 @@ class EngineApp(Application):
                 raise SystemExit("engine: --mpi given but no MPI rank found in the environment") from None
         return self.engine_id if self.engine_id >= 0 else None
 
+    def _init_logging(self) -> None:
+        """The engine's own messages go to the process' real stderr (its log file), never to
+        ``sys.stderr``, which carries user output to the clients while the engine runs."""
+        log = logging.getLogger("jupyter_hub_ctl.engine")
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(logging.Formatter("[engine %(asctime)s %(levelname)s] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(self.log_level)
+        log.propagate = False
+
     def start(self) -> int:
         from .kernel import Engine, RegistrationError, make_session
 
+        self._init_logging()
         info = self.connection_info()
         session = make_session(info, self.ident or None)
         engine = Engine(info, session, self.requested_id(), self.timeout, self.controller_timeout,
@@ -112,6 +130,12 @@ class EngineApp(Application):
             sys.stderr.write(f"engine: {e}\n")
             return 255
         engine.connect()
+        if self.watchdog:
+            from . import watchdog as engine_watchdog
+
+            # (kept: its pipe must stay open as long as this process lives)
+            self._watchdog = engine_watchdog.start(engine.url("registration"), session.key, session.signature_scheme,
+                                            engine.uuid, engine.id)
         sys.__stderr__.write(f"engine {engine.id} ({engine.uuid}) registered\n")
         code = 0
         try:

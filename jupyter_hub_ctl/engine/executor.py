@@ -138,10 +138,17 @@ class Executor:
         return {"status": "ok", "execution_count": count, "user_expressions": {}, "payload": []}
 
     def clear(self) -> None:
+        """Empty the user namespace, as a fresh engine has it.
+
+        With the IPython shell in use, the shell resets it: user variables go, and its own
+        names (``_oh``/``Out``, ``In``, ``_``, ...) come back empty and consistent, so the
+        next ``execute`` works as on a new engine.
+        """
+        if self._shell is not None:
+            self._shell.clear_namespace()
+            return
         keep = {"__name__", "__builtins__"}
         for k in list(self.namespace):
             if k not in keep:
                 del self.namespace[k]
-        if self._shell is not None:
-            self._shell.reset_namespace()
 

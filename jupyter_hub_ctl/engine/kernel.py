@@ -14,8 +14,10 @@ import zmq
 
 from ..client.serialize import (SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, Staging, StagingError, oob_nbytes,
                                 stage_pieces)
+from ..wire.connection import ENGINE_SET_ENV
 from ..wire.curve import CurveClient, secure
 from ..wire.session import MessageError, WireSession, check_part_sizes, frame_bytes, new_id, pack, unpack, utcnow
+from .control import SHUTDOWN_GRACE, Aborts, ControlChannel
 from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
@@ -82,8 +84,8 @@ class Engine:
         self.metrics_override = metrics_interval  # >= 0: used instead of the hub's interval
         self.metrics_interval = 0.0
         self.reporter: Optional[MetricsReporter] = None
-        self.aborted: set = set()
-        self.abort_all = False
+        self.interruptible = False  # a request is being handled: SIGINT interrupts it
+        self.aborts = Aborts()
         self.exiting = False
         self.outputs = 0
         self.staging = Staging()  # pieces of large pushes, until their request comes
@@ -118,7 +120,8 @@ class Engine:
         reg.connect(self.url("registration"))
         import socket
 
-        content = {"uuid": self.uuid, "info": {"host": socket.gethostname(), "pid": os.getpid()}}
+        content = {"uuid": self.uuid, "info": {"host": socket.gethostname(), "pid": os.getpid(),
+                                               "set": os.environ.get(ENGINE_SET_ENV, "")}}
         want = self.id if self.id is not None else self.requested_id
         if want is not None:
             content["id"] = want
@@ -178,8 +181,10 @@ class Engine:
         self.wake_url = f"inproc://hubctl-wake-{id(self)}"
         self.wake = ctx.socket(zmq.PULL)
         self.wake.bind(self.wake_url)
-        self.control_thread = threading.Thread(target=self._control_loop, name="hubctl-control", daemon=True)
-        self.control_thread.start()
+        self._wake_push = None  # other threads' way to wake the main loop (wake_main)
+        self._wake_lock = threading.Lock()
+        self.control = ControlChannel(self)
+        self.control.start()
         self.stdout = OutStream("stdout", self._publish_stream)
         self.stderr = OutStream("stderr", self._publish_stream)
         self._flusher = threading.Thread(target=self._flush_loop, name="hubctl-flush", daemon=True)
@@ -224,7 +229,7 @@ class Engine:
         raise SystemExit(0)  # leaves user code or the wait for requests; close() unregisters
 
     def _on_sigint(self, signum, frame) -> None:
-        if self.parent is not None:  # interrupt running user code; ignored while idle
+        if self.interruptible:  # interrupt the request being handled; ignored between requests
             raise KeyboardInterrupt
 
     def run(self) -> int:
@@ -242,8 +247,13 @@ class Engine:
                 self._drain_pings()
             if self.wake in events:
                 self.wake.recv_multipart()
-            if self.shell in events:
-                self._drain_shell()
+            if self.shell in events or self.wake in events:
+                try:
+                    self._drain_shell()
+                except KeyboardInterrupt:  # a second SIGINT while the first one was being handled
+                    self.interruptible = False
+                    log.warning("engine %s: an interrupt arrived between requests; ignored", self.id)
+            self.control.ensure_running()
             if self.staging.transfers:
                 for transfer in self.staging.expire(STAGE_ORPHAN_AFTER):
                     log.warning("dropped the pieces of large transfer %s: its request did not follow "
@@ -292,11 +302,24 @@ class Engine:
 
     def _drain_shell(self) -> None:
         while not self.exiting:
+            generation = self.aborts.requested
             frames = recv_frames(self.shell, copy=False)
             if frames is None:
-                self.abort_all = False
+                self.aborts.queue_empty(generation)
                 return
             self._handle(frames)
+
+    def wake_main(self) -> None:
+        """Have the main loop look at its queue (from another thread)."""
+        with self._wake_lock:
+            if self._wake_push is None:
+                self._wake_push = self.ctx.socket(zmq.PUSH)
+                self._wake_push.setsockopt(zmq.LINGER, 0)
+                self._wake_push.connect(self.wake_url)
+            try:
+                self._wake_push.send(b"", zmq.NOBLOCK)
+            except zmq.Again:  # the main loop has a wake-up pending already, or is gone
+                pass
 
     def _handle(self, frames) -> None:
         """One request from the shell socket.  Nothing a request holds can end the engine's loop:
@@ -349,8 +372,7 @@ class Engine:
         }
         reply_type = msg_type.replace("_request", "_reply")
         staged = md.get("staged")
-        if msg.msg_id in self.aborted or self.abort_all:
-            self.aborted.discard(msg.msg_id)
+        if self.aborts.skip(msg.msg_id):
             if isinstance(staged, dict):
                 self.staging.drop(str(staged.get("transfer")))
             reply_md["status"] = "aborted"
@@ -365,6 +387,7 @@ class Engine:
             self.iopub.send("status", "status", {"execution_state": "busy"}, msg.header)
         buffers = []
         try:
+            self.interruptible = True  # (inside the try: a SIGINT from here on ends this request)
             if msg_type == "apply_request":
                 if staged:
                     msg.buffers = self.staging.unstage(staged, msg.buffers)
@@ -380,7 +403,9 @@ class Engine:
             else:
                 content = error_content(ValueError(f"unsupported request {msg_type!r}"), self.engine_info(msg_type))
                 status = "error"
+            self.interruptible = False
         except (KeyboardInterrupt, StagingError) as e:
+            self.interruptible = False
             content, status = error_content(e, self.engine_info(msg_type)), "error"
         for s in (self.stdout, self.stderr):
             s.flush()
@@ -419,74 +444,12 @@ class Engine:
                 "language_info": {"name": "python", "version": sys.version.split()[0]}}
 
     # ------------------------------------------------------------------ control
-    def _control_loop(self) -> None:
-        ctrl = secure(self.ctx.socket(zmq.ROUTER), self.curve)
-        ctrl.setsockopt(zmq.LINGER, 1000)
-        ctrl.setsockopt(zmq.IDENTITY, self.ident)
-        ctrl.connect(self.url("control"))
-        wake = self.ctx.socket(zmq.PUSH)
-        wake.connect(self.wake_url)
-        try:
-            while not self.exiting:
-                if not ctrl.poll(200):
-                    continue
-                frames = ctrl.recv_multipart()
-                idents = None
-                try:
-                    idents, parts = self.session.split(frames)
-                    msg = self.session.parse(parts, idents=idents)
-                except MessageError as e:  # answered if it was signed, as on the shell
-                    if e.header is not None and e.reason != "replay":
-                        self._control_reply(ctrl, idents, e.header,
-                                            error_content(e, self.engine_info(e.header.get("msg_type")), []))
-                    continue
-                try:
-                    content = self._control(msg)
-                except Exception as e:  # a request holding something unexpected: answered, never fatal
-                    content = error_content(e, self.engine_info(msg.msg_type))
-                self._control_reply(ctrl, idents, msg.header, content)
-                if msg.msg_type == "shutdown_request":
-                    self.iopub.send("shutdown", "shutdown_reply", content, msg.header)
-                    self.exiting = True
-                    wake.send(b"")
-                    threading.Timer(3.0, os._exit, (0,)).start()  # if user code never returns
-        finally:
-            ctrl.close()
-            wake.close(0)
-
-    def _control_reply(self, ctrl: zmq.Socket, idents, header: dict, content: dict) -> None:
-        reply_type = str(header.get("msg_type", "")).replace("_request", "_reply")
-        ctrl.send_multipart(self.session.serialize(
-            reply_type, content, parent=header,
-            metadata={"status": content.get("status"), "engine": self.uuid}, idents=idents))
-
-    def _control(self, msg) -> dict:
-        t = msg.msg_type
-        c = msg.content
-        if t == "abort_request":
-            ids = c.get("msg_ids") or []
-            if ids:
-                self.aborted.update(i for i in ids if isinstance(i, str))
-            else:
-                self.abort_all = True
-            return {"status": "ok"}
-        if t == "clear_request":
-            self.executor.clear()
-            self.staging.clear()
-            return {"status": "ok"}
-        if t == "shutdown_request":
-            return {"status": "ok", "restart": bool(c.get("restart", False))}
-        if t == "signal_request":
-            sig = c.get("sig", signal.SIGINT)
-            try:
-                sig = getattr(signal, sig) if isinstance(sig, str) else signal.Signals(int(sig))
-                os.kill(os.getpid(), sig)
-            except (AttributeError, ValueError, OSError) as e:
-                return error_content(e, self.engine_info("signal"))
-            return {"status": "ok"}
-        if t == "kernel_info_request":
-            return self.kernel_info()
-        return error_content(ValueError(f"unsupported control request {t!r}"), self.engine_info(t))
+    def shut_down(self, content: dict, request_header: dict) -> None:
+        """After the reply to ``shutdown_request``: say so on IOPub (the hub unregisters us), leave."""
+        self.iopub.send("shutdown", "shutdown_reply", content, request_header)
+        self.exiting = True
+        self.wake_main()
+        threading.Timer(SHUTDOWN_GRACE, os._exit, (0,)).start()  # if user code never returns
 
     # ------------------------------------------------------------------ exit
     def unregister(self) -> None:
@@ -512,8 +475,12 @@ class Engine:
             sock = getattr(self, name, None)
             if sock is not None:
                 sock.close()
-        if getattr(self, "control_thread", None) is not None:
-            self.control_thread.join(1.0)
+        if getattr(self, "control", None) is not None:
+            self.control.join(1.0)
+            with self._wake_lock:
+                if self._wake_push is not None:
+                    self._wake_push.close()
+                    self._wake_push = None
         if getattr(self, "iopub", None) is not None:
             self.iopub.close()
         term = threading.Thread(target=self.ctx.term, daemon=True)

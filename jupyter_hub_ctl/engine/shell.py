@@ -56,6 +56,11 @@ def make_shell(namespace: dict, publish_display: Callable, publish_result: Calla
         def enable_gui(self, gui=None):
             pass
 
+        def clear_namespace(self):
+            """IPython's ``reset`` (same history session), whatever user code did to its names."""
+            self.user_ns["_oh"] = self.history_manager.output_hist  # reset() empties it in place
+            self.reset(new_session=False)
+
     # instance() registers the shell as the singleton, so display() and get_ipython() find it
     return EngineShell.instance(
         user_ns=namespace,

@@ -18,6 +18,11 @@ ENGINE_KEYS = (
     "broadcast",
 )
 
+#: environment variable naming the launched set an engine belongs to (``cluster`` launchers set
+#: it); the engine names the set when it registers, and the set's supervisor names it in the
+#: ``unregistration_request`` it sends when it sees the set's process exit
+ENGINE_SET_ENV = "HUBCTL_ENGINE_SET"
+
 
 def ipython_dir() -> str:
     return os.path.expanduser(os.environ.get("IPYTHONDIR") or os.path.join("~", ".ipython"))

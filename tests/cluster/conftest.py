@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.procs import wait_for  # noqa: F401  (used by the tests here)
+from support.procs import wait_for
 
 #: controller flags that make registration quick in tests (heartbeat every 250 ms)
 FAST = "--ping=250"
@@ -95,6 +95,21 @@ def hubenv(tmp_path, monkeypatch):
         names = [" ".join(p.cmdline()) for p in leftovers if p.is_running()]
         h.kill_all()
         pytest.fail(f"processes outlived the test: {names}")
+
+
+def running_sleeper(view, seconds: float = 30):
+    """A task on ``view`` that sleeps ``seconds``, returned once it runs on its engine (it says so):
+    a signal sent before then finds the engine idle, where it is ignored (as by ipyparallel's)."""
+
+    def sleeper(s):
+        import time
+
+        print("running", flush=True)
+        time.sleep(s)
+
+    ar = view.apply_async(sleeper, seconds)
+    wait_for(lambda: "running" in ar.stdout, 20, "the task to start on its engine")
+    return ar
 
 
 def assert_sigint_interrupts(cluster, ar) -> None:

@@ -21,7 +21,7 @@ from jupyter_hub_ctl.cluster import (
 )
 from jupyter_hub_ctl.cluster.state import state_path
 
-from .conftest import FAST, assert_sigint_interrupts, wait_for
+from .conftest import FAST, assert_sigint_interrupts, running_sleeper, wait_for
 
 
 def _pids(cluster):
@@ -72,10 +72,7 @@ def test_scale_add_relaunch_and_signal(hubenv):
 
         with cluster.connect_client_sync() as client:
             wait_for(lambda: len(client.ids) == 3, 30, "dead engines to drop out")
-            ar = client.load_balanced_view().apply_async(time.sleep, 30)
-            wait_for(lambda: any(v["tasks"] for k, v in client.queue_status().items() if k != "unassigned"),
-                     10, "the task to reach an engine")
-            assert_sigint_interrupts(cluster, ar)
+            assert_sigint_interrupts(cluster, running_sleeper(client.load_balanced_view()))
     finally:
         cluster.stop_sync()
     assert hubenv.processes() == []

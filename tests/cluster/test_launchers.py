@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -20,7 +19,7 @@ from jupyter_hub_ctl.cluster.launchers.batch import (
 )
 from jupyter_hub_ctl.cluster.launchers.ssh import SSHEngineLauncher
 
-from .conftest import FAST, assert_sigint_interrupts, wait_for
+from .conftest import FAST, assert_sigint_interrupts, running_sleeper, wait_for
 
 ENGINE_FILE = "/shared/profile/security/ipcontroller-b1-engine.json"
 EXPECTED = {
@@ -181,9 +180,7 @@ def test_ssh_engines_register_take_signals_and_stop(hubenv, tmp_path, monkeypatc
         for es in cluster.engine_sets:
             assert key not in " ".join(psutil.Process(es["pid"]).cmdline())
         with cluster.connect_client_sync() as client:
-            ar = client[0].apply_async(time.sleep, 30)
-            wait_for(lambda: client.queue_status(0)["queue"], 10, "the task to start")
-            assert_sigint_interrupts(cluster, ar)  # SIGINT relayed over ssh's stdin
+            assert_sigint_interrupts(cluster, running_sleeper(client[0]))  # SIGINT relayed over ssh's stdin
     finally:
         cluster.stop_sync()
     wait_for(lambda: hubenv.processes() == [], 15, "the remote engines to end when ssh's stdin closed")

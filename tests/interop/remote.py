@@ -28,3 +28,10 @@ def wait_for_gate(gate, value=None):
 def wait_for_gate_then_fail(gate):
     wait_for_gate(gate)
     raise RuntimeError("failing on purpose after the gate opened")
+
+
+def wait_for_gate_on(pid, gate):
+    """On the engine whose process id is ``pid``: ``wait_for_gate(gate)``; elsewhere return our pid at once."""
+    if os.getpid() == pid:
+        return wait_for_gate(gate)
+    return os.getpid()

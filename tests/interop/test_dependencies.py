@@ -62,7 +62,9 @@ def fail_on_first_engine(marker):
 def remote_ename(ar, timeout=T):
     with pytest.raises(error.RemoteError) as info:
         ar.get(timeout=timeout)
-    return info.value.ename
+    err = info.value
+    assert err.render_traceback() and str(err)  # ipyparallel's own rendering of the error works
+    return err.ename
 
 
 @pytest.fixture

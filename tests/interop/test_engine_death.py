@@ -203,3 +203,51 @@ def test_stranded_direct_task_record_gets_engine_error_and_metadata(hub_factory,
     with pytest.raises(error.RemoteError) as info:
         other.result_status([msg_id], status_only=False)
     assert info.value.ename == "EngineError"
+    assert info.value.render_traceback()[0] == f"[{victim_id}:apply]"  # ipyparallel's rendering works
+
+
+@pytest.mark.ours_only
+def test_nanny_report_fails_a_balanced_task_within_seconds(hub_factory, tmp_path):
+    # the nanny's unregistration_request says the engine's process is gone: no reply can come any
+    # more, so the task fails at once (the reference waits 5 s; the heartbeat alone would take
+    # ~11 periods and those 5 s)
+    hub = hub_factory(n_engines=2)
+    client = hub.connect(n_engines=2)
+    marker = tmp_path / "started"
+    ar = client.load_balanced_view().apply_async(announce_and_sleep, str(marker), 30)
+    victim = _started_on(hub, marker)
+
+    killed_at = time.monotonic()
+    victim.send_signal(signal.SIGKILL)
+    with pytest.raises(ENGINE_ERRORS) as info:
+        ar.get(timeout=scaled(DEATH_BOUND))
+    took = time.monotonic() - killed_at
+    assert _is_engine_error(info.value), repr(info.value)
+    assert took < scaled(2.5), f"the task failed {took:.1f}s after the kill"
+    assert info.value.render_traceback()[0] == f"[{victim.engine_id}:apply]"
+
+
+@pytest.mark.ours_only
+def test_engine_death_under_coalescing_broadcast_renders_as_ipyparallel_error(hub_factory, tmp_path):
+    # the reference never answers a coalescing broadcast one of whose engines died; we answer with
+    # an EngineError whose engine_info carries what ipyparallel renders ([engine_id:method])
+    from .remote import wait_for_gate_on
+
+    hub = hub_factory(n_engines=2)
+    client = hub.connect(n_engines=2)
+    victim_id, survivor_id = client.ids[:2]
+    victim = hub.engine_process(victim_id)
+    gate = tmp_path / "gate"  # never opened: the victim's part never ends
+    ar = client.broadcast_view(is_coalescing=True).apply_async(wait_for_gate_on, victim.pid, str(gate))
+    survivor_part = f"{ar.msg_ids[0]}_{client._engines[survivor_id]}"
+    wait_for(lambda: client.db_query({"msg_id": survivor_part, "completed": {"$ne": None}}, ["msg_id"]), 10,
+             "the survivor's part of the broadcast to finish")
+
+    victim.send_signal(signal.SIGKILL)  # its nanny reports it: the coalesced reply comes at once
+    with pytest.raises(error.RemoteError) as info:
+        ar.get(timeout=scaled(DEATH_BOUND))
+    err = info.value
+    assert err.ename == "EngineError"
+    assert err.engine_info == {"engine_uuid": client._engines[victim_id], "engine_id": victim_id, "method": "apply"}
+    assert err.render_traceback()[0] == f"[{victim_id}:apply]"
+    assert str(err).startswith(f"[{victim_id}:apply] EngineError: Engine {victim_id} died")

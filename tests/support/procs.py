@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,6 +161,16 @@ def drive_until_degraded(client, timeout: float = 120, batch: int = 50) -> dict:
         return health if health["state"] == "degraded" else None
 
     return wait_for(step, timeout, "the hub to report itself degraded", interval=0)
+
+
+def accepts_connections(address: str) -> bool:
+    """Does something listen at ``address`` (``tcp://host:port``)?  (A TCP connect succeeds.)"""
+    host, port = address.rsplit("/", 1)[-1].rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def rss_kb(pid: int) -> int:

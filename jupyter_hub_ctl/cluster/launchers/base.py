@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from traitlets import Dict, List, Unicode
 from traitlets.config import LoggingConfigurable
 from traitlets.utils.importstring import import_item
 
+from ...wire.connection import ENGINE_SET_ENV
 from .. import processes
 from ..errors import LauncherNotFound
 from ..state import process_identity, process_status, signal_proven, terminate_proven_async
@@ -105,6 +107,7 @@ class EngineSet:
     owner: str = ""  # token of the Cluster object that launched it
     streak: int = 0  # consecutive quick deaths (restart backoff)
     oom_baseline: Optional[dict] = None
+    tag: str = ""  # the set's name for the hub (ENGINE_SET_ENV); empty: the hub is not told of its exit
     proc: Optional[Popen] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -172,6 +175,11 @@ class EngineLauncher(LoggingConfigurable):
         env["IPP_CLUSTER_ID"] = self.cluster_id
         env["IPP_CONNECTION_INFO"] = json.dumps(engine_info, sort_keys=True)
         return env
+
+    def set_tag(self, slot: int, generation: int) -> str:
+        """A name, unique in this hub, for the set launched at ``slot``; its engines get it in
+        ``ENGINE_SET_ENV`` and name it when they register."""
+        return f"{self.cluster_id}/{slot}.{generation}/{secrets.token_hex(4)}"
 
     def engine_command(self, extra: tuple = ()) -> list:
         return [*self.engine_cmd, *extra, *self.engine_args]

@@ -12,13 +12,13 @@ from traitlets import Dict, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import processes
-from .base import EngineLauncher, EngineSet
+from .base import ENGINE_SET_ENV, EngineLauncher, EngineSet
 
 #: Config sections of the controller's classes that are handed to the controller it starts
 #: (``--Class.trait=value``): settings in a Cluster's config (``--set SQLiteDB.max_page_count=30``,
 #: the server's config) reach the hub's controller.
 CONTROLLER_SECTIONS = ("HubFactory", "Hub", "EngineConnector", "HeartMonitor", "TaskScheduler",
-                       "BroadcastScheduler", "SQLiteDB", "DictDB")
+                       "BroadcastScheduler", "DaskSupport", "SQLiteDB", "DictDB")
 
 log = logging.getLogger("jupyter_hub_ctl.cluster")
 
@@ -92,6 +92,7 @@ class LocalEngineLauncher(EngineLauncher):
             log = self.log_path(slot, generation)
             with open(log, "ab") as f:
                 f.write(f"--- hubctl: starting engine slot {slot}: {' '.join(cmd)}\n".encode())
-            proc = processes.spawn(cmd, env, log, cwd=self.work_dir)
-            sets.append(EngineSet.from_process(slot, proc, log, generation=generation))
+            tag = self.set_tag(slot, generation)
+            proc = processes.spawn(cmd, dict(env, **{ENGINE_SET_ENV: tag}), log, cwd=self.work_dir)
+            sets.append(EngineSet.from_process(slot, proc, log, generation=generation, tag=tag))
         return sets

@@ -9,9 +9,9 @@ from traitlets import Bool, List, Unicode
 
 from .. import processes
 from ..errors import LaunchFailed
-from .base import EngineLauncher, EngineSet
+from .base import ENGINE_SET_ENV, EngineLauncher, EngineSet
 
-EXPORTED = ("IPP_CONNECTION_INFO", "IPP_PROFILE_DIR", "IPP_CLUSTER_ID")
+EXPORTED = ("IPP_CONNECTION_INFO", "IPP_PROFILE_DIR", "IPP_CLUSTER_ID", ENGINE_SET_ENV)
 
 
 class MPIEngineLauncher(EngineLauncher):
@@ -62,5 +62,7 @@ class MPIEngineLauncher(EngineLauncher):
         log = self.log_path(slots[0], generation, kind="mpi")
         with open(log, "ab") as f:
             f.write(f"--- hubctl: starting {len(slots)} MPI engines: {' '.join(cmd)}\n".encode())
-        proc = processes.spawn(cmd, self.engine_env(engine_info), log, cwd=self.work_dir)
-        return [EngineSet.from_process(slots[0], proc, log, count=len(slots), generation=generation)]
+        tag = self.set_tag(slots[0], generation)
+        env = dict(self.engine_env(engine_info), **{ENGINE_SET_ENV: tag})
+        proc = processes.spawn(cmd, env, log, cwd=self.work_dir)
+        return [EngineSet.from_process(slots[0], proc, log, count=len(slots), generation=generation, tag=tag)]

@@ -20,7 +20,7 @@ from traitlets import Dict, Integer, List, Unicode, default
 
 from .. import processes
 from ..errors import LaunchFailed
-from .base import EngineLauncher, EngineSet
+from .base import ENGINE_SET_ENV, EngineLauncher, EngineSet
 
 # Background jobs of a non-interactive shell read /dev/null unless redirected (the relay reads
 # ssh's stdin through fd 3) and ignore SIGINT/SIGQUIT (the engine is started through a Python
@@ -71,15 +71,17 @@ class SSHEngineLauncher(EngineLauncher):
             raise LaunchFailed("ssh launcher: no hosts configured (set SSHEngineLauncher.engines = {host: n})")
         return hosts[slot % len(hosts)]
 
-    def remote_script(self) -> str:
-        exports = "".join(f"{name}={shlex.quote(value)}; export {name}\n"
-                          for name, value in sorted({"IPP_CLUSTER_ID": self.cluster_id, **self.environment}.items()))
+    def remote_script(self, tag: str = "") -> str:
+        env = {"IPP_CLUSTER_ID": self.cluster_id, **self.environment}
+        if tag:
+            env[ENGINE_SET_ENV] = tag
+        exports = "".join(f"{name}={shlex.quote(value)}; export {name}\n" for name, value in sorted(env.items()))
         cd = f"cd {shlex.quote(self.remote_work_dir)} || exit 98\n" if self.remote_work_dir else ""
         engine = " ".join(shlex.quote(a) for a in [self.remote_python, "-c", RESTORE_SIGNALS, *self.engine_command()])
         return REMOTE_WRAPPER.format(exports=exports, cd=cd, engine=engine)
 
-    def command(self, host: str) -> list:
-        remote = f"{shlex.quote(self.remote_shell)} -c {shlex.quote(self.remote_script())}"
+    def command(self, host: str, tag: str = "") -> list:
+        remote = f"{shlex.quote(self.remote_shell)} -c {shlex.quote(self.remote_script(tag))}"
         return [*self.ssh_cmd, *self.ssh_args, host, remote]
 
     async def launch(self, slots: list, engine_info: dict, engine_file: str, generation: int = 0) -> list:
@@ -88,12 +90,13 @@ class SSHEngineLauncher(EngineLauncher):
         sets = []
         for slot in slots:
             host = self.host_for(slot)
-            cmd = self.command(host)
+            tag = self.set_tag(slot, generation)
+            cmd = self.command(host, tag)
             log = self.log_path(slot, generation, kind="ssh-engine")
             with open(log, "ab") as f:
                 f.write(f"--- hubctl: starting engine slot {slot} on {host}\n".encode())
             proc = processes.spawn(cmd, env, log, stdin_data=payload, keep_stdin=True)
-            sets.append(EngineSet.from_process(slot, proc, log, host=host, generation=generation))
+            sets.append(EngineSet.from_process(slot, proc, log, host=host, generation=generation, tag=tag))
         return sets
 
     def signal(self, es: EngineSet, sig: int) -> bool:

@@ -14,7 +14,7 @@ from typing import Callable
 from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, Msg, WireSession, frame_bytes, pack
-from ..errors import error_content
+from ..errors import engine_died, error_content
 from ..intake import accept, reply_type
 
 
@@ -147,6 +147,7 @@ class BroadcastScheduler(LoggingConfigurable):
         )
         if error is not None:
             md["status"] = "error"
+            md["engine_info"] = error.get("engine_info") or {}
             header = self.session.header(pend.msg_type)
             parent, content, buffers = pend.header, error, []
         else:
@@ -165,8 +166,7 @@ class BroadcastScheduler(LoggingConfigurable):
             pend = self.pending.get(entry[0])
             if pend is None:
                 continue
-            err = error_content("EngineError", f"Engine {engine_id} died while running task {sub_id!r}",
-                                engine_info={"engine_uuid": uuid, "engine_id": engine_id})
+            err = engine_died(engine_id, uuid, sub_id, pend.msg_type[: -len("_reply")])
             self.monitor.save_broadcast_result(sub_id, uuid, None, err)
             if pend.coalescing:
                 pend.replies[uuid] = err

@@ -16,7 +16,7 @@ from traitlets import Enum, Float, Integer
 from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, WireSession, frame_bytes
-from ..errors import error_content
+from ..errors import engine_died, error_content
 from ..intake import accept
 from .dependency import Dependency, DependencyError
 from .stall import StallWatch
@@ -100,8 +100,16 @@ class TaskScheduler(LoggingConfigurable):
     stranded_delay = Float(
         5.0,
         config=True,
-        help="Seconds to wait after an engine disappears before its unfinished tasks "
-        "fail with EngineError (replies still in flight may arrive meanwhile).",
+        help="Seconds to wait after an engine disappears (its heartbeat stopped) before its "
+        "unfinished tasks fail with EngineError or are retried (replies still in flight may "
+        "arrive meanwhile).",
+    )
+    gone_delay = Float(
+        0.5,
+        config=True,
+        help="Like stranded_delay, for an engine known to send nothing more: it unregistered, "
+        "or its supervisor (cluster's, or ipyparallel's nanny) saw its process exit. Only "
+        "replies already on their way can still come.",
     )
     stall_timeout = Float(
         10.0,
@@ -144,6 +152,7 @@ class TaskScheduler(LoggingConfigurable):
         self.depending: dict = {}  # msg_id -> Job (unmet ``after``/``follow``)
         self.graph: dict = {}  # dependency msg_id -> set of waiting job ids
         self.dispatched = 0
+        self.internal: dict = {}  # msg_id of a hub-made request (send_to_engine) -> (uuid, on_reply)
         self.stall = StallWatch(self, self.stall_timeout, loop)
 
     # ------------------------------------------------------------------ engines
@@ -157,27 +166,40 @@ class TaskScheduler(LoggingConfigurable):
         self.engine_failed.setdefault(uuid, set())
         self._schedule()
 
-    def remove_engine(self, uuid: str) -> None:
+    def stranded_after(self, gone: bool) -> float:
+        """Seconds before the tasks of a departed engine fail (``gone``: it sends nothing more)."""
+        return self.gone_delay if gone else self.stranded_delay
+
+    def remove_engine(self, uuid: str, engine_id: int, gone: bool = False) -> None:
         if uuid not in self.loads:
             return
         self.engines.remove(uuid)
         del self.loads[uuid]
+        for msg_id, (target, on_reply) in list(self.internal.items()):
+            if target == uuid:
+                del self.internal[msg_id]
+                on_reply(None)
         stranded = self.pending.pop(uuid, {})
         if stranded:
             self.stranded.setdefault(uuid, {}).update(stranded)
-            self.loop.call_later(self.stranded_delay, self._fail_stranded, uuid)
+            self.loop.call_later(self.stranded_after(gone), self._fail_stranded, uuid, engine_id)
         self._fail_impossible()
         self._schedule()
 
-    def _fail_stranded(self, uuid: str) -> None:
+    def _fail_stranded(self, uuid: str, engine_id: int) -> None:
         jobs = self.stranded.pop(uuid, {})
         for msg_id, job in list(jobs.items()):
-            content = error_content(
-                "EngineError",
-                f"Engine {uuid!r} died while running task {msg_id!r}",
-            )
+            content = engine_died(engine_id, uuid, msg_id)
             metadata = {"status": "error", "engine": uuid, "dependencies_met": True}
             self._handle_result(job, uuid, content, metadata, None)
+
+    def send_to_engine(self, uuid: str, msg_type: str, content: dict, on_reply: Callable) -> str:
+        """Send a request of the hub's own to one engine, outside scheduling and task records (e.g. to
+        start a dask worker there); ``on_reply`` gets the reply (``None`` if the engine leaves first)."""
+        msg_id, header = self.session.header_bytes(msg_type)
+        self.internal[msg_id] = (uuid, on_reply)
+        self.engine_reader.send([uuid.encode(), b"hub", *self.session.serialize(msg_type, content, header=header)])
+        return msg_id
 
     # ------------------------------------------------------------------ submissions
     def dispatch_submission(self, raw: list) -> None:
@@ -348,6 +370,9 @@ class TaskScheduler(LoggingConfigurable):
         idents = msg.idents
         uuid = frame_bytes(idents[0]).decode("utf8", "replace")
         parent_id = msg.parent.get("msg_id")
+        if self.internal and parent_id in self.internal:
+            self.internal.pop(parent_id)[1](msg)
+            return
         job = self.pending.get(uuid, {}).get(parent_id) or self.stranded.get(uuid, {}).get(parent_id)
         if job is None:
             client = self.monitor.late_result(parent_id, uuid, msg) if parent_id else None
@@ -378,7 +403,7 @@ class TaskScheduler(LoggingConfigurable):
             self._schedule()
             return
         status = md.get("status") or (content or {}).get("status")
-        if status != "ok" and job.retries > 0:
+        if status not in ("ok", "aborted") and job.retries > 0:  # an abort is meant: never retried
             job.retries -= 1
             job.blacklist.add(uuid)
             self._enqueue(job)
