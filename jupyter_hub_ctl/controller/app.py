@@ -32,9 +32,10 @@ from ..wire.connection import (
 from ..wire.session import WireSession
 from .db import DB_CLASSES
 from .dbguard import DatabaseInUse, DBLock, open_guarded
+from . import limits
 from .factory import HubFactory
 from .heartmonitor import HeartMonitor
-from .hub import EngineConnector, Hub
+from .hub import Hub
 from .scheduler.task import TaskScheduler
 
 aliases = {
@@ -94,7 +95,7 @@ class ControllerApp(Application):
     version = __version__
     aliases = aliases
     flags = flags
-    classes = [HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, Session]
+    classes = [HubFactory, Hub, HeartMonitor, TaskScheduler, Session]
 
     profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
     profile_dir = Unicode("", config=True, help="Profile directory (overrides --profile); env IPP_PROFILE_DIR.")
@@ -242,6 +243,7 @@ class ControllerApp(Application):
                 {k: v for k, v in reused["client"].items() if isinstance(v, int)},
                 {k: v for k, v in reused["engine"].items() if isinstance(v, (int, list))},
             )
+        limits.raise_fd_limit()  # every engine holds ~8 connections here
         db = self.db = self._db()
         try:
             hub = factory.init_hub(loop, session, db, on_shutdown=self.stop, config=self.config)
@@ -269,8 +271,9 @@ class ControllerApp(Application):
         write_connection_file(cpath, cinfo)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s",
-                      factory.client_url("registration"), self.profile_dir, self.cluster_id, type(db).__name__)
+        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s, room for %d engines "
+                      "(open-file limit %d)", factory.client_url("registration"), self.profile_dir, self.cluster_id,
+                      type(db).__name__, hub.engine_capacity, limits.fd_limits()[0])
         await self._stopped.wait()
         self._cleanup()
 

@@ -20,25 +20,26 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import write_atomic
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
+from . import limits
 from .errors import error_content, wrap_exception
 from .queries import HubQueries
 from .records import buffers_of, empty_record, init_record
 
 __all__ = ["Hub", "EngineConnector", "init_record", "empty_record"]
 
+STATE_WRITE_INTERVAL = 0.1  # seconds between rewrites of the engine state file during a burst
 
-class EngineConnector(LoggingConfigurable):
-    """What the Hub knows about one engine: id, uuid, pending msg_ids, stall timer."""
 
-    registration_timeout = Float(
-        0.0,
-        config=True,
-        help="Seconds an accepted registration may wait for the engine's first heartbeat before it is "
-        "dropped (0: the Hub's registration_timeout).",
-    )
+class EngineConnector:
+    """What the Hub knows about one engine: id, uuid, pending msg_ids, stall timer.
 
-    def __init__(self, id: int, uuid: str, ident: bytes, host: str = "", pid: Optional[int] = None, **kwargs):
-        super().__init__(**kwargs)
+    A plain object with slots (a hub holds thousands of them): its one setting,
+    ``EngineConnector.registration_timeout``, is read by the Hub.
+    """
+
+    __slots__ = ("id", "uuid", "ident", "stallback", "registered", "queue", "tasks", "completed", "host", "pid")
+
+    def __init__(self, id: int, uuid: str, ident: bytes, host: str = "", pid: Optional[int] = None):
         self.id = id
         self.uuid = uuid
         self.ident = ident
@@ -66,7 +67,14 @@ class Hub(HubQueries, LoggingConfigurable):
         0.0,
         config=True,
         help="Seconds an accepted registration may wait for the engine's first heartbeat "
-        "before it is dropped (0: max(30, 10 heartbeat periods)).",
+        "before it is dropped (0: EngineConnector.registration_timeout if configured, else "
+        "max(30, 10 heartbeat periods)).",
+    )
+    engine_capacity = Integer(
+        0,
+        config=True,
+        help="Most engines registered at once; registrations beyond it are refused with the reason "
+        "(0: as many as the controller's file-descriptor limit leaves room for, about 8 per engine).",
     )
     io_cache_size = Integer(
         4096,
@@ -131,6 +139,12 @@ class Hub(HubQueries, LoggingConfigurable):
         self.incoming: dict = {}  # uuid str -> EngineConnector awaiting first heartbeat
         # uuid -> (id, loop time until which the id is kept) of engines dropped for silence
         self.departed: "OrderedDict[str, tuple]" = OrderedDict()
+        self._incoming_ids: set = set()  # ids of self.incoming, for O(1) id checks
+        self._departed_ids: dict = {}  # id -> uuid of the newest departed entry holding it
+        self._announcements: list = []  # (un)registration notifications waiting for the state file
+        self._announce_handle = None
+        self._last_state_write = float("-inf")
+        self._refused = 0  # registrations refused for want of file descriptors
         self.retention_task = None
         self.lost_tasks: dict = {}  # msg_id -> client uuid, for tasks marked lost at a restart
         self.retained = 0  # records purged by the retention limits
@@ -145,7 +159,10 @@ class Hub(HubQueries, LoggingConfigurable):
         self.tasks_seen = 0
         self._degraded_since = None
         if not self.registration_timeout:
-            self.registration_timeout = max(30.0, 10 * heartmonitor.period / 1000.0)
+            legacy = self.config.get("EngineConnector", {}).get("registration_timeout")
+            self.registration_timeout = float(str(legacy)) if legacy else max(30.0, 10 * heartmonitor.period / 1000.0)
+        if not self.engine_capacity:
+            self.engine_capacity = limits.engine_capacity()
 
     @observe("db")
     def _db_changed(self, change):
@@ -259,25 +276,61 @@ class Hub(HubQueries, LoggingConfigurable):
             requested = self.restore_engines[uuid]
         if requested is None:
             requested = self._departed_id(uuid)
+        if len(self.engines) + len(self.incoming) >= self.engine_capacity:
+            self._refuse(idents, msg, uuid)
+            return
         eid = self._pick_id(requested, uuid)
-        self.departed.pop(uuid, None)
-        ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
-                             pid=pid, parent=self)
+        self._undepart(uuid)
+        ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255], pid=pid)
         reply(eid)
         self.log.info("registration: engine %d uuid %s", eid, uuid)
         heart = uuid.encode()
         if self.heartmonitor.beating(heart):
             self.finish_registration(ec)
         else:
-            ec.stallback = self.loop.call_later(ec.registration_timeout or self.registration_timeout,
-                                                self._purge_stalled, uuid)
+            ec.stallback = self.loop.call_later(self.registration_timeout, self._purge_stalled, uuid)
             self.incoming[uuid] = ec
+            self._incoming_ids.add(eid)
+
+    def _refuse(self, idents, msg: Msg, uuid: str) -> None:
+        """No room for another engine: say why, so the engine exits instead of hanging."""
+        self._refused += 1
+        self.count_error("engine-capacity")
+        soft, hard = limits.fd_limits()
+        reason = (f"this controller is full: {len(self.engines) + len(self.incoming)} engines registered, "
+                  f"its limit is {self.engine_capacity} (each engine holds {limits.FDS_PER_ENGINE} connections; "
+                  f"open-file limit {soft}, hard limit {hard}); raise `ulimit -n` before starting the "
+                  "controller, or set Hub.engine_capacity")
+        if self._refused == 1 or self._refused % 1000 == 0:
+            self.log.warning("registration of %s refused (%d so far): %s", uuid[:64], self._refused, reason)
+        self._reply(idents, "registration_reply", error_content("EngineCapacityError", reason), parent=msg.header)
 
     def _id_in_use(self, eid: int, uuid: Optional[str] = None) -> bool:
-        if eid in self.engines or any(ec.id == eid for ec in self.incoming.values()):
+        if eid in self.engines or eid in self._incoming_ids:
             return True
+        holder = self._departed_ids.get(eid)
+        if holder is None or holder == uuid:
+            return False
+        entry = self.departed.get(holder)
+        return entry is not None and entry[1] > self.loop.time()
+
+    def _depart(self, ec: EngineConnector) -> None:
+        """Keep a silent engine's id for ``reconnect_grace`` seconds; forget the oldest expired entries."""
+        self._undepart(ec.uuid)
         now = self.loop.time()
-        return any(d[0] == eid and d[1] > now and u != uuid for u, d in self.departed.items())
+        self.departed[ec.uuid] = (ec.id, now + self.reconnect_grace, ec.host, ec.pid)
+        self._departed_ids[ec.id] = ec.uuid
+        while self.departed:  # bounded memory
+            uuid, first = next(iter(self.departed.items()))
+            if first[1] > now and len(self.departed) <= 10000:
+                break
+            self._undepart(uuid)
+
+    def _undepart(self, uuid: str) -> Optional[tuple]:
+        entry = self.departed.pop(uuid, None)
+        if entry is not None and self._departed_ids.get(entry[0]) == uuid:
+            del self._departed_ids[entry[0]]
+        return entry
 
     def _departed_id(self, uuid: str) -> Optional[int]:
         """The id an engine dropped for silence may take back (None once its window has passed)."""
@@ -305,6 +358,7 @@ class Hub(HubQueries, LoggingConfigurable):
     def _purge_stalled(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
         if ec is not None:
+            self._incoming_ids.discard(ec.id)
             self.count_error("registration-stalled")
             self.log.warning("registration: engine %d (%s) never sent a heartbeat; dropped", ec.id, uuid)
 
@@ -321,14 +375,14 @@ class Hub(HubQueries, LoggingConfigurable):
                 eid = self.restore_engines.pop(uuid)
                 self._next_id = max(self._next_id, eid + 1)
                 self.log.info("restored engine %d (%s) from its heartbeat", eid, uuid)
-                self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
+                self.finish_registration(EngineConnector(eid, uuid, heart))
             elif self._departed_id(uuid) is not None:
                 # dropped for silence, but it was only paused or cut off: same engine, same id
-                eid, _, host, pid = self.departed.pop(uuid)
+                eid, _, host, pid = self._undepart(uuid)
                 self.log.info("engine %d (%s) answers heartbeats again; it keeps id %d", eid, uuid, eid)
-                self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid, parent=self))
+                self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid))
             elif uuid in self.departed:
-                self.departed.pop(uuid)
+                self._undepart(uuid)
                 self.log.warning("engine %s answers heartbeats again after its %gs grace window; "
                                  "restart it to use it", uuid[:64], self.reconnect_grace)
             else:
@@ -346,11 +400,14 @@ class Hub(HubQueries, LoggingConfigurable):
 
     def _drop_incoming(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
-        if ec is not None and ec.stallback is not None:
-            ec.stallback.cancel()
+        if ec is not None:
+            self._incoming_ids.discard(ec.id)
+            if ec.stallback is not None:
+                ec.stallback.cancel()
 
     def finish_registration(self, ec: EngineConnector) -> None:
-        self.incoming.pop(ec.uuid, None)
+        if self.incoming.pop(ec.uuid, None) is not None:
+            self._incoming_ids.discard(ec.id)
         if ec.stallback is not None:
             ec.stallback.cancel()
             ec.stallback = None
@@ -359,8 +416,7 @@ class Hub(HubQueries, LoggingConfigurable):
         if self.scheduler is not None:
             self.scheduler.add_engine(ec.uuid)
         self._mute_status(ec.id)
-        self._save_engine_state()
-        self._notify("registration_notification", ec.info())
+        self._announce("registration_notification", ec.info())
         self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
 
     def _mute_status(self, eid: int) -> None:
@@ -389,29 +445,23 @@ class Hub(HubQueries, LoggingConfigurable):
     def unregister_engine(self, eid: int, reason: str = "unregistration") -> None:
         ec = self.engines.pop(eid, None)
         if ec is None:
-            for uuid, inc in list(self.incoming.items()):
-                if inc.id == eid:
-                    self._drop_incoming(uuid)
-                    return
+            if eid in self._incoming_ids:
+                for uuid, inc in list(self.incoming.items()):
+                    if inc.id == eid:
+                        self._drop_incoming(uuid)
+                        return
             self.log.info("unregistration of unknown engine %r ignored", eid)
             return
         del self.by_uuid[ec.uuid]
         self._unmute_status(ec.id)
         self.heartmonitor.forget(ec.uuid.encode())
         if reason == "heart failure" and self.reconnect_grace > 0:
-            self.departed[ec.uuid] = (ec.id, self.loop.time() + self.reconnect_grace, ec.host, ec.pid)
-            now = self.loop.time()
-            while self.departed:  # forget the oldest expired entries (bounded memory)
-                first = next(iter(self.departed.values()))
-                if first[1] > now and len(self.departed) <= 10000:
-                    break
-                self.departed.popitem(last=False)
+            self._depart(ec)
         if self.scheduler is not None:
             self.scheduler.remove_engine(ec.uuid)
         if self.broadcast is not None:
             self.broadcast.remove_engine(ec.uuid, ec.id)
-        self._save_engine_state()
-        self._notify("unregistration_notification", ec.info())
+        self._announce("unregistration_notification", ec.info())
         self.log.info("engine %d (%s) unregistered: %s", eid, ec.uuid, reason)
         delay = self.scheduler.stranded_delay if self.scheduler is not None else 5.0
         self.loop.call_later(delay, self._handle_stranded_mux, ec)
@@ -442,6 +492,26 @@ class Hub(HubQueries, LoggingConfigurable):
             eid = self.by_uuid.get(uuid, eid)
         self.unregister_engine(eid, reason="engine asked")
         self._reply(idents, "unregistration_reply", {"status": "ok"}, parent=msg.header)
+
+    def _announce(self, msg_type: str, content: dict) -> None:
+        """Notify clients of an (un)registration once the engine state file says so.
+
+        The file is rewritten whole (O(engines)), so under a registration storm it is written
+        at most every STATE_WRITE_INTERVAL seconds, each write followed by the notifications
+        it covers, in order: a controller killed at any moment restores at least what it announced.
+        """
+        self._announcements.append((msg_type, content))
+        if self._announce_handle is None:
+            delay = max(0.0, self._last_state_write + STATE_WRITE_INTERVAL - self.loop.time())
+            self._announce_handle = self.loop.call_later(delay, self._flush_announcements)
+
+    def _flush_announcements(self) -> None:
+        self._announce_handle = None
+        self._save_engine_state()
+        self._last_state_write = self.loop.time()
+        pending, self._announcements = self._announcements, []
+        for msg_type, content in pending:
+            self._notify(msg_type, content)
 
     def _save_engine_state(self) -> None:
         if not self.engine_state_file:
