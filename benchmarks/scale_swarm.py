@@ -30,11 +30,9 @@ import os
 import resource
 import statistics
 import sys
-import threading
 import time
 
 import psutil
-import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from controller_vs_ipcontroller import (  # noqa: E402  (process management shared with that benchmark)
@@ -48,12 +46,11 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     run_stopping_all,
     use_checkout,
 )
-from swarm import HUB_FDS_PER_ENGINE, Swarm  # noqa: E402
+from swarm import HUB_FDS_PER_ENGINE, Notifications, Swarm  # noqa: E402
 
 use_checkout()
 from stack_vs_ipyparallel import close_client, get_all, make_client, wait_for_engines  # noqa: E402
 
-from jupyter_hub_ctl.wire.session import MessageError, WireSession  # noqa: E402
 
 KINDS = ("ref", "ours")
 LABELS = {"ref": "ipcontroller", "ours": "jupyter_hub_ctl"}
@@ -66,60 +63,6 @@ def noop():
 
 
 noop.__module__ = "__main__"
-
-
-class Notifications:
-    """Records the controller's (un)registration notifications with their arrival times."""
-
-    def __init__(self, client_file: str):
-        with open(client_file) as f:
-            info = json.load(f)
-        self.session = WireSession(info.get("key", "").encode(), info.get("signature_scheme", "hmac-sha256"))
-        self.ctx = zmq.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.RCVHWM, 0)
-        self.sub.connect(f"{info['interface']}:{info['notification']}")
-        self.registered: dict = {}  # id -> time of its (latest) registration notification
-        self.unregistered: dict = {}  # id -> time
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="notifications")
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sub.poll(100):
-                continue
-            while True:
-                try:
-                    frames = self.sub.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                now = time.monotonic()
-                try:
-                    msg = self.session.parse(frames)
-                except MessageError:
-                    continue
-                eid = msg.content.get("id")
-                with self.lock:
-                    if msg.msg_type == "registration_notification":
-                        self.registered[eid] = now
-                        self.unregistered.pop(eid, None)
-                    elif msg.msg_type == "unregistration_notification":
-                        self.unregistered[eid] = now
-
-    def live(self) -> int:
-        with self.lock:
-            return len(self.registered) - len(self.unregistered)
-
-    def close(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self.thread.join(2)
-        self.sub.close(0)
-        self.ctx.term()
 
 
 class SwarmCluster(ClusterBase):
@@ -146,6 +89,12 @@ def cpu_window(c: SwarmCluster, seconds: float) -> dict:
 
 def phase_registration(c: SwarmCluster, n: int, opts, out: dict) -> Swarm:
     notes = c.notes = Notifications(c.client_file)
+    quiet_deadline = time.monotonic() + 15  # the reference starts its processes after writing its files
+    while time.monotonic() < quiet_deadline:
+        cpu = c.controller.cpu_seconds()
+        time.sleep(0.5)
+        if c.controller.cpu_seconds() - cpu < 0.01:
+            break
     mem0 = c.controller.memory()
     out["rss0_mb"], out["pss0_mb"] = mem0["rss_mb"], mem0["pss_mb"]
     swarm = c.swarm = Swarm(c.engine_file, n, log_dir=c.dir)
@@ -179,12 +128,13 @@ def phase_idle(c: SwarmCluster, n: int, opts, out: dict) -> None:
     mem = c.controller.memory()
     reg = max(1, out["registered"])
     out["rss_mb"], out["pss_mb"] = mem["rss_mb"], mem["pss_mb"]
-    out["rss_kb_per_engine"] = 1024 * (mem["rss_mb"] - out["rss0_mb"]) / reg
-    out["pss_kb_per_engine"] = 1024 * (mem["pss_mb"] - out["pss0_mb"]) / reg
+    if reg >= 100:  # below, the growth is noise next to the controller's own
+        out["rss_kb_per_engine"] = 1024 * (mem["rss_mb"] - out["rss0_mb"]) / reg
+        out["pss_kb_per_engine"] = 1024 * (mem["pss_mb"] - out["pss0_mb"]) / reg
     out["hub_fds"] = sum(p.num_fds() for p in c.controller.tree())
     log(f"  idle: controller {out['idle_cpu_pct']:.1f}% of a core over {opts.idle:.0f} s (machine busy "
-        f"{w['machine_cores']:.2f} cores); RSS {mem['rss_mb']:.0f} MB = {out['rss_kb_per_engine']:.1f} KB/engine "
-        f"(PSS {out['pss_kb_per_engine']:.1f}); {out['hub_fds']} fds")
+        f"{w['machine_cores']:.2f} cores); RSS {mem['rss_mb']:.0f} MB, PSS {mem['pss_mb']:.0f} MB "
+        f"(from {out['rss0_mb']:.0f} / {out['pss0_mb']:.0f} MB); {out['hub_fds']} fds")
 
 
 def median_time(fn, repeat: int) -> float:

@@ -33,12 +33,17 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
 import zmq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the checkout holding this file, for jupyter_hub_ctl.wire
+
+from jupyter_hub_ctl.wire.session import MessageError, WireSession  # noqa: E402
+
 WORKER = os.path.join(HERE, "swarm_worker.py")
 HUB_FDS_PER_ENGINE = 8  # TCP connections per engine at the controller
 SWARM_FDS_PER_ENGINE = 14  # 8 connections + 6 socket mailboxes in the swarm
@@ -206,3 +211,57 @@ class Swarm:
     def reset(self) -> None:
         """Zero the request counters."""
         self._ask("reset")
+
+
+class Notifications:
+    """Records the controller's (un)registration notifications with their arrival times."""
+
+    def __init__(self, client_file: str):
+        with open(client_file) as f:
+            info = json.load(f)
+        self.session = WireSession(info.get("key", "").encode(), info.get("signature_scheme", "hmac-sha256"))
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.connect(f"{info['interface']}:{info['notification']}")
+        self.registered: dict = {}  # id -> time of its (latest) registration notification
+        self.unregistered: dict = {}  # id -> time
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="notifications")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.sub.poll(100):
+                continue
+            while True:
+                try:
+                    frames = self.sub.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                now = time.monotonic()
+                try:
+                    msg = self.session.parse(frames)
+                except MessageError:
+                    continue
+                eid = msg.content.get("id")
+                with self.lock:
+                    if msg.msg_type == "registration_notification":
+                        self.registered[eid] = now
+                        self.unregistered.pop(eid, None)
+                    elif msg.msg_type == "unregistration_notification":
+                        self.unregistered[eid] = now
+
+    def live(self) -> int:
+        with self.lock:
+            return len(self.registered) - len(self.unregistered)
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.thread.join(2)
+        self.sub.close(0)
+        self.ctx.term()
