@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Callable, Dict, Optional
 
-from .models import engine_model, health_model, hub_model, queues_model
+from .models import engine_model, engines_page, first_page_counts, health_model, hub_model, queues_model
 
 log = logging.getLogger("jupyter_hub_ctl.server")
 
@@ -139,12 +139,13 @@ class HubMonitor:
             self.engines[hub_id] = engines
             model = self._model(hub_id, record)
             self.models[hub_id] = model
-            self.emit({"action": "engines", "hub_id": hub_id, "hub": model, "engines": engines})
+            # a page, not thousands of engines per event; the summary covers them all
+            self.emit({"action": "engines", "hub_id": hub_id, "hub": model, **engines_page(engines)})
         else:
             self.engines[hub_id] = engines
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
-            self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
+            self.emit({"action": "queues", "hub_id": hub_id, "queues": first_page_counts(queues, engines)})
 
     def _health(self, hub_id: str, client) -> Optional[dict]:
         """The hub's health (worker thread); None if it cannot say (logged once per reason)."""
