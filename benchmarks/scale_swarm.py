@@ -36,15 +36,8 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from controller_vs_ipcontroller import (  # noqa: E402  (process management shared with that benchmark)
-    ClusterBase,
-    Failure,
-    call_with_timeout,
-    describe,
-    environment,
-    imported_from,
-    log,
-    run_stopping_all,
-    use_checkout,
+    ClusterBase, add_controller_options, call_with_timeout, describe, environment, imported_from, log, print_table,
+    run_stopping_all, use_checkout,
 )
 from swarm import HUB_FDS_PER_ENGINE, Notifications, Swarm  # noqa: E402
 
@@ -77,12 +70,11 @@ class SwarmCluster(ClusterBase):
 
 def cpu_window(c: SwarmCluster, seconds: float) -> dict:
     """The controller's CPU (% of one core) and the machine's other load over ``seconds``."""
-    me = psutil.Process()
-    m0, c0, s0 = psutil.cpu_times(), c.controller.cpu_seconds(), sum(me.cpu_times()[:2])
+    m0, c0 = psutil.cpu_times(), c.controller.cpu_seconds()
     t0 = time.monotonic()
     time.sleep(seconds)  # the measurement window itself
     wall = time.monotonic() - t0
-    m1, c1, s1 = psutil.cpu_times(), c.controller.cpu_seconds(), sum(me.cpu_times()[:2])
+    m1, c1 = psutil.cpu_times(), c.controller.cpu_seconds()
     busy = (sum(m1) - m1.idle) - (sum(m0) - m0.idle)
     return {"hub_cpu_pct": 100 * (c1 - c0) / wall, "machine_cores": busy / wall}
 
@@ -288,23 +280,6 @@ def table(results: dict, n: int, opts) -> list:
     return rows
 
 
-def print_rows(rows: list, title: str) -> None:
-    def cell(v, fmt):
-        return "-" if v is None else fmt.format(v)
-
-    header = ("measurement", LABELS["ref"], LABELS["ours"], "ours/ref", "target", "result")
-    body = [(label, cell(ref, fmt), cell(ours, fmt), cell(ratio, "{:.2f}"), target, verdict)
-            for label, ref, ours, fmt, ratio, target, verdict in rows]
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    print(f"\n{title}\n{line}")
-    for i, r in enumerate([header] + body):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
-        if i == 0:
-            print(line)
-    print(line, flush=True)
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -319,9 +294,7 @@ def parse_args(argv=None):
     p.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement")
     p.add_argument("--settle", type=float, default=5.0, help="seconds between registration and the idle window")
     p.add_argument("--skip-departures", action="store_true", help="skip the 10 %% unregister/vanish phase")
-    p.add_argument("--ping", type=int, default=3000, help="controller heartbeat period (ms)")
-    p.add_argument("--log-level", default="WARN", help="controller log level")
-    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for the controller's files")
+    add_controller_options(p)
     p.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
     opts = p.parse_args(argv)
     opts.sizes_list = [int(s) for s in opts.sizes.split(",") if s.strip()]
@@ -348,8 +321,9 @@ def main(argv=None) -> int:
 
     interrupted = run_stopping_all(measure)
     for n in opts.sizes_list:
-        print_rows(table(results, n, opts), f"N = {n} swarm engines, heartbeat {opts.ping} ms, "
-                                            f"medians of {opts.repeat} round(s), {env['cpus']} CPUs")
+        print(f"\nN = {n} swarm engines, heartbeat {opts.ping} ms, medians of {opts.repeat} round(s), "
+              f"{env['cpus']} CPUs")
+        print_table(table(results, n, opts), [], LABELS)
     failures = [(k, n, f) for k, by_n in results.items() for n, runs in by_n.items() for r in runs
                 for f in r.get("failures", [])]
     for k, n, f in failures:

@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the checkout holding this file, for jupyter_hub_ctl.wire
 
 from jupyter_hub_ctl.wire.reader import SocketReader, send_frames  # noqa: E402
-from jupyter_hub_ctl.wire.session import DELIM, MessageError, WireSession, new_id, pack, utcnow  # noqa: E402
+from jupyter_hub_ctl.wire.session import MessageError, WireSession, new_id, pack, utcnow  # noqa: E402
 
 SOCKETS_PER_ENGINE = 6  # registration, shell, control, iopub, heart SUB, heart DEALER
 HUBCTL_SERIALIZER = "hubctl/1"  # metadata.serializer of jupyter_hub_ctl's client and engine
@@ -142,11 +142,17 @@ class Worker:
         send_frames(eng.reg, eng.session.serialize("unregistration_request", {"id": None}))
         self.close(eng, "failed")
 
-    def on_registration(self, eng: Engine, frames: list) -> None:
+    def _parse(self, eng: Engine, frames: list):
+        """The message, or None (counted) if it does not check out."""
         try:
-            msg = eng.session.parse(frames)
+            return eng.session.parse(frames)
         except MessageError:
             self.counts["bad"] += 1
+            return None
+
+    def on_registration(self, eng: Engine, frames: list) -> None:
+        msg = self._parse(eng, frames)
+        if msg is None:
             return
         if eng.state != "registering" or msg.msg_type != "registration_reply":
             return
@@ -250,10 +256,8 @@ class Worker:
 
     # ------------------------------------------------------------------ control
     def on_control(self, eng: Engine, frames: list) -> None:
-        try:
-            msg = eng.session.parse(frames)
-        except MessageError:
-            self.counts["bad"] += 1
+        msg = self._parse(eng, frames)
+        if msg is None:
             return
         self.counts["control"] += 1
         mtype = msg.msg_type

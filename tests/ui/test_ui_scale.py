@@ -18,7 +18,7 @@ from support.procs import WaitTimeout, wait_for
 
 from .lab import SERVER_EXTENSION_MISSING, LabServer
 from .test_ui_widgets import switch_to_dark
-from .ui_helpers import PANEL, open_lab, open_panel, tid
+from .ui_helpers import open_lab, open_panel, tid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from swarm import Swarm  # noqa: E402
