@@ -704,6 +704,13 @@ def log_environment() -> dict:
 
 
 # --------------------------------------------------------------------------- main
+def add_controller_options(p: argparse.ArgumentParser) -> None:
+    """--ping, --log-level and --start-timeout, which ClusterBase.start_controller reads."""
+    p.add_argument("--ping", type=int, default=3000, help="controller heartbeat period (ms)")
+    p.add_argument("--log-level", default="WARN", help="controller log level")
+    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for controller files / engines")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -721,9 +728,7 @@ def parse_args(argv=None):
     p.add_argument("--db-repeat", type=int, default=5, help="db_query repetitions (median reported)")
     p.add_argument("--warmup", type=int, default=300, help="warm-up tasks after each controller start")
     p.add_argument("--engines", type=int, default=2, help="engines per controller")
-    p.add_argument("--ping", type=int, default=3000, help="controller heartbeat period (ms)")
-    p.add_argument("--log-level", default="WARN", help="controller log level")
-    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for controller files / engines")
+    add_controller_options(p)
     p.add_argument("--task-timeout", type=float, default=120.0, help="base seconds per batch of tasks (+ 10 ms/task)")
     p.add_argument("--stall-timeout", type=float, default=30.0, help="fail a batch with no progress for this long")
     p.add_argument("--json", metavar="OUT", help="also write all figures to this JSON file")

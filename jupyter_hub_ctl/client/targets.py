@@ -69,9 +69,11 @@ class Targets:
         while len(self._engines) < n:
             now = time.monotonic()
             if deadline is not None and now > deadline:
+                ids = self.ids
+                shown = ids if len(ids) <= 20 else f"{str(ids[:10])[:-1]}, ... {len(ids) - 10} more]"
                 raise TimeoutError(
                     f"only {len(self._engines)} of {n} engines registered within {timeout}s "
-                    f"(engines: {self.ids}); check the engines' logs for registration errors")
+                    f"(engines: {shown}); check the engines' logs for registration errors")
             if now >= next_ask:
                 # registrations are announced on a PUB socket, which drops what is published before
                 # our subscription is joined (e.g. engines coming back to a restarted controller

@@ -35,9 +35,10 @@ from ..wire.session import WireSession
 from .db import DB_CLASSES
 from .dask import DaskSupport
 from .dbguard import DatabaseInUse, DBLock, open_guarded
+from . import limits
 from .factory import CLIENT_CHANNELS, ENGINE_CHANNELS, HubFactory
 from .heartmonitor import HeartMonitor
-from .hub import EngineConnector, Hub
+from .hub import Hub
 from .replaymark import ReplayMark
 from .scheduler.task import TaskScheduler
 
@@ -102,7 +103,7 @@ class ControllerApp(Application):
     version = __version__
     aliases = aliases
     flags = flags
-    classes = [HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, DaskSupport, Session]
+    classes = [HubFactory, Hub, HeartMonitor, TaskScheduler, DaskSupport, Session]
 
     profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
     profile_dir = Unicode("", config=True, help="Profile directory (overrides --profile); env IPP_PROFILE_DIR.")
@@ -271,6 +272,7 @@ class ControllerApp(Application):
             encrypted = factory.resolve_curve(self._saved_curve_keys(reused))
         except ValueError as e:
             raise SystemExit(f"controller: {e}") from None
+        limits.raise_fd_limit()  # every engine holds ~8 connections here
         db = self.db = self._db()
         try:
             hub = factory.init_hub(loop, session, db, on_shutdown=self.stop, config=self.config)
@@ -307,9 +309,10 @@ class ControllerApp(Application):
         write_connection_file(cpath, cinfo)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s, %s",
-                      factory.client_url("registration"), self.profile_dir, self.cluster_id, type(db).__name__,
-                      "encrypted (CurveZMQ)" if encrypted else "not encrypted")
+        self.log.info("controller ready: registration %s, profile %s, cluster id %r, store %s, %s, room for %d "
+                      "engines (open-file limit %d)", factory.client_url("registration"), self.profile_dir,
+                      self.cluster_id, type(db).__name__, "encrypted (CurveZMQ)" if encrypted else "not encrypted",
+                      hub.engine_capacity, limits.fd_limits()[0])
         await self._stopped.wait()
         if hub.dask is not None:
             await hub.dask.stop()

@@ -44,6 +44,12 @@ class HubFactory(LoggingConfigurable):
                        help="Exact ports by channel, as saved in connection files (used by --reuse).")
     registration_port = Integer(0, config=True, help="Port for registration and queries (0: from pool or random).")
     use_broadcast = Bool(True, config=True, help="Serve BroadcastView through a broadcast scheduler.")
+    listen_backlog = Integer(
+        4096, config=True,
+        help="Pending TCP connections each listening socket queues (ZMQ_BACKLOG; the kernel caps it at "
+        "net.core.somaxconn). libzmq's default, 100, overflows when hundreds of engines start at once: "
+        "their connections are then retried with growing delays and registrations time out.",
+    )
     maxmsgsize = Integer(
         512 * 1024 * 1024, config=True,
         help="Largest message part (bytes) any controller socket accepts, before anything else is "
@@ -172,6 +178,7 @@ class HubFactory(LoggingConfigurable):
     def init_hub(self, loop, session: WireSession, db, on_shutdown=None, config=None) -> Hub:
         """Bind every socket, start relays and heartbeat threads, return the Hub."""
         ctx = self.context = zmq.Context()
+        ctx.setsockopt(zmq.BACKLOG, self.listen_backlog)  # a default for every socket created below
         cfg = config if config is not None else self.config
         cp, ep = self.client_ports, self.engine_ports
         if session.key:  # one replay memory for every socket, with the date window

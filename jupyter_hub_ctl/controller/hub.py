@@ -18,7 +18,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
 from .errors import error_content, wrap_exception
-from . import dask
+from . import dask, limits
 from .intake import refusal, reply_type
 from .metrics import EngineMetrics, HubMetrics
 from .queries import HubQueries
@@ -36,7 +36,14 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         0.0,
         config=True,
         help="Seconds an accepted registration may wait for the engine's first heartbeat "
-        "before it is dropped (0: max(30, 10 heartbeat periods)).",
+        "before it is dropped (0: EngineConnector.registration_timeout if configured, else "
+        "max(30, 10 heartbeat periods)).",
+    )
+    engine_capacity = Integer(
+        0,
+        config=True,
+        help="Most engines registered at once; registrations beyond it are refused with the reason "
+        "(0: as many as the controller's file-descriptor limit leaves room for, about 8 per engine).",
     )
     io_cache_size = Integer(
         4096,
@@ -114,6 +121,12 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         self.incoming: dict = {}  # uuid str -> EngineConnector awaiting first heartbeat
         # uuid -> (id, loop time until which the id is kept) of engines dropped for silence
         self.departed: "OrderedDict[str, tuple]" = OrderedDict()
+        self._incoming_ids: set = set()  # ids of self.incoming, for O(1) id checks
+        self._departed_ids: dict = {}  # id -> uuid of the newest departed entry holding it
+        self._announcements: list = []  # (un)registration notifications waiting for the state file
+        self._announce_handle = None
+        self._last_state_write = float("-inf")
+        self._refused = 0  # registrations refused for want of file descriptors
         self.retention_task = None
         self.lost_tasks: dict = {}  # msg_id -> client uuid, for tasks marked lost at a restart
         self.retained = 0  # records purged by the retention limits
@@ -134,7 +147,10 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         # uuid -> id of every engine registered (also gone ones): the task stream names engines by id
         self.engine_ids: "OrderedDict[str, int]" = OrderedDict()
         if not self.registration_timeout:
-            self.registration_timeout = max(30.0, 10 * heartmonitor.period / 1000.0)
+            legacy = self.config.get("EngineConnector", {}).get("registration_timeout")
+            self.registration_timeout = float(str(legacy)) if legacy else max(30.0, 10 * heartmonitor.period / 1000.0)
+        if not self.engine_capacity:
+            self.engine_capacity = limits.engine_capacity()
 
     @observe("db")
     def _db_changed(self, change):

@@ -7,30 +7,29 @@ from collections import OrderedDict
 from typing import Optional
 
 import zmq
-from traitlets import Float
-from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import write_atomic
 from ..wire.session import Msg, frame_bytes, utcnow
-from .errors import engine_died
+from . import limits
+from .errors import engine_died, error_content
 
 #: Engine ids are ints in [0, MAX_ENGINE_ID): an id a peer asks for outside it is refused.
 MAX_ENGINE_ID = 2**31
+STATE_WRITE_INTERVAL = 0.1  # seconds between rewrites of the engine state file during a burst
 
 
-class EngineConnector(LoggingConfigurable):
-    """What the Hub knows about one engine: id, uuid, pending msg_ids, stall timer."""
+class EngineConnector:
+    """What the Hub knows about one engine: id, uuid, pending msg_ids, stall timer.
 
-    registration_timeout = Float(
-        0.0,
-        config=True,
-        help="Seconds an accepted registration may wait for the engine's first heartbeat before it is "
-        "dropped (0: the Hub's registration_timeout).",
-    )
+    A plain object with slots (a hub holds thousands of them): its one setting,
+    ``EngineConnector.registration_timeout``, is read by the Hub.
+    """
+
+    __slots__ = ("id", "uuid", "ident", "stallback", "registered", "queue", "tasks", "completed", "host", "pid",
+                 "engine_set")
 
     def __init__(self, id: int, uuid: str, ident: bytes, host: str = "", pid: Optional[int] = None,
-                 engine_set: str = "", **kwargs):
-        super().__init__(**kwargs)
+                 engine_set: str = ""):
         self.id = id
         self.uuid = uuid
         self.ident = ident
@@ -89,10 +88,13 @@ class HubRegistry:
             requested = self.restore_engines[uuid]
         if requested is None:
             requested = self._departed_id(uuid)
+        if len(self.engines) + len(self.incoming) >= self.engine_capacity:
+            self._refuse_registration(idents, msg, uuid)
+            return
         eid = self._pick_id(requested, uuid)
-        self.departed.pop(uuid, None)
+        self._undepart(uuid)
         ec = EngineConnector(eid, uuid, frame_bytes(idents[0]), host=str(about.get("host", ""))[:255],
-                             pid=pid, engine_set=engine_set[:255], parent=self)
+                             pid=pid, engine_set=engine_set[:255])
         heart = uuid.encode()
         self.heartmonitor.known.add(heart)  # from now on its pongs count
         reply(eid)
@@ -100,15 +102,50 @@ class HubRegistry:
         if self.heartmonitor.beating(heart):
             self.finish_registration(ec)
         else:
-            ec.stallback = self.loop.call_later(ec.registration_timeout or self.registration_timeout,
-                                                self._purge_stalled, uuid)
+            ec.stallback = self.loop.call_later(self.registration_timeout, self._purge_stalled, uuid)
             self.incoming[uuid] = ec
+            self._incoming_ids.add(eid)
+
+    def _refuse_registration(self, idents, msg: Msg, uuid: str) -> None:
+        """No room for another engine: say why, so the engine exits instead of hanging."""
+        self._refused += 1
+        self.count_error("engine-capacity")
+        soft, hard = limits.fd_limits()
+        reason = (f"this controller is full: {len(self.engines) + len(self.incoming)} engines registered, "
+                  f"its limit is {self.engine_capacity} (each engine holds {limits.FDS_PER_ENGINE} connections; "
+                  f"open-file limit {soft}, hard limit {hard}); raise `ulimit -n` before starting the "
+                  "controller, or set Hub.engine_capacity")
+        if self._refused == 1 or self._refused % 1000 == 0:
+            self.log.warning("registration of %s refused (%d so far): %s", uuid[:64], self._refused, reason)
+        self._reply(idents, "registration_reply", error_content("EngineCapacityError", reason), parent=msg.header)
 
     def _id_in_use(self, eid: int, uuid: Optional[str] = None) -> bool:
-        if eid in self.engines or any(ec.id == eid for ec in self.incoming.values()):
+        if eid in self.engines or eid in self._incoming_ids:
             return True
+        holder = self._departed_ids.get(eid)
+        if holder is None or holder == uuid:
+            return False
+        entry = self.departed.get(holder)
+        return entry is not None and entry[1] > self.loop.time()
+
+    def _depart(self, ec: EngineConnector) -> None:
+        """Keep a silent engine's id for ``reconnect_grace`` seconds; forget the oldest expired entries."""
+        self._undepart(ec.uuid)
         now = self.loop.time()
-        return any(d[0] == eid and d[1] > now and u != uuid for u, d in self.departed.items())
+        self.departed[ec.uuid] = (ec.id, now + self.reconnect_grace, ec.host, ec.pid)
+        self._departed_ids[ec.id] = ec.uuid
+        while self.departed:  # bounded memory
+            uuid, first = next(iter(self.departed.items()))
+            if first[1] > now and len(self.departed) <= 10000:
+                break
+            self._forget_heart(uuid)
+            self._undepart(uuid)
+
+    def _undepart(self, uuid: str) -> Optional[tuple]:
+        entry = self.departed.pop(uuid, None)
+        if entry is not None and self._departed_ids.get(entry[0]) == uuid:
+            del self._departed_ids[entry[0]]
+        return entry
 
     def _departed_id(self, uuid: str) -> Optional[int]:
         """The id an engine dropped for silence may take back (None once its window has passed)."""
@@ -135,6 +172,7 @@ class HubRegistry:
     def _purge_stalled(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
         if ec is not None:
+            self._incoming_ids.discard(ec.id)
             self._forget_heart(uuid)
             self.count_error("registration-stalled")
             self.log.warning("registration: engine %d (%s) never sent a heartbeat; dropped", ec.id, uuid)
@@ -152,14 +190,14 @@ class HubRegistry:
                 eid = self.restore_engines.pop(uuid)
                 self._next_id = max(self._next_id, eid + 1)
                 self.log.info("restored engine %d (%s) from its heartbeat", eid, uuid)
-                self.finish_registration(EngineConnector(eid, uuid, heart, parent=self))
+                self.finish_registration(EngineConnector(eid, uuid, heart))
             elif self._departed_id(uuid) is not None:
                 # dropped for silence, but it was only paused or cut off: same engine, same id
-                eid, _, host, pid = self.departed.pop(uuid)
+                eid, _, host, pid = self._undepart(uuid)
                 self.log.info("engine %d (%s) answers heartbeats again; it keeps id %d", eid, uuid, eid)
-                self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid, parent=self))
+                self.finish_registration(EngineConnector(eid, uuid, heart, host=host, pid=pid))
             elif uuid in self.departed:
-                self.departed.pop(uuid)
+                self._undepart(uuid)
                 self._forget_heart(uuid)
                 self.log.warning("engine %s answers heartbeats again after its %gs grace window; "
                                  "restart it to use it", uuid[:64], self.reconnect_grace)
@@ -179,6 +217,7 @@ class HubRegistry:
     def _drop_incoming(self, uuid: str) -> None:
         ec = self.incoming.pop(uuid, None)
         if ec is not None:
+            self._incoming_ids.discard(ec.id)
             self._forget_heart(uuid)
             if ec.stallback is not None:
                 ec.stallback.cancel()
@@ -197,7 +236,8 @@ class HubRegistry:
         self._next_id = min(max(next_id, max(engines.values(), default=-1) + 1), MAX_ENGINE_ID)
 
     def finish_registration(self, ec: EngineConnector) -> None:
-        self.incoming.pop(ec.uuid, None)
+        if self.incoming.pop(ec.uuid, None) is not None:
+            self._incoming_ids.discard(ec.id)
         if ec.stallback is not None:
             ec.stallback.cancel()
             ec.stallback = None
@@ -210,8 +250,7 @@ class HubRegistry:
         if self.scheduler is not None:
             self.scheduler.add_engine(ec.uuid)
         self._mute_status(ec.id)
-        self._save_engine_state()
-        self._notify("registration_notification", ec.info())
+        self._announce("registration_notification", ec.info())
         self.log.info("engine %d (%s) is ready", ec.id, ec.uuid)
         if self.dask is not None:
             self.dask.engine_added(ec)
@@ -245,10 +284,11 @@ class HubRegistry:
         ``TaskScheduler.gone_delay`` instead of ``stranded_delay``."""
         ec = self.engines.pop(eid, None)
         if ec is None:
-            for uuid, inc in list(self.incoming.items()):
-                if inc.id == eid:
-                    self._drop_incoming(uuid)
-                    return
+            if eid in self._incoming_ids:
+                for uuid, inc in list(self.incoming.items()):
+                    if inc.id == eid:
+                        self._drop_incoming(uuid)
+                        return
             self.log.info("unregistration of unknown engine %r ignored", eid)
             return
         del self.by_uuid[ec.uuid]
@@ -256,21 +296,14 @@ class HubRegistry:
         self._unmute_status(ec.id)
         self.heartmonitor.forget(ec.uuid.encode())
         if reason == "heart failure" and self.reconnect_grace > 0:
-            self.departed[ec.uuid] = (ec.id, self.loop.time() + self.reconnect_grace, ec.host, ec.pid)
-            now = self.loop.time()
-            while self.departed:  # forget the oldest expired entries (bounded memory)
-                first = next(iter(self.departed.values()))
-                if first[1] > now and len(self.departed) <= 10000:
-                    break
-                self._forget_heart(self.departed.popitem(last=False)[0])
+            self._depart(ec)
         else:
             self._forget_heart(ec.uuid)
         if self.scheduler is not None:
             self.scheduler.remove_engine(ec.uuid, ec.id, gone)
         if self.broadcast is not None:
             self.broadcast.remove_engine(ec.uuid, ec.id)
-        self._save_engine_state()
-        self._notify("unregistration_notification", ec.info())
+        self._announce("unregistration_notification", ec.info())
         self.log.info("engine %d (%s) unregistered: %s", eid, ec.uuid, reason)
         delay = self.scheduler.stranded_after(gone) if self.scheduler is not None else 5.0
         self.loop.call_later(delay, self._handle_stranded_mux, ec)
@@ -316,6 +349,26 @@ class HubRegistry:
             eid = self.by_uuid.get(frame_bytes(idents[0]).decode("utf8", "replace"), eid)
         self.unregister_engine(eid, reason="engine asked", gone=True)
         self._reply(idents, "unregistration_reply", {"status": "ok"}, parent=msg.header)
+
+    def _announce(self, msg_type: str, content: dict) -> None:
+        """Notify clients of an (un)registration once the engine state file says so.
+
+        The file is rewritten whole (O(engines)), so under a registration storm it is written
+        at most every STATE_WRITE_INTERVAL seconds, each write followed by the notifications
+        it covers, in order: a controller killed at any moment restores at least what it announced.
+        """
+        self._announcements.append((msg_type, content))
+        if self._announce_handle is None:
+            delay = max(0.0, self._last_state_write + STATE_WRITE_INTERVAL - self.loop.time())
+            self._announce_handle = self.loop.call_later(delay, self._flush_announcements)
+
+    def _flush_announcements(self) -> None:
+        self._announce_handle = None
+        self._save_engine_state()
+        self._last_state_write = self.loop.time()
+        pending, self._announcements = self._announcements, []
+        for msg_type, content in pending:
+            self._notify(msg_type, content)
 
     def _save_engine_state(self) -> None:
         if not self.engine_state_file:

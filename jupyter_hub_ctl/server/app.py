@@ -20,7 +20,7 @@ from ..controller.db.dictdb import DictDB
 from ..controller.db.sqlitedb import SQLiteDB
 from ..controller.factory import HubFactory
 from ..controller.heartmonitor import HeartMonitor
-from ..controller.hub import EngineConnector, Hub
+from ..controller.hub import Hub
 from ..controller.scheduler.broadcast import BroadcastScheduler
 from ..controller.scheduler.task import TaskScheduler
 from .handlers import handlers
@@ -32,7 +32,7 @@ EVENT_VERSION = "2"
 EVENT_ID = f"https://events.jupyter-hub-ctl.dev/hubctl/hub/v{EVENT_VERSION}"
 
 # controller classes whose settings in the server's config are handed to every new hub
-CONTROLLER_CLASSES = (HubFactory, Hub, EngineConnector, HeartMonitor, TaskScheduler, BroadcastScheduler, SQLiteDB,
+CONTROLLER_CLASSES = (HubFactory, Hub, HeartMonitor, TaskScheduler, BroadcastScheduler, SQLiteDB,
                       DictDB)
 
 
@@ -100,8 +100,9 @@ class HubCtlExtension(ExtensionApp):
     # ------------------------------------------------------------------ hubs
     def _controller_args(self) -> list:
         """Settings of the controller classes from the server's config, as controller arguments."""
-        return list(self.controller_args) + controller_config_args(self.config,
-                                                                   [cls.__name__ for cls in CONTROLLER_CLASSES])
+        # (EngineConnector's one setting, registration_timeout, is read by the Hub: a section, not a class)
+        return list(self.controller_args) + controller_config_args(
+            self.config, [cls.__name__ for cls in CONTROLLER_CLASSES] + ["EngineConnector"])
 
     def hub_config(self, name, n, profile, launcher, options) -> Config:
         c = Config()

@@ -18,7 +18,8 @@ from tornado import web
 
 from ..controller.queries import MAX_STREAM_LIMIT
 from ..wire.session import MessageError, unpack
-from .models import BadRequest, check_n, check_name, check_options, check_profile, hub_model, launcher_schema
+from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, BadRequest, check_n, check_name, check_options, check_profile,
+                     engines_page, hub_model, launcher_schema)
 
 MAX_BODY = 64 * 1024
 
@@ -162,13 +163,23 @@ class HubHandler(HubCtlHandler):
 
 
 class EnginesHandler(HubCtlHandler):
+    """A page of a hub's engines, ``?offset=&limit=`` (default 0 and 200, at most 1000), in id order,
+    with ``total`` and a ``summary`` of all of them (states, hosts, queue totals)."""
+
     @web.authenticated
     @authorized
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        self.write_json({"engines": self.monitor.engines.get(hub_id, []),
-                         "hosts": self.monitor.hosts.get(hub_id, {})})
+        try:
+            limit = int(self.get_argument("limit", str(ENGINE_PAGE)))
+            offset = int(self.get_argument("offset", "0"))
+        except ValueError:
+            self.fail(400, "limit and offset must be integers")
+        if not (1 <= limit <= ENGINE_PAGE_MAX and offset >= 0):
+            self.fail(400, f"limit must be 1-{ENGINE_PAGE_MAX} and offset non-negative")
+        self.write_json(dict(engines_page(self.monitor.engines.get(hub_id, []), offset, limit),
+                             hosts=self.monitor.hosts.get(hub_id, {})))
 
 
 class QueuesHandler(HubCtlHandler):

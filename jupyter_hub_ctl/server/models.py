@@ -111,6 +111,26 @@ def engine_model(e: dict) -> dict:
     }
 
 
+ENGINE_PAGE = 200  # engines per page of GET hubs/{id}/engines, and in an event, unless asked otherwise
+ENGINE_PAGE_MAX = 1000
+
+
+def engines_summary(engines: list) -> dict:
+    """What a list of engine models adds up to: how many, in which states, on how many hosts, queue totals."""
+    states: dict = {}
+    for e in engines:
+        states[e["state"]] = states.get(e["state"], 0) + 1
+    # hosts: distinct known ones (ipyparallel's engines do not say theirs)
+    return {"total": len(engines), "states": states, "hosts": len({e["host"] for e in engines if e["host"]}),
+            **{key: sum(e.get(key) or 0 for e in engines) for key in ("queue", "tasks", "completed")}}
+
+
+def engines_page(engines: list, offset: int = 0, limit: int = ENGINE_PAGE) -> dict:
+    """One page of a hub's engines (in id order) with the summary of all of them."""
+    return {"engines": engines[offset:offset + limit], "offset": offset, "limit": limit,
+            "total": len(engines), "summary": engines_summary(engines)}
+
+
 METRICS_KEYS = ("time", "cpu", "rss", "threads", "task", "task_name")
 HOST_KEYS = ("time", "load1", "cpus", "mem_total", "mem_used")
 
@@ -124,16 +144,10 @@ def metrics_model(sample) -> Optional[dict]:
     return {key: sample.get(key) for key in METRICS_KEYS}
 
 
-#: engine events carry the engines' metrics only up to this many engines (REST always has them)
-EVENT_METRICS_ENGINES = 256
-
-
 def engines_event(hub_id: str, hub: dict, engines: list, hosts: dict) -> dict:
-    """The ``engines`` event: sent when a hub's engines change and when they report new metrics."""
-    if len(engines) > EVENT_METRICS_ENGINES:
-        engines = [dict(e, metrics=None) for e in engines]
-        hosts = {}
-    return {"action": "engines", "hub_id": hub_id, "hub": hub, "engines": engines, "hosts": hosts}
+    """The ``engines`` event: sent when a hub's engines change and when they report new metrics; it
+    carries the first page of engines (with their metrics), the summary of all, and the hosts."""
+    return {"action": "engines", "hub_id": hub_id, "hub": hub, **engines_page(engines), "hosts": hosts}
 
 
 def hosts_model(engines: list) -> dict:
@@ -150,6 +164,14 @@ def queues_model(status: dict) -> dict:
     engines = {str(k): v for k, v in status.items() if isinstance(k, int) or str(k).isdigit()}
     totals = {key: sum(v.get(key, 0) for v in engines.values()) for key in ("queue", "tasks", "completed")}
     return {"engines": engines, "unassigned": status.get("unassigned", 0), "totals": totals}
+
+
+def first_page_counts(queues: dict, engines: list) -> dict:
+    """Queue counts with the per-engine part cut to the engines of the first page (the totals stay whole)."""
+    if len(queues["engines"]) <= ENGINE_PAGE:
+        return queues
+    page = {str(e["id"]) for e in engines[:ENGINE_PAGE]}
+    return dict(queues, engines={k: v for k, v in queues["engines"].items() if k in page})
 
 
 # ---------------------------------------------------------------- launcher option schemas

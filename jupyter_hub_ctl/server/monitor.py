@@ -14,7 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
-from .models import engine_model, engines_event, health_model, hosts_model, hub_model, queues_model
+from .models import (engine_model, engines_event, first_page_counts, health_model, hosts_model, hub_model,
+                     queues_model)
 
 log = logging.getLogger("jupyter_hub_ctl.server")
 
@@ -221,10 +222,11 @@ class HubMonitor:
         self.engines[hub_id] = engines
         self._publish(hub_id)
         if changed or reported:
+            # a page, not thousands of engines per event; the summary covers them all
             self.emit(engines_event(hub_id, self.models[hub_id], engines, self.hosts[hub_id]))
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
-            self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
+            self.emit({"action": "queues", "hub_id": hub_id, "queues": first_page_counts(queues, engines)})
 
     def _query(self, hub_id: str, record: dict) -> tuple:
         """Engines, queue counts and health of a hub (worker thread; each reply bounded by ``query_timeout``)."""

@@ -4,7 +4,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import {
   ICreateHubRequest,
   IConnection,
-  IEngine,
+  IEnginePage,
   IHub,
   ILauncher,
   IQueues,
@@ -75,8 +75,9 @@ export class HubCtlAPI {
     await this._request(hubPath(id), { method: 'DELETE' });
   }
 
-  engines(id: string): Promise<{ engines: IEngine[] }> {
-    return this._json(`${hubPath(id)}/engines`);
+  /** A page of the hub's engines (the server's page size), from `offset`. */
+  engines(id: string, offset = 0): Promise<IEnginePage> {
+    return this._json(`${hubPath(id)}/engines?offset=${offset}`);
   }
 
   queues(id: string): Promise<IQueues> {

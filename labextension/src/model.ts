@@ -8,6 +8,7 @@ import {
   HUB_EVENT_SCHEMA_ID,
   ICreateHubRequest,
   IEngine,
+  IEngineSummary,
   IHub,
   IHubEvent,
   ILauncher,
@@ -101,6 +102,57 @@ export class HubCtlModel implements IDisposable {
   /** Engines of the selected hub, or null until they are known. */
   get engines(): readonly IEngine[] | null {
     return this._engines;
+  }
+
+  /** How many engines the selected hub has (`engines` holds the pages read so far). */
+  get engineTotal(): number {
+    return this._engineTotal;
+  }
+
+  /** All the selected hub's engines added up, or null until known. */
+  get engineSummary(): IEngineSummary | null {
+    return this._engineSummary;
+  }
+
+  /** Show one more page of the selected hub's engines (kept across refreshes). */
+  async showMoreEngines(): Promise<void> {
+    this._wanted = (this._engines?.length ?? 0) + this._pageSize;
+    await this._fillEngines();
+  }
+
+  /** Read the pages after those held until `_wanted` engines (or all) are shown. */
+  private async _fillEngines(): Promise<void> {
+    const id = this._selectedId;
+    let shown = this._engines;
+    try {
+      while (
+        id &&
+        shown &&
+        shown.length < Math.min(this._wanted, this._engineTotal)
+      ) {
+        const page = await this.api.engines(id, shown.length);
+        if (id !== this._selectedId || this._engines !== shown || !page.engines.length) {
+          break; // another selection or a refresh took over
+        }
+        shown = [...shown, ...page.engines];
+        this._setEngines(page, shown);
+      }
+    } catch (reason) {
+      this._detailError = describe(reason);
+    }
+    this._changed.emit();
+  }
+
+  /** A first page of engines (a refresh or an event): keep showing as many as were asked for. */
+  private _takeFirstPage(
+    page: { total?: number; summary?: IEngineSummary; limit?: number },
+    engines: IEngine[]
+  ): void {
+    this._pageSize = page.limit ?? this._pageSize;
+    this._setEngines(page, engines);
+    if (this._wanted > engines.length && engines.length < this._engineTotal) {
+      void this._fillEngines();
+    }
   }
 
   /** Queue counts of the selected hub, or null until they are known. */
@@ -351,7 +403,7 @@ export class HubCtlModel implements IDisposable {
       if (id !== this._selectedId) {
         return;
       }
-      this._engines = engines.engines;
+      this._takeFirstPage(engines, engines.engines);
       this._queues = queues;
       this._detailError = null;
     } catch (reason) {
@@ -420,7 +472,7 @@ export class HubCtlModel implements IDisposable {
         break;
       case 'engines':
         if (id === this._selectedId && Array.isArray(event.engines)) {
-          this._engines = event.engines;
+          this._takeFirstPage(event, event.engines);
           this._detailError = null;
         }
         break;
@@ -488,9 +540,21 @@ export class HubCtlModel implements IDisposable {
     }
   }
 
+  private _setEngines(
+    page: { total?: number; summary?: IEngineSummary },
+    engines: IEngine[]
+  ): void {
+    this._engines = engines;
+    this._engineTotal = page.total ?? engines.length;
+    this._engineSummary = page.summary ?? null;
+  }
+
   private _clearSelection(): void {
     this._selectedId = null;
     this._engines = null;
+    this._engineTotal = 0;
+    this._engineSummary = null;
+    this._wanted = 0;
     this._queues = null;
     this._detailError = null;
   }
@@ -503,6 +567,10 @@ export class HubCtlModel implements IDisposable {
   private _launchersError: string | null = null;
   private _selectedId: string | null = null;
   private _engines: IEngine[] | null = null;
+  private _engineTotal = 0;
+  private _engineSummary: IEngineSummary | null = null;
+  private _wanted = 0; // engines the user asked to see ("Show more"); 0: the first page
+  private _pageSize = 200; // the server's page of engines, as its last page said
   private _queues: IQueues | null = null;
   private _detailError: string | null = null;
   private _actionError: string | null = null;

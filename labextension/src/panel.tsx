@@ -12,7 +12,7 @@ import { CreateForm } from './form';
 import { hubIcon } from './icons';
 import { HubCtlModel } from './model';
 import { watchForDrag } from './snippet';
-import { IEngine, IHealth, IHub, IQueueCounts, IQueues } from './types';
+import { IEngine, IEngineSummary, IHealth, IHub, IQueueCounts, IQueues } from './types';
 
 /** The id of the sidebar widget (also its tab's `data-id`). */
 export const PANEL_ID = 'hubctl-panel';
@@ -398,7 +398,14 @@ function HubDetail(props: {
         </div>
       )}
       <QueueTotals queues={model.queues} />
-      <EngineTable engines={model.engines} queues={model.queues} active={active} />
+      <EngineTable
+        engines={model.engines}
+        queues={model.queues}
+        active={active}
+        total={model.engineTotal}
+        summary={model.engineSummary}
+        onMore={() => void model.showMoreEngines()}
+      />
     </section>
   );
 }
@@ -443,10 +450,32 @@ export function formatAge(seconds: number | null): string {
   return `${Math.floor(seconds / 3600)}h`;
 }
 
+/** From this many engines on, the panel adds them up above the table. */
+const PAGE_SUMMARY_FROM = 200;
+
+/** Engines added up, for hubs with more engines than one page shows. */
+function EngineSummary(props: { summary: IEngineSummary }): JSX.Element {
+  const { summary } = props;
+  const states = Object.entries(summary.states)
+    .map(([state, count]) => `${count.toLocaleString()} ${state}`)
+    .join(', ');
+  const hosts = summary.hosts
+    ? ` on ${summary.hosts.toLocaleString()} host${summary.hosts === 1 ? '' : 's'}`
+    : '';
+  return (
+    <div className="jp-HubCtl-engineSummary" data-testid="hubctl-engine-summary">
+      {summary.total.toLocaleString()} engines{hosts}: {states}
+    </div>
+  );
+}
+
 function EngineTable(props: {
   engines: readonly IEngine[] | null;
   queues: IQueues | null;
   active: boolean;
+  total: number;
+  summary: IEngineSummary | null;
+  onMore: () => void;
 }): JSX.Element {
   const [now, setNow] = React.useState(Date.now());
   React.useEffect(() => {
@@ -463,8 +492,13 @@ function EngineTable(props: {
       </div>
     );
   }
+  // a hub may have thousands of engines: the table shows the pages read so far
+  const hidden = props.total - props.engines.length;
   return (
     <div className="jp-HubCtl-enginesScroll">
+      {props.summary && (hidden > 0 || props.total > PAGE_SUMMARY_FROM) && (
+        <EngineSummary summary={props.summary} />
+      )}
       <table className="jp-HubCtl-engines" data-testid="hubctl-engines">
         <thead>
           <tr>
@@ -501,6 +535,16 @@ function EngineTable(props: {
           })}
         </tbody>
       </table>
+      {hidden > 0 && (
+        <button
+          className="jp-mod-styled jp-HubCtl-moreEngines"
+          data-testid="hubctl-more-engines"
+          onClick={props.onMore}
+        >
+          Show more ({props.engines.length.toLocaleString()} of{' '}
+          {props.total.toLocaleString()})
+        </button>
+      )}
     </div>
   );
 }

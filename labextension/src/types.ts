@@ -55,6 +55,25 @@ export interface IEngine {
   last_heartbeat: string | null;
 }
 
+/** All of a hub's engines added up (the REST API pages the engines themselves). */
+export interface IEngineSummary {
+  total: number;
+  states: { [state: string]: number };
+  hosts: number;
+  queue: number;
+  tasks: number;
+  completed: number;
+}
+
+/** A page of a hub's engines, in id order. */
+export interface IEnginePage {
+  engines: IEngine[];
+  total: number;
+  offset: number;
+  limit: number;
+  summary: IEngineSummary;
+}
+
 export interface IQueueCounts {
   queue: number;
   tasks: number;
@@ -113,6 +132,9 @@ export interface IHubEvent {
   hub_id: string;
   hub?: IHub;
   engines?: IEngine[];
+  total?: number;
+  limit?: number;
+  summary?: IEngineSummary;
   queues?: IQueues;
   health?: IHealth;
 }

@@ -42,6 +42,16 @@ async def test_full_lifecycle(api, jp_fetch):
                    what="three engines")
     queues = json.loads((await api("GET", "hubs", "life", "queues")).body)
     assert len(queues["engines"]) == 3 and "totals" in queues
+    # engines come in pages, in id order, with the total and a summary of all of them
+    whole = json.loads((await api("GET", "hubs", "life", "engines")).body)
+    page = json.loads((await api("GET", "hubs", "life", "engines", params={"offset": "1", "limit": "1"})).body)
+    assert (page["total"], page["offset"], page["limit"]) == (3, 1, 1)
+    assert page["engines"] == whole["engines"][1:2] and sorted(e["id"] for e in whole["engines"]) == \
+        [e["id"] for e in whole["engines"]]
+    assert page["summary"]["total"] == 3 and page["summary"]["states"] == {"running": 3}
+    assert page["summary"]["hosts"] == 1
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"offset": "-1"}, {"limit": "x"}):
+        assert (await api("GET", "hubs", "life", "engines", params=bad)).code == 400
     conn = json.loads((await api("GET", "hubs", "life", "connection")).body)
     assert "Client(hub_id='life')" in conn["snippet"]
     # the snippet works: run some work through the hub, then see it in the tasks listing

@@ -139,8 +139,13 @@ class TaskScheduler(LoggingConfigurable):
         self._choose = CHOOSERS[self.scheme_name]
         self._hwm = self.hwm  # plain attributes on the hot path (trait access is slow)
         self._log = self.log
-        self.engines: list = []  # uuid str, least recently used first
+        self.engines: "OrderedDict[str, None]" = OrderedDict()  # uuids, least recently used first
         self.loads: dict = {}  # uuid -> outstanding count
+        # engines with room for another task (load < hwm; all if no hwm), in the order they got
+        # room: with hwm 1 and leastload or lru, a task without constraints takes the first one
+        # (O(1) per task, whatever the number of engines)
+        self.free: "OrderedDict[str, None]" = OrderedDict()
+        self._first_free = self.hwm == 1 and self.scheme_name in ("leastload", "lru")
         self.pending: dict = {}  # uuid -> {msg_id: Job}
         self.stranded: dict = {}  # uuid of a departed engine -> {msg_id: Job}
         self.engine_done: dict = {}  # uuid -> set of msg_ids finished there
@@ -159,7 +164,10 @@ class TaskScheduler(LoggingConfigurable):
     def add_engine(self, uuid: str) -> None:
         if uuid in self.loads:
             return
-        self.engines.insert(0, uuid)
+        self.engines[uuid] = None
+        self.engines.move_to_end(uuid, last=False)
+        self.free[uuid] = None
+        self.free.move_to_end(uuid, last=False)
         self.loads[uuid] = 0
         self.pending[uuid] = {}
         self.engine_done.setdefault(uuid, set())
@@ -173,7 +181,8 @@ class TaskScheduler(LoggingConfigurable):
     def remove_engine(self, uuid: str, engine_id: int, gone: bool = False) -> None:
         if uuid not in self.loads:
             return
-        self.engines.remove(uuid)
+        del self.engines[uuid]
+        self.free.pop(uuid, None)
         del self.loads[uuid]
         for msg_id, (target, on_reply) in list(self.internal.items()):
             if target == uuid:
@@ -276,6 +285,10 @@ class TaskScheduler(LoggingConfigurable):
     def _candidates(self, job: Job, hwm: Optional[int] = None) -> list:
         """Engines that may take ``job`` now (``hwm=0``: leaving their load aside)."""
         if hwm is None:
+            if self._first_free and not job.targets and not job.blacklist and not job.follow:
+                for uuid in self.free:
+                    return [uuid]
+                return []
             hwm = self._hwm
         out = []
         for uuid in self.engines:
@@ -304,12 +317,7 @@ class TaskScheduler(LoggingConfigurable):
         return None
 
     def _has_capacity(self) -> bool:
-        if not self.engines:
-            return False
-        hwm = self._hwm
-        if not hwm:
-            return True
-        return min(self.loads.values()) < hwm
+        return bool(self.free)
 
     def _schedule(self) -> None:
         """Dispatch waiting jobs, oldest first, while any engine has room."""
@@ -351,11 +359,10 @@ class TaskScheduler(LoggingConfigurable):
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None
-        self.loads[uuid] += 1
-        engines = self.engines
-        if engines[-1] != uuid:
-            engines.remove(uuid)
-            engines.append(uuid)
+        load = self.loads[uuid] = self.loads[uuid] + 1
+        if self._hwm and load >= self._hwm:
+            del self.free[uuid]
+        self.engines.move_to_end(uuid)
         job.engine = uuid
         self.pending[uuid][job.msg_id] = job
         self.dispatched += 1
@@ -392,7 +399,9 @@ class TaskScheduler(LoggingConfigurable):
         if jobs is not None:
             jobs.pop(job.msg_id, None)
         if uuid in self.loads:
-            self.loads[uuid] -= 1
+            load = self.loads[uuid] = self.loads[uuid] - 1
+            if uuid not in self.free and (not self._hwm or load < self._hwm):
+                self.free[uuid] = None
         job.engine = None
         if md.get("dependencies_met", True) is False:
             job.blacklist.add(uuid)
