@@ -50,11 +50,11 @@ def test_clear_execute_abort_signal_on_the_same_engine(fresh_hub):
     dv.execute("a = 5\na").get(10)  # the engine's IPython shell is in use from here on
     assert dv.apply_sync(lambda: a) == 5  # noqa: F821 - the engine's global
 
-    replies, took = _timed(rc.clear, targets=[eid])
-    assert replies == [{"status": "ok"}]
+    replies, took = _timed(rc.clear, targets=[eid], block=True)  # blocking: None, or the engine's error raised
+    assert replies is None
     assert took < QUICK
-    assert dv.execute("1 + 1").get(10).execute_result["data"]["text/plain"] == "2"
-    assert dv.execute("Out[max(Out)] * 3").get(10).execute_result["data"]["text/plain"] == "6"
+    assert dv.execute("1 + 1", silent=False).get(10).execute_result["data"]["text/plain"] == "2"
+    assert dv.execute("Out[max(Out)] * 3", silent=False).get(10).execute_result["data"]["text/plain"] == "6"
     with pytest.raises(RemoteError, match="NameError"):
         dv.execute("a").get(10)
     assert dv.apply_sync(lambda: "a" in globals()) is False
@@ -62,11 +62,11 @@ def test_clear_execute_abort_signal_on_the_same_engine(fresh_hub):
     # abort by msg_id: that queued task does not run, the others do
     blocker = _start_blocker(dv)
     skipped, kept = dv.apply_async(lambda: "ran"), dv.apply_async(lambda: "ran too")
-    replies, took = _timed(rc.abort, skipped.msg_ids, targets=[eid])
-    assert replies == [{"status": "ok"}] and took < QUICK
+    replies, took = _timed(rc.abort, skipped.msg_ids, targets=[eid], block=True)
+    assert replies is None and took < QUICK
     # SIGINT interrupts the running task; the engine goes on with its queue
-    replies, took = _timed(rc.send_signal, signal.SIGINT, targets=[eid])
-    assert replies == [{"status": "ok"}] and took < QUICK
+    replies, took = _timed(rc.send_signal, signal.SIGINT, targets=[eid], block=True)
+    assert replies is None and took < QUICK
     with pytest.raises(RemoteError, match="KeyboardInterrupt"):
         blocker.get(10)
     with pytest.raises(TaskAborted):
@@ -76,17 +76,18 @@ def test_clear_execute_abort_signal_on_the_same_engine(fresh_hub):
     # abort without ids: everything queued on the engine is skipped, later work runs
     blocker = _start_blocker(dv)
     queued = [dv.apply_async(lambda: "queued") for _ in range(3)]
-    assert rc.abort(targets=[eid]) == [{"status": "ok"}]
-    rc.send_signal(signal.SIGINT, targets=[eid])
+    # non-blocking: a Future of the replies
+    assert [r["content"] for r in rc.abort(targets=[eid]).result(10)] == [{"status": "ok"}]
+    rc.send_signal(signal.SIGINT, targets=[eid], block=True)
     with pytest.raises(RemoteError, match="KeyboardInterrupt"):
         blocker.get(10)
     for ar in queued:
         with pytest.raises(TaskAborted):
             ar.get(10)
     assert dv.apply_sync(lambda: "after") == "after"
-    assert dv.execute("b = 2\nb * 21").get(10).execute_result["data"]["text/plain"] == "42"
+    assert dv.execute("b = 2\nb * 21", silent=False).get(10).execute_result["data"]["text/plain"] == "42"
     dv.execute("_oh = 'user code replaced the output history'\ndel Out").get(10)
-    assert rc.clear(targets=[eid]) == [{"status": "ok"}]
+    assert [r["content"] for r in rc.clear(targets=[eid]).result(10)] == [{"status": "ok"}]
     # user variables gone; IPython's own names back, its output history empty
     assert dv.apply_sync(lambda: sorted(k for k in ("a", "b", "In", "Out", "_oh") if k in globals())) == \
         ["In", "Out", "_oh"]
@@ -203,7 +204,7 @@ def test_every_control_request_is_answered_and_the_channel_survives(fresh_hub):
         # the first reply on the DEALER is the answer to the next request: nothing else came back
         assert ctl.request("abort_request", {"msg_ids": []})["content"] == {"status": "ok"}
         assert rc[eid].apply_sync(lambda: "alive") == "alive"
-        assert rc[eid].execute("2 ** 10").get(10).execute_result["data"]["text/plain"] == "1024"
+        assert rc[eid].execute("2 ** 10", silent=False).get(10).execute_result["data"]["text/plain"] == "1024"
     finally:
         ctl.close()
 
