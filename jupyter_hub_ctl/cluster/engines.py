@@ -151,6 +151,7 @@ class EngineOpsMixin:
         if self._attached:
             current += sum(e.get("count", 1) for e in self._foreign_engines())
         self.n = n
+        self._commit(n=n)  # the requested count shows at once (the panel: "scaling 2 → 3", not "3/2")
         if n > current:
             await self._add_engines(n - current)
         elif n < current:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from .models import BadRequest, check_n, check_name, check_options, check_profile, launcher_schema
+from .models import (MIN_ENGINES, BadRequest, check_n, check_name, check_options, check_profile, iso,
+                     launcher_schema)
 
 MAX_BODY = 64 * 1024
 
@@ -163,7 +165,7 @@ class EnginesHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        self.write_json({"engines": self.monitor.engines.get(hub_id, [])})
+        self.write_json({"engines": self.monitor.engines.get(hub_id, []), "time": iso(time.time())})
 
 
 class QueuesHandler(HubCtlHandler):
@@ -256,7 +258,9 @@ class LaunchersHandler(HubCtlHandler):
             except Exception:
                 continue
             out.append({"name": name, "description": description, "schema": schema})
-        self.write_json({"launchers": out, "default": self.ext.default_launcher})
+        self.write_json({"launchers": out, "default": self.ext.default_launcher,
+                         "engines": {"default": self.ext.default_n, "minimum": MIN_ENGINES,
+                                     "maximum": self.ext.max_engines}})
 
 
 class VersionHandler(HubCtlHandler):
@@ -272,6 +276,8 @@ class VersionHandler(HubCtlHandler):
 
 
 def handlers() -> list:
+    from .dashboard import ClientsHandler, DashboardHandler
+
     hub = r"(?P<hub_id>[^/]+)"
     return [
         (r"/hubctl/api/hubs/?", HubsHandler),
@@ -280,6 +286,8 @@ def handlers() -> list:
         (rf"/hubctl/api/hubs/{hub}/queues/?", QueuesHandler),
         (rf"/hubctl/api/hubs/{hub}/tasks/?", TasksHandler),
         (rf"/hubctl/api/hubs/{hub}/connection/?", ConnectionHandler),
+        (rf"/hubctl/api/hubs/{hub}/dashboard/?", DashboardHandler),
+        (rf"/hubctl/api/hubs/{hub}/clients/?", ClientsHandler),
         (r"/hubctl/api/launchers/?", LaunchersHandler),
         (r"/hubctl/api/version/?", VersionHandler),
     ]

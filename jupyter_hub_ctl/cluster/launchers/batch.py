@@ -50,9 +50,10 @@ class BatchEngineLauncher(EngineLauncher):
                           help="Command that reports a job's state; '{job_id}' is its id (empty: do not poll).")
     running_regexp = Unicode("", config=True, help="Output of status_command matching this means the job is "
                                                    "queued or running; otherwise (or on a non-zero exit) it ended.")
-    queue = Unicode("", config=True, help="Queue / partition to submit to.")
-    account = Unicode("", config=True, help="Account / project to charge.")
-    walltime = Unicode("", config=True, help="Wall-clock limit in the scheduler's format (e.g. 01:00:00).")
+    queue = Unicode("", config=True, help="Queue / partition to submit to.").tag(basic=True, title="Queue / partition")
+    account = Unicode("", config=True, help="Account / project to charge.").tag(basic=True)
+    walltime = Unicode("", config=True, help="Wall-clock limit in the scheduler's format (e.g. 01:00:00)."
+                       ).tag(basic=True, title="Wall-clock limit", example="01:00:00")
     extra_directives = List(Unicode(), config=True, help="Extra directive lines, copied verbatim into the script.")
     job_name = Unicode("", config=True, help="Job name (default: hubctl-<hub id>).")
     python = Unicode(sys.executable, config=True, help="Python interpreter on the compute nodes.")
@@ -220,7 +221,8 @@ class SGEEngineLauncher(BatchEngineLauncher):
     """Engines as one (Son of / Univa) Grid Engine job (qsub)."""
 
     scheduler = "sge"
-    parallel_environment = Unicode("smp", config=True, help="SGE parallel environment for the engine slots.")
+    parallel_environment = Unicode("smp", config=True, help="SGE parallel environment for the engine slots."
+                                   ).tag(basic=True)
     batch_template = Unicode(
         "#!/bin/sh\n#$ -N {job_name}\n#$ -j y\n#$ -o {output}\n#$ -S /bin/sh\n{directives}\n"
         "cd {work_dir}\nexport IPP_CLUSTER_ID={cluster_id}\n" + _LOOP,

@@ -1,0 +1,117 @@
+"""REST for the hub dashboard and the panel's stop question.
+
+``GET hubs/{id}/dashboard?since=T&limit=N``: everything one dashboard refresh shows, in one
+reply: the hub model, its engines (with their latest metrics) and queue counts from the
+monitor's cache, and the tasks that changed since ``T`` (the ``stream.now`` of the previous
+reply; absent: the latest changes) from one task-stream query to the hub.
+
+``GET hubs/{id}/clients``: the processes connected to the hub as clients (``clients.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .clients import connected, kernel_of, notification_endpoint
+from .handlers import HubCtlHandler
+from .models import iso
+
+#: most task changes one dashboard reply may carry (the hub's own bound is larger)
+MAX_STREAM_LIMIT = 20_000
+DEFAULT_STREAM_LIMIT = 5_000
+EMPTY_QUEUES = {"engines": {}, "unassigned": 0, "totals": {"queue": 0, "tasks": 0, "completed": 0}}
+
+
+class DashboardHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        since, limit = self._window()
+        stream, error = None, None
+        client = self.monitor.clients.get(hub_id)
+        if client is None:
+            error = "the hub is not running" if self.monitor.models[hub_id]["state"] != "running" \
+                else "the server is not connected to the hub yet"
+        else:
+            try:
+                stream = await asyncio.to_thread(client.task_stream, since, limit)
+            except Exception as e:  # e.g. a controller without the task stream: the rest still shows
+                error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        self.write_json({
+            "time": iso(time.time()),
+            "hub": self.monitor.models[hub_id],
+            "engines": self.monitor.engines.get(hub_id, []),
+            "queues": self.monitor.queues.get(hub_id) or EMPTY_QUEUES,
+            "stream": stream,
+            "stream_error": error,
+        })
+
+    def _window(self) -> tuple:
+        raw_since = self.get_argument("since", "")
+        try:
+            since = float(raw_since) if raw_since else None
+            limit = int(self.get_argument("limit", str(DEFAULT_STREAM_LIMIT)))
+        except ValueError:
+            self.fail(400, "since must be a number and limit an integer")
+        if since is not None and not math.isfinite(since):
+            self.fail(400, "since must be a finite number")
+        if not 1 <= limit <= MAX_STREAM_LIMIT:
+            self.fail(400, f"limit must be from 1 to {MAX_STREAM_LIMIT}")
+        return since, limit
+
+
+class ClientsHandler(HubCtlHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        record = self.hub_record(hub_id)
+        endpoint = notification_endpoint(record)
+        if endpoint is None:
+            self.write_json({"count": None, "clients": []})
+            return
+        kernels = await self._kernel_pids()
+        owner = record.get("owner") or {}
+        # this server's monitor, and the daemon that runs the hub, are not clients anyone would lose
+        exclude = {os.getpid()} | ({owner.get("pid")} if owner.get("role") == "daemon" else set())
+        try:
+            found = await asyncio.to_thread(connected, endpoint, exclude)
+        except Exception as e:  # e.g. a platform where connections cannot be listed
+            self.log.warning("hubctl: cannot list the clients of hub %s: %s", hub_id, e)
+            self.write_json({"count": None, "clients": []})
+            return
+        sessions = await self._sessions()
+        for client in found:
+            kernel_id = await asyncio.to_thread(kernel_of, client["pid"], kernels)
+            client["kernel"] = None if kernel_id is None else {
+                "id": kernel_id, "name": sessions.get(kernel_id, {}).get("name", ""),
+                "path": sessions.get(kernel_id, {}).get("path")}
+        self.write_json({"count": len(found), "clients": found})
+
+    async def _kernel_pids(self) -> dict:
+        """pid -> kernel id of this server's local kernels."""
+        manager = self.kernel_manager
+        pids = {}
+        for kernel_id in manager.list_kernel_ids():
+            provisioner = getattr(manager.get_kernel(kernel_id), "provisioner", None)
+            pid = getattr(provisioner, "pid", None)
+            if isinstance(pid, int):
+                pids[pid] = kernel_id
+        return pids
+
+    async def _sessions(self) -> dict:
+        """kernel id -> {"name", "path"} of this server's sessions (notebooks, consoles)."""
+        out = {}
+        for session in await self.session_manager.list_sessions():
+            kernel = session.get("kernel") or {}
+            if kernel.get("id"):
+                out[kernel["id"]] = {"name": kernel.get("name", ""), "path": session.get("path")}
+        return out
