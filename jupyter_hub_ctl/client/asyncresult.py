@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -278,87 +277,27 @@ class AsyncResult(Future):
         if pending:
             self._client.abort(pending)
 
-    def wait_interactive(self, interval: float = 0.1, timeout: Optional[float] = None, widget: Optional[bool] = None):
-        """Wait, showing progress: a widget in a notebook, a text bar elsewhere.
+    @property
+    def failures(self) -> int:
+        """How many of the finished tasks failed (raised, were aborted or lost)."""
+        return sum(1 for c in self._children if c.done and c.error is not None)
 
-        ``HUBCTL_NO_PROGRESS=1`` turns the display off.
-        """
+    def wait_interactive(self, interval: float = 0.1, timeout: Optional[float] = None,
+                         widget: Optional[bool] = None) -> None:
+        """Wait, showing progress (done/total, rate, elapsed, ETA, failures): a live widget in a
+        notebook, a text bar (tqdm) elsewhere.  Returns None, as ipyparallel's does, so a notebook
+        echoes nothing; ``HUBCTL_NO_PROGRESS=1`` turns the display off."""
         if os.environ.get("HUBCTL_NO_PROGRESS"):
-            return self.wait(timeout)
-        total = len(self._children)
-        bar = _progress_display(total, widget)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.done():
-            bar.update(self.progress)
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            self.wait(interval if remaining is None else min(interval, remaining))
-        bar.update(self.progress)
-        bar.close()
-        return self.done()
+            self.wait(timeout)
+            return None
+        from ..kernel.progress import TaskProgress
+
+        TaskProgress(self, description=self.fname or "tasks").wait(timeout, widget=widget, interval=interval)
+        return None
 
     def __repr__(self) -> str:
         state = "done" if self.done() else f"{self.progress}/{len(self._children)}"
         return f"<AsyncResult({self.fname}): {state}>"
-
-
-class _TextBar:
-    def __init__(self, total: int, stream=None):
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.last = -1
-
-    def update(self, n: int) -> None:
-        if n == self.last:
-            return
-        self.last = n
-        width = 30
-        filled = int(width * n / self.total) if self.total else width
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{self.total} tasks")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class _WidgetBar:
-    def __init__(self, total: int):
-        import ipywidgets
-        from IPython.display import display
-
-        self.bar = ipywidgets.IntProgress(min=0, max=total, description="tasks")
-        self.label = ipywidgets.Label(f"0/{total}")
-        self.total = total
-        display(ipywidgets.HBox([self.bar, self.label]))
-
-    def update(self, n: int) -> None:
-        self.bar.value = n
-        self.label.value = f"{n}/{self.total}"
-
-    def close(self) -> None:
-        self.bar.bar_style = "success" if self.bar.value == self.total else "warning"
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    ip = get_ipython()
-    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
-
-
-def _progress_display(total: int, widget: Optional[bool]):
-    if widget is None:
-        widget = _in_notebook()
-    if widget:
-        try:
-            return _WidgetBar(total)
-        except ImportError:
-            pass
-    return _TextBar(total)
 
 
 def result_of(fut: Message, content: dict, buffers: list, engine_ids: dict, deserialize) -> None:

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import zmq
@@ -84,6 +85,7 @@ class Client:
         self._hub_lost = False  # the query socket lost its connection (controller restarting?)
         self._closed = False
         self.query_timeout = query_timeout  # seconds to wait for any hub query's reply
+        self._thread_limits = threading.local()  # per-thread overrides of query_timeout (query_time_limit)
         self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
         self.results_seen = 0
         self._ctx = zmq.Context()
@@ -459,8 +461,21 @@ class Client:
     def _query(self, msg_type: str, content: dict) -> "_QueryFuture":
         return self._submit(b"q", msg_type, content, {}, fut_class=_QueryFuture)
 
+    @contextmanager
+    def query_time_limit(self, seconds: float):
+        """Within the block, hub queries made on this thread wait at most ``seconds`` for their reply
+        (a TimeoutError otherwise); other threads keep ``query_timeout``."""
+        previous = getattr(self._thread_limits, "seconds", None)
+        self._thread_limits.seconds = seconds
+        try:
+            yield self
+        finally:
+            self._thread_limits.seconds = previous
+
     def _hub(self, msg_type: str, content: dict, timeout: Optional[float] = None) -> dict:
-        timeout = self.query_timeout if timeout is None else timeout
+        if timeout is None:
+            limit = getattr(self._thread_limits, "seconds", None)
+            timeout = self.query_timeout if limit is None else limit
         fut = self._query(msg_type, content)
         try:
             reply = fut.result(timeout)
@@ -485,8 +500,21 @@ class Client:
     def __len__(self) -> int:
         return len(self._engines)
 
-    def wait_for_engines(self, n: int, timeout: Optional[float] = None) -> list:
-        """Block until at least ``n`` engines are registered; TimeoutError says how many came."""
+    def wait_for_engines(self, n: int, timeout: Optional[float] = None, interactive: Optional[bool] = None,
+                         widget: Optional[bool] = None) -> list:
+        """Block until at least ``n`` engines are registered; TimeoutError says how many came.
+
+        ``interactive`` (default: inside IPython, as ipyparallel does) shows a progress bar while
+        waiting, a widget in a notebook (``widget=False``: text)."""
+        if interactive is None:
+            from ..kernel.progress import in_ipython
+
+            interactive = in_ipython()
+        if interactive and len(self._engines) < n:
+            from ..kernel.progress import EngineProgress
+
+            EngineProgress(n, client=self).wait(timeout, widget=widget)
+            return self.ids
         deadline = None if timeout is None else time.monotonic() + timeout
         next_ask = time.monotonic() + 0.25
         while len(self._engines) < n:
@@ -512,7 +540,7 @@ class Client:
     async def wait_for_engines_async(self, n: int, timeout: Optional[float] = None) -> list:
         import asyncio
 
-        return await asyncio.get_running_loop().run_in_executor(None, self.wait_for_engines, n, timeout)
+        return await asyncio.get_running_loop().run_in_executor(None, self.wait_for_engines, n, timeout, False)
 
     def _uuid_of(self, target: int) -> str:
         try:

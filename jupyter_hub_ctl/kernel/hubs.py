@@ -74,7 +74,7 @@ class HubConnection:
         return view
 
     def status(self, live: bool = True, **traits):
-        """A ``HubStatus`` widget of this hub (polled once now, then live from the event loop)."""
+        """A ``HubStatus`` widget of this hub (polled once now, then live from the kernel's updater thread)."""
         from .widgets import HubStatus
 
         view = HubStatus(self.client, hub_id=self.id, **traits)
@@ -93,11 +93,11 @@ class HubConnection:
             view.start()
         return self._keep(view)
 
-    def progress(self, ar, description: str = "tasks"):
-        """A ``TaskProgress`` bar following an AsyncResult."""
+    def progress(self, ar, description: Optional[str] = None):
+        """A ``TaskProgress`` bar following an AsyncResult (done/total, rate, ETA, failures; live)."""
         from .widgets import TaskProgress
 
-        view = TaskProgress(ar, description=description)
+        view = TaskProgress(ar, description=description or getattr(ar, "fname", "") or "tasks")
         view.refresh()
         view.start()
         return self._keep(view)

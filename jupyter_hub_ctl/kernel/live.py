@@ -1,28 +1,29 @@
 """``LiveView``: the update machinery every widget of this package shares.
 
-A view polls a source (usually hub queries, which block, so they run on the view's own
-worker thread) and applies what it got on the thread that owns the view — the kernel's
-main thread, whose asyncio loop drives live updates.  Traits are only ever set there:
-results cross from the worker thread as futures awaited on the loop, and events from the
-client's IO thread only ``poke`` the loop (``call_soon_threadsafe``).  Renders are
-throttled to ``max_updates_per_second``; a view stops updating when it is closed, when
-its frontend closes the widget, or when ``_apply`` reports that its source has ended.
+A view polls a source (hub queries, an AsyncResult's state), takes what it got into its
+traits and copies them into its ipywidgets.  While it updates live, the kernel's updater
+thread (``updater``) runs its polls and renders, so it stays live while a cell blocks; button
+and control callbacks run on whatever thread the kernel delivers them on (a subshell thread in
+JupyterLab >= 4.4).  Both sides hold the view's lock while they change its state or widgets,
+so they never interleave; blocking queries run outside the lock.  Renders are throttled to
+``max_updates_per_second``; an error in a poll or a callback is shown inside the widget.  A view
+stops updating when it is closed, when its frontend closes the widget, when its source ends
+(the hub stopped) or when the interpreter exits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import queue
+import functools
 import threading
 import time
-from concurrent.futures import Future
 from typing import Optional
 
 from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .render import TextAndHtml
+from .render import TextAndHtml, template
+from .updater import updater
 
 
 def ipywidgets_or_none():
@@ -41,47 +42,6 @@ def _shell():
     return get_ipython()
 
 
-def running_loop() -> Optional[asyncio.AbstractEventLoop]:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class _Worker:
-    """One daemon thread running blocking calls in order, answering with futures.
-
-    A daemon thread (not a ThreadPoolExecutor) so that a query to a vanished hub, which
-    may never return, cannot hold up interpreter exit.
-    """
-
-    def __init__(self, name: str):
-        self._jobs: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fut, fn = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as e:
-                fut.set_exception(e)
-
-    def submit(self, fn) -> Future:
-        fut: Future = Future()
-        self._jobs.put((fut, fn))
-        return fut
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-
 class SourceEnded(Exception):
     """Raised by ``_fetch`` when there is nothing more to watch; ``state`` says what became of the source."""
 
@@ -90,56 +50,62 @@ class SourceEnded(Exception):
         self.state = state
 
 
+def describe(error: BaseException) -> str:
+    """One line for an exception: ``Type: message``."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
 class LiveView(TextAndHtml, LoggingConfigurable):
-    """Base of the live widgets: throttled updates from the kernel's event loop."""
+    """Base of the live widgets: polled on the updater thread, throttled, thread-safe."""
 
     update_interval = Float(1.0, config=True, help="Seconds between two polls while the view updates live.")
     max_updates_per_second = Float(2.0, config=True,
-                                   help="Upper bound on re-renders per second; changes arriving faster are "
-                                        "coalesced into the next render.")
-    query_timeout = Float(10.0, config=True,
-                          help="Seconds one poll may take; a source that does not answer in time stops the "
-                               "live updates (the view says why).")
+                                   help="Upper bound on re-renders (and polls) per second; changes arriving "
+                                        "faster are coalesced into the next render.")
+    query_timeout = Float(5.0, config=True,
+                          help="Seconds one hub query of a poll may take; a hub that does not answer in time "
+                               "is reported in the view, which tries again later.")
 
-    live = Bool(False, help="True while updates are scheduled on the event loop.")
+    live = Bool(False, help="True while the updater thread updates the view.")
     ended = Unicode("", help="Why the view stopped updating ('' while it may still update).")
+    error = Unicode("", help="The last error of a callback (a click, a filter), shown in the widget until the "
+                             "next action succeeds ('' if none).")
+    problem = Unicode("", help="The last failed poll, shown in the widget until a poll succeeds ('' if none).")
     renders = Integer(0, help="How many times the view has been rendered.")
     polls = Integer(0, help="How many polls of the source were applied.")
     updated = Float(0.0, help="Wall-clock time of the last applied poll.")
-
-    #: whether ``_fetch`` blocks (hub queries) and so runs on the worker thread
-    fetch_blocks = True
 
     def __init__(self, **kwargs):
         if "parent" not in kwargs and "config" not in kwargs:
             kwargs["parent"] = _shell()  # so c.HubStatus.update_interval = ... in IPython config applies
         super().__init__(**kwargs)
-        self._owner = threading.get_ident()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._task: Optional[asyncio.Task] = None
-        self._wake: Optional[asyncio.Event] = None
-        self._worker: Optional[_Worker] = None
+        self._lock = threading.RLock()
+        self._rendering: Optional[int] = None  # the thread copying state into the widgets
         self._widget = None
         self._closed = False
         self._last_render = float("-inf")
-        self._render_timer = None
+        self._last_poll = float("-inf")
         self._dirty = False
+        self._poked = False
+        self._backoff = 0.0
+        self.handle = None  # the display handle, when shown through show(): updated when the view ends
 
     # ------------------------------------------------------------------ to implement
     def _fetch(self):
-        """Collect fresh data (on the worker thread when ``fetch_blocks``); raise SourceEnded to stop."""
+        """Collect fresh data (outside the lock; may block); raise SourceEnded to stop."""
         raise NotImplementedError
 
     def _apply(self, data) -> None:
-        """Take fetched data into the view's traits (owner thread)."""
+        """Take fetched data into the view's traits (under the lock)."""
         raise NotImplementedError
 
     def _build(self, widgets):
-        """Create the ipywidgets tree (called once, owner thread)."""
+        """Create the ipywidgets tree (called once, under the lock)."""
         raise NotImplementedError
 
     def _render(self) -> None:
-        """Copy the view's state into its widgets (owner thread)."""
+        """Copy the view's state into its widgets (under the lock)."""
         raise NotImplementedError
 
     def text(self) -> str:
@@ -152,134 +118,170 @@ class LiveView(TextAndHtml, LoggingConfigurable):
     @property
     def widget(self):
         """The ipywidgets tree (None when ipywidgets is not installed)."""
-        if self._widget is None and not self._closed:
-            widgets = ipywidgets_or_none()
-            if widgets is not None:
-                self._check_thread()
-                self._widget = self._build(widgets)
-                self._render()
-        return self._widget
+        with self._lock:
+            if self._widget is None and not self._closed:
+                widgets = ipywidgets_or_none()
+                if widgets is not None:
+                    self._widget = self._build(widgets)
+                    self._widget.add_class("hubctl-widget")
+                    self._do_render()
+            return self._widget
+
+    def style_widget(self, widgets):
+        """An HTML widget holding the package's stylesheet (theme-aware, from ``--jp-*`` variables)."""
+        style = widgets.HTML(template("style.html.j2").render(), layout=widgets.Layout(display="none"))
+        style.add_class("hubctl-style")
+        return style
 
     def _widget_alive(self) -> bool:
         return self._widget is None or getattr(self._widget, "comm", None) is not None
 
-    def _check_thread(self) -> None:
-        if threading.get_ident() != self._owner:
-            raise RuntimeError(f"{type(self).__name__} state may only change on the thread that created it "
-                               "(the kernel's main thread)")
+    @property
+    def rendering(self) -> bool:
+        """True on the thread that is copying state into the widgets (its trait changes are not a user's)."""
+        return self._rendering == threading.get_ident()
+
+    def callback(self, fn, what: str = "action"):
+        """Wrap a widget callback: it runs under the view's lock, its errors are shown in the widget.
+
+        Changes the view itself makes to its widgets while rendering do not call ``fn``.
+        """
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            if self.rendering or self._closed:
+                return None
+            with self._lock:
+                try:
+                    result = fn(*args, **kwargs)
+                    if self.error:
+                        self.error = ""
+                        self.render_now()
+                    return result
+                except Exception as e:
+                    self.show_error(f"{what} failed: {describe(e)}")
+                    self.log.debug("%s: %s failed", type(self).__name__, what, exc_info=True)
+                    return None
+        return run
+
+    def show_error(self, message: str) -> None:
+        """Show ``message`` in the widget (and the text form) at once; '' clears it."""
+        with self._lock:
+            self.error = message
+            self.render_now()
 
     # ------------------------------------------------------------------ updating
     def refresh(self) -> "LiveView":
-        """Poll once now, on this (the owner) thread, and render."""
-        self._check_thread()
+        """Poll once now, on this thread, and render."""
         if self._closed:
             return self
         try:
             data = self._fetch()
         except SourceEnded as e:
-            self._source_ended(e)
+            with self._lock:
+                self._source_ended(e)
+        except Exception as e:
+            with self._lock:
+                self._problem(e)
         else:
-            self._take(data)
+            with self._lock:
+                self._take(data)
         self.flush()
         return self
 
-    def start(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> bool:
-        """Update live from ``loop`` (default: the running loop); False when there is no loop to use."""
-        self._check_thread()
-        if self._closed or self.ended or self._task is not None:
-            return self._task is not None
-        loop = loop or running_loop()
-        if loop is None:
-            return False
-        self._loop = loop
-        self._wake = asyncio.Event()
-        # A fresh context: updates are not outputs of the cell that opened the view, so the kernel
-        # attributes them to its latest request (ipykernel's fallback for code outside any request).
-        self._task = contextvars.Context().run(loop.create_task, self._run())
-        self.live = True
-        self._on_start()
-        return True
+    def start(self) -> bool:
+        """Update live from the kernel's updater thread; False if the view can no longer update."""
+        with self._lock:
+            if self._closed or self.ended:
+                return False
+            if not self.live:
+                self.live = True
+                self._on_start()
+        return updater().schedule(self, self._last_poll + self.update_interval)
 
     def _on_start(self) -> None:
-        """Hook: subscribe to events (which must only call ``poke``)."""
+        """Hook (under the lock): subscribe to events (which must only call ``poke``)."""
 
     def poke(self) -> None:
-        """Ask for a poll soon; safe from any thread (e.g. a client's IO thread)."""
-        loop = self._loop
-        if loop is None or self._closed or loop.is_closed():
+        """Ask for a poll soon (never sooner than the throttle allows); safe from any thread."""
+        if self._closed or not self.live:
             return
-        try:
-            loop.call_soon_threadsafe(self._set_wake)
-        except RuntimeError:  # the loop closed meanwhile
-            pass
+        self._poked = True
+        updater().schedule(self, self._last_poll + self._gap())
 
-    def _set_wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    def _gap(self) -> float:
+        return 1.0 / self.max_updates_per_second if self.max_updates_per_second > 0 else 0.0
 
-    async def _run(self) -> None:
+    def _tick(self) -> Optional[float]:
+        """One turn on the updater thread: poll if due, render if due; seconds until the next turn."""
+        if self._closed or self.ended or not self.live:
+            return None
+        if not self._widget_alive():
+            with self._lock:
+                self._end("the widget was closed")
+            return None
+        now = time.monotonic()
+        if self._poked or now >= self._last_poll + self.update_interval + self._backoff:
+            self._poked = False
+            self._last_poll = now
+            self._poll_once()
+            if self.ended or self._closed:
+                return None
+        with self._lock:
+            if self._dirty and time.monotonic() >= self._last_render + self._gap():
+                self._do_render()
+            now = time.monotonic()
+            wait = self._last_poll + self.update_interval + self._backoff - now
+            if self._dirty:
+                wait = min(wait, self._last_render + self._gap() - now)
+        return max(0.0, wait)
+
+    def _poll_once(self) -> None:
         try:
-            while not self._closed and not self.ended:
-                if not self._widget_alive():
-                    self._end("the widget was closed")
-                    break
-                try:
-                    data = await self._fetch_async()
-                except SourceEnded as e:
-                    self._source_ended(e)
-                    break
-                except asyncio.TimeoutError:
-                    self._end(f"no answer within {self.query_timeout:g}s")
-                    break
-                except Exception as e:  # a failed poll: show it, keep trying
-                    self._problem(e)
-                else:
-                    if self._closed:
-                        break
-                    self._take(data)
-                if self.ended:
-                    break
-                await self._pause()
-        except asyncio.CancelledError:
-            pass
-        finally:
+            data = self._fetch()
+        except SourceEnded as e:
+            with self._lock:
+                self._source_ended(e)
+                self.flush()
+            self._update_handle()
+            return
+        except Exception as e:  # a failed poll: show it, try again later (backing off while it fails)
+            self._backoff = min(30.0, max(self.update_interval, self._backoff * 2))
+            with self._lock:
+                self._problem(e)
+            return
+        self._backoff = 0.0
+        with self._lock:
+            if not self._closed:
+                self._take(data)
+
+    def _take(self, data) -> None:
+        self.problem = ""
+        self._apply(data)
+        self.polls += 1
+        self.updated = time.time()
+        self.request_render()
+
+    def _problem(self, error: BaseException) -> None:
+        """A poll failed (not fatally): shown in the view until the next good poll clears it."""
+        self.problem = f"update failed: {describe(error)}"
+        self.request_render()
+
+    def _source_ended(self, e: SourceEnded) -> None:
+        self._end(str(e))
+
+    def _end(self, reason: str) -> None:
+        """Stop updating for good (under the lock)."""
+        if not self.ended:
+            self.ended = reason or "ended"
             self.live = False
-            self._task = None
-            self.flush()
+            self._on_end()
+        self.render_now()
 
-    async def _fetch_async(self):
-        if not self.fetch_blocks:
-            return self._fetch()
-        if self._worker is None:
-            self._worker = _Worker(f"hubctl-{type(self).__name__}")
-        fut = asyncio.wrap_future(self._worker.submit(self._fetch))
-        deadline = time.monotonic() + self.query_timeout
-        while True:  # a query to a hub that vanished meanwhile may never return: keep checking the source
-            done, _ = await asyncio.wait({fut}, timeout=min(0.25, self.query_timeout))
-            if done:
-                return fut.result()
-            self._check_source()
-            if time.monotonic() > deadline:
-                raise asyncio.TimeoutError
-
-    def _check_source(self) -> None:
-        """Hook, called on the owner thread while a poll is slow: raise SourceEnded if the source is gone."""
-
-    async def _pause(self) -> None:
-        """Wait for the next poll: the interval, or a poke (never sooner than the throttle allows)."""
-        gap = 1.0 / self.max_updates_per_second if self.max_updates_per_second > 0 else 0.0
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.update_interval)
-        except asyncio.TimeoutError:
-            pass
-        self._wake.clear()
-        rest = gap - (time.monotonic() - started)
-        if rest > 0 and not self._closed:
-            await asyncio.sleep(rest)
+    def _on_end(self) -> None:
+        """Hook: release what the view holds when it stops updating."""
 
     async def until(self, predicate, timeout: Optional[float] = None):
-        """Wait, letting live updates run, until ``predicate(view)`` is true; return its value.
+        """Wait without blocking the event loop until ``predicate(view)`` is true; return its value.
 
         ``await status.until(lambda s: s.totals["running"] == 0, timeout=60)`` in a notebook cell.
         Raises TimeoutError at the deadline, or RuntimeError if the view stops updating first.
@@ -289,112 +291,83 @@ class LiveView(TextAndHtml, LoggingConfigurable):
             value = predicate(self)
             if value:
                 return value
-            if self._task is None and (self.ended or self._closed or self._loop is None):
+            if not self.live:
                 raise RuntimeError(f"{type(self).__name__} is not updating ({self.ended or 'not started'})")
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{type(self).__name__}: condition not met within {timeout:g}s")
             await asyncio.sleep(0.05)
 
-    def _take(self, data) -> None:
-        self._check_thread()
-        self._apply(data)
-        self.polls += 1
-        self.updated = time.time()
-        self.request_render()
-
-    def _problem(self, error: BaseException) -> None:
-        """A poll failed (not fatally); subclasses show it."""
-        self.log.debug("%s: poll failed: %r", type(self).__name__, error)
-
-    def _source_ended(self, e: SourceEnded) -> None:
-        self._end(str(e))
-
-    def _end(self, reason: str) -> None:
-        self._check_thread()
-        if not self.ended:
-            self.ended = reason or "ended"
-            self._on_end()
-        self.request_render()
-
-    def _on_end(self) -> None:
-        """Hook: release what the view holds when it stops updating."""
-
     # ------------------------------------------------------------------ throttled rendering
     def request_render(self) -> None:
-        """Render now, or as soon as the throttle allows (owner thread)."""
-        self._check_thread()
-        gap = 1.0 / self.max_updates_per_second if self.max_updates_per_second > 0 else 0.0
-        wait = self._last_render + gap - time.monotonic()
-        if wait <= 0:
-            self._do_render()
-            return
-        self._dirty = True
-        if self._render_timer is None and self._loop is not None and not self._loop.is_closed():
-            self._render_timer = self._loop.call_later(wait, self._timer_render, context=contextvars.Context())
-
-    def _timer_render(self) -> None:
-        self._render_timer = None
-        if self._dirty:
-            self._do_render()
+        """Render now, or (while live) as soon as the throttle allows."""
+        with self._lock:
+            if not self.live or time.monotonic() >= self._last_render + self._gap():
+                self._do_render()
+                return
+            self._dirty = True
+        updater().schedule(self, self._last_render + self._gap())
 
     def render_now(self) -> None:
-        """Render at once, bypassing the throttle: for changes a user just made (owner thread)."""
-        self._check_thread()
-        self._dirty = True
-        self.flush()
-
-    def flush(self) -> None:
-        """Render pending changes regardless of the throttle (owner thread)."""
-        self._check_thread()
-        if self._dirty:
+        """Render at once, bypassing the throttle: for changes a user just made."""
+        with self._lock:
             self._do_render()
 
+    def flush(self) -> None:
+        """Render pending changes regardless of the throttle."""
+        with self._lock:
+            if self._dirty:
+                self._do_render()
+
     def _do_render(self) -> None:
-        self._dirty = False
-        self._last_render = time.monotonic()
-        if self._widget is not None and not self._closed:
-            self._render()
-        self.renders += 1
+        with self._lock:
+            self._dirty = False
+            self._last_render = time.monotonic()
+            if self._widget is not None and not self._closed and self._widget_alive():
+                self._rendering = threading.get_ident()
+                try:
+                    with self._widget.hold_sync():
+                        self._render()
+                finally:
+                    self._rendering = None
+            self.renders += 1
+
+    def _update_handle(self) -> None:
+        """Refresh the static text/HTML copy of a displayed view (what a notebook saved without widget state shows)."""
+        if self.handle is not None:
+            try:
+                self.handle.update(self)
+            except Exception:  # no display to update (the kernel is going away)
+                pass
 
     # ------------------------------------------------------------------ lifetime
     def end(self, reason: str, state: str = "stopped") -> None:
         """Stop updating for good, saying why (e.g. the hub was stopped); any thread may call this."""
-        if threading.get_ident() != self._owner:
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.end, reason, state)
-            return
-        if self._closed or self.ended:
-            return
-        self.stop()
-        self._source_ended(SourceEnded(reason, state))
-        self.flush()
+        with self._lock:
+            if self._closed or self.ended:
+                return
+            self._source_ended(SourceEnded(reason, state))
+            self.flush()
+        updater().remove(self)
+        self._update_handle()
 
     def stop(self) -> None:
         """Stop live updates (the widget stays, showing the last state)."""
-        self._check_thread()
-        try:
-            if self._task is not None:
-                self._task.cancel()
-            if self._render_timer is not None:
-                self._render_timer.cancel()
-        except RuntimeError:  # the loop is already closed (interpreter exit): nothing runs any more
-            self._task = None
-        self._render_timer = None
-        self.flush()
-        self.live = False
+        with self._lock:
+            self.live = False
+            self.flush()
+        updater().remove(self)
 
     def close(self) -> None:
         """Stop updating and close the widgets."""
-        if self._closed:
-            return
-        self.stop()
-        self._closed = True
-        if self._worker is not None:
-            self._worker.stop()
-        self._on_end()
-        if self._widget is not None:
-            _close_tree(self._widget)
+        with self._lock:
+            if self._closed:
+                return
+            self.stop()
+            self._closed = True
+            self._on_end()
+            widget, self._widget = self._widget, None
+        if widget is not None:
+            _close_tree(widget)
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, include=None, exclude=None):

@@ -213,11 +213,11 @@ class HubMagics(Magics):
         if mode == "auto":
             mode = "widget" if in_notebook() else "text"
         wanted = n if n is not None else 0
-        if mode == "text":
-            return EngineProgress(wanted, echo=lambda line: print(line, flush=True))
-        view = EngineProgress(wanted)
+        view = EngineProgress(wanted, stream=sys.stdout if mode == "text" else None)
         if mode == "widget":
             view.handle = show(view)
+        if mode != "none":
+            view.start()  # the updater thread draws it (throttled) while this thread waits
         return view
 
     def _cmd_start(self, args):

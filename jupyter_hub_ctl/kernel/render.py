@@ -1,17 +1,15 @@
-"""Plain-text and HTML tables shared by the magics and the widgets (no widget imports here)."""
+"""Plain-text tables, short formats, and the HTML templates shared by the magics and the widgets.
+
+HTML comes from the Jinja2 templates in ``templates/`` (package data, autoescaped); their
+colours are JupyterLab's ``--jp-*`` CSS variables (``templates/style.css``), so every repr and
+widget follows the light and dark themes.  No widget imports here.
+"""
 
 from __future__ import annotations
 
-import html
+import functools
 import time
 from typing import Iterable, Optional, Sequence
-
-TABLE_STYLE = "border-collapse:collapse;font-family:monospace;font-size:12px"
-CELL_STYLE = "padding:1px 8px;text-align:left;border-bottom:1px solid #ddd"
-
-
-def esc(value) -> str:
-    return html.escape("" if value is None else str(value))
 
 
 def text_table(headers: Sequence[str], rows: Iterable[Sequence], empty: str = "(none)") -> str:
@@ -26,19 +24,12 @@ def text_table(headers: Sequence[str], rows: Iterable[Sequence], empty: str = "(
 
 
 def html_table(headers: Sequence[str], rows: Iterable[Sequence], empty: str = "(none)",
-               row_styles: Optional[Sequence[str]] = None, css_class: str = "hubctl-table") -> str:
-    """Rows as an HTML table (every cell escaped); ``empty`` in italics when there are none."""
-    rows = list(rows)
-    if not rows:
-        return f"<i>{esc(empty)}</i>"
-    head = "".join(f"<th style='{CELL_STYLE}'>{esc(h)}</th>" for h in headers)
-    body = []
-    for i, r in enumerate(rows):
-        style = f" style='{row_styles[i]}'" if row_styles and row_styles[i] else ""
-        cells = "".join(f"<td style='{CELL_STYLE}'>{esc(c)}</td>" for c in r)
-        body.append(f"<tr{style}>{cells}</tr>")
-    return (f"<table class='{css_class}' style='{TABLE_STYLE}'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+               row_classes: Optional[Sequence[str]] = None) -> str:
+    """Rows as an HTML table (every cell escaped); ``empty`` in italics when there are none.
+
+    ``row_classes`` names a state per row (e.g. ``busy``, ``error``), styled by ``style.css``."""
+    return template("table.html.j2").render(headers=list(headers), rows=[list(r) for r in rows], empty=empty,
+                                            row_classes=list(row_classes or ()))
 
 
 def age(seconds: Optional[float]) -> str:
@@ -70,9 +61,29 @@ def text_bar(done: int, total: int, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
+# ---------------------------------------------------------------- templates
+@functools.lru_cache(maxsize=None)
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("jupyter_hub_ctl.kernel", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(age=age, clock=clock, shorten=shorten, since=_since)
+    return env
+
+
+def template(name: str):
+    """The Jinja2 template ``templates/<name>`` (autoescaped)."""
+    return _environment().get_template(name)
+
+
+def with_style(body: str) -> str:
+    """HTML for a notebook output: the stylesheet, then ``body`` inside the package's root element."""
+    return template("page.html.j2").render(body=body)
+
+
 # ---------------------------------------------------------------- hub health
-BANNER_STYLE = ("background:#fff4d6;border-left:4px solid #e65100;color:#5d2c00;padding:4px 8px;"
-                "margin:4px 0;font-family:sans-serif;font-size:13px")
 
 
 def health_summary(health) -> dict:
@@ -109,17 +120,15 @@ def degraded_html(health: dict) -> str:
     """The degraded banner as HTML ('' unless ``health`` says degraded)."""
     if not health or health.get("state") != "degraded":
         return ""
-    items = "".join(f"<li>{esc(r)}</li>" for r in health.get("reasons") or ["no reason given"])
-    return (f"<div class='hubctl-degraded' role='alert' style='{BANNER_STYLE}'>"
-            f"<b>Hub degraded{esc(_since(health.get('degraded_since')))}</b> — tasks are still scheduled"
-            f"<ul style='margin:2px 0 2px 18px;padding:0'>{items}</ul></div>")
+    return template("degraded.html.j2").render(since=_since(health.get("degraded_since")),
+                                               reasons=health.get("reasons") or ["no reason given"])
 
 
 class TextAndHtml:
     """Mixin: shows as ``self.text()`` in a terminal and in repr(), as ``self.html()`` in a notebook."""
 
     def _repr_html_(self) -> str:
-        return self.html()
+        return with_style(self.html())
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(self.text())
@@ -150,5 +159,39 @@ class Table(TextAndHtml):
         return "\n".join(parts)
 
     def html(self) -> str:
-        title = f"<b>{esc(self.title)}</b><br>" if self.title else ""
-        return title + degraded_html(self.health) + html_table(self.headers, self.rows, self.empty)
+        return template("titled.html.j2").render(title=self.title, banner=degraded_html(self.health),
+                                                 table=html_table(self.headers, self.rows, self.empty))
+
+
+def short_id(msg_id) -> str:
+    """A task id short enough for a table, from its distinguishing end.
+
+    Jupyter message ids are ``<session>_<pid>_<counter>``: the tasks of one map share the session
+    and pid and differ only in the counter, so that is kept with the session's first characters
+    (``0f07…17``).  Other ids keep their last 10 characters."""
+    text = "" if msg_id is None else str(msg_id)
+    session, _, rest = text.partition("_")
+    counter = rest.rpartition("_")[2]
+    if session and counter.isdigit():
+        return f"{session[:4]}…{counter}"
+    return text if len(text) <= 11 else "…" + text[-10:]
+
+
+def duration(start, end) -> str:
+    """``end - start`` of two datetimes as a short duration ('' if either is missing)."""
+    if start is None or end is None:
+        return ""
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else age(seconds)
+
+
+def nbytes(n) -> str:
+    """A byte count the way people read it: 512 B, 3.4 MB, 1.2 GB ('' when unknown)."""
+    if n is None:
+        return ""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""

@@ -124,6 +124,15 @@ class Recorded:
     def updates(self, model_id: str) -> int:
         return sum(1 for m in self.messages if m["comm_id"] == model_id and m["msg_type"] == "comm_msg")
 
+    def values(self, model_id: str, key: str = "value", since: float = float("-inf")) -> list:
+        """(time, value) of every update of ``key`` sent for the model after monotonic time ``since``."""
+        out = []
+        for m in list(self.messages):
+            state = (m["data"] or {}).get("state") or {}
+            if m["comm_id"] == model_id and m["time"] >= since and key in state:
+                out.append((m["time"], state[key]))
+        return out
+
 
 @pytest.fixture
 def comms(monkeypatch):
@@ -136,7 +145,7 @@ def comms(monkeypatch):
     class RecordingComm(BaseComm):
         def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
             recorded.messages.append({"msg_type": msg_type, "comm_id": self.comm_id, "data": data,
-                                      "thread": threading.get_ident()})
+                                      "thread": threading.get_ident(), "time": time.monotonic()})
 
     monkeypatch.setattr(comm, "create_comm", lambda *a, **kw: RecordingComm(*a, **kw))
     return recorded

@@ -19,7 +19,8 @@ async def test_status_widget_and_engines_show_a_degraded_banner_with_the_reasons
     status = ip.run_line_magic("hub", "status")
     try:
         status.update_interval = 0.3
-        banner = status.widget.children[1]
+        status.widget
+        banner = status._w_banner
         assert status.health == {"state": "ok", "reasons": [], "degraded_since": None} and not status.degraded
         assert "DEGRADED" not in status.text() and "hubctl-degraded" not in status.html()
         assert comms.state(banner.model_id).get("value") == ""

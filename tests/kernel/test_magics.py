@@ -44,7 +44,7 @@ def test_hub_start_binds_a_connection_px_runs_on_its_engines_and_stop_ends_it(ip
     hub = ip.user_ns["hub"]
     assert isinstance(hub, HubConnection) and hub.id == "first"
     assert hub.client.ids == [0, 1]
-    assert "2/2 engines registered" in cap.stdout  # progress, as text outside a notebook
+    assert "hub first: ready: 100%" in cap.stdout and "2/2" in cap.stdout  # progress, as text outside a notebook
     assert "connected as `hub`" in cap.stdout
     record = get_hub("first")
     assert record["status"] == "running" and record["owner"]["role"] == "daemon"  # outlives the kernel

@@ -23,14 +23,14 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 #: (model, text its value must contain) the stored widget state of each notebook must show
 EXPECTED = {
-    "quickstart.ipynb": [("LabelModel", "2/2 engines registered"), ("LabelModel", "40/40 tasks — done"),
-                         ("IntProgressModel", 40), ("HTMLModel", "stopped · 2 engines"),
-                         ("HTMLModel", ">heartbeat</th>")],
-    "load_balancing.ipynb": [("LabelModel", "40/40 chunks — done"), ("HTMLModel", "stopped · 2 engines")],
-    "results_database.ipynb": [("HTMLModel", "task records: 3 shown (state=failed"), ("HTMLModel", "resubmitted "),
-                               ("SelectModel", "ValueError: 3 is a multiple of 3"),
+    "quickstart.ipynb": [("HTMLModel", "ready:\u2007100%"), ("HTMLModel", "40/40"), ("FloatProgressModel", 40),
+                         ("HTMLModel", "hubctl-badge-stopped"), ("HTMLModel", ">heartbeat</th>")],
+    "load_balancing.ipynb": [("HTMLModel", "40/40"), ("HTMLModel", "hubctl-badge-stopped")],
+    "results_database.ipynb": [("HTMLModel", "(state=failed, engine=all, label=frag"),
+                               ("HTMLModel", "resubmitted 1 task"),
+                               ("ButtonModel", "ValueError: 3 is a multiple of 3"),
                                ("HTMLModel", "ValueError: 0 is a multiple of 3")],
-    "scaling_out.ipynb": [("LabelModel", "2/2 engines registered")] if shutil.which("mpiexec") else [],
+    "scaling_out.ipynb": [("HTMLModel", "ready:\u2007100%")] if shutil.which("mpiexec") else [],
 }
 
 

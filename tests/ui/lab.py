@@ -217,6 +217,14 @@ class LabServer:
         assert reply.status == 200, f"GET hubctl/api/version answered {reply.status}: {reply.body}"
         return True
 
+    def stop_hubs(self, timeout: float = 60):
+        """Stop every hub the server lists (what a failed test left running) and wait until they are down."""
+        for hub in self.get("hubctl/api/hubs").body["hubs"]:
+            if hub["state"] not in ("stopped", "stopping"):
+                self.request("DELETE", f"hubctl/api/hubs/{hub['id']}")
+        wait_for(lambda: all(h["state"] in ("stopped", "failed") for h in self.get("hubctl/api/hubs").body["hubs"]),
+                 timeout, "the test's hubs to stop", interval=0.5)
+
     def lab_url(self, path: str = "lab") -> str:
         return f"{self.url}{path}?token={self.token}"
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .lab import SERVER_EXTENSION_MISSING, wait_for
+from .lab import SERVER_EXTENSION_MISSING
 from .ui_helpers import PANEL, open_lab, open_panel, tid
 
 PLUGIN = "jupyter-hub-ctl-labextension:plugin"
@@ -24,14 +24,7 @@ def real_lab(lab_factory, base_url):
     if not lab.has_server_extension():
         pytest.fail(SERVER_EXTENSION_MISSING)
     yield lab
-    # Stop what a failed test left running, and let it stop before the lab goes.
-    for hub in lab.get("hubctl/api/hubs").body["hubs"]:
-        if hub["state"] not in ("stopped", "stopping"):
-            lab.request("DELETE", f"hubctl/api/hubs/{hub['id']}")
-    wait_for(
-        lambda: all(hub["state"] in ("stopped", "failed") for hub in lab.get("hubctl/api/hubs").body["hubs"]),
-        60, "the test's hubs to stop", interval=0.5,
-    )
+    lab.stop_hubs()  # what a failed test left running stops before the lab goes
 
 
 @BASE_URLS
