@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _hub_parser() -> _Parser:
     p = _Parser(prog="%hub", description="Start, find, inspect and stop hubs from this kernel.")
-    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,connect,status,engines,results}",
+    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,connect,status,engines,results,dashboard}",
                            parser_class=_Parser)
     s = sub.add_parser("start", help="start a hub (in the background) and connect to it",
                        description="Start a hub owned by a background process, wait for its engines, connect.")
@@ -66,7 +66,8 @@ def _hub_parser() -> _Parser:
     c.add_argument("id")
     c.add_argument("--name", default=None, help="variable to bind the connection to (default: hub)")
     for name, text in (("status", "a live status widget of a hub"), ("engines", "the engines of a hub"),
-                       ("results", "a browser of a hub's task records")):
+                       ("results", "a browser of a hub's task records"),
+                       ("dashboard", "a hub's live dashboard: task stream, throughput, engines, progress")):
         q = sub.add_parser(name, help=f"{text} (default: the connected one)")
         q.add_argument("id", nargs="?", default=None)
     return p
@@ -168,7 +169,7 @@ class HubMagics(Magics):
         except ValueError as e:
             raise UsageError(f"%hub: {e}") from None
         if not argv:
-            raise UsageError("%hub needs a command: start, stop, list, connect, status, engines or results\n"
+            raise UsageError("%hub needs a command: start, stop, list, connect, status, engines, results or dashboard\n"
                              + self.parser.format_usage().rstrip())
         try:
             args = self.parser.parse_args(argv)
@@ -324,6 +325,9 @@ class HubMagics(Magics):
 
     def _cmd_results(self, args):
         return self._conn(args.id, "results").results()
+
+    def _cmd_dashboard(self, args):
+        return self._conn(args.id, "dashboard").dashboard()
 
 
 @magics_class
