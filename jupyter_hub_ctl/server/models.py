@@ -83,6 +83,30 @@ def hub_model(record: dict, engines: Optional[int] = None, health: Optional[dict
         "profile": profile_name(record.get("profile_dir") or ""),
         "created": record.get("created"),
         "updated": record.get("updated"),
+        "ended": ended_model(record, error) if state in ("stopped", "failed") else None,
+    }
+
+
+#: most lines (and characters per line) of a log tail in a hub model
+LOG_TAIL_LINES = 20
+LOG_LINE_CHARS = 200
+
+
+def ended_model(record: dict, error) -> dict:
+    """How a stopped or failed hub ended, from its record: when, why (the error's first line), the
+    exit codes its processes left, and the log lines its error quotes."""
+    def code(process) -> Optional[int]:
+        exit_info = (process or {}).get("exit") if isinstance(process, dict) else None
+        return exit_info.get("code") if isinstance(exit_info, dict) else None
+
+    text = str(error or "")
+    tail = text.split("last log lines:", 1)[1].splitlines() if "last log lines:" in text else []
+    return {
+        "time": record.get("updated"),
+        "reason": _short(error),
+        "exit_codes": {"controller": code(record.get("controller")),
+                       "engines": [code(e) for e in record.get("engines") or () if code(e) is not None]},
+        "log_tail": [line.strip()[:LOG_LINE_CHARS] for line in tail if line.strip()][-LOG_TAIL_LINES:],
     }
 
 
@@ -91,7 +115,7 @@ def _short(error) -> Optional[str]:
     if not error:
         return None
     line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return re.sub(r"(/[^\s:'\"]+)+", "<path>", line)[:300]
+    return re.sub(r"(/[^\s:'\",()]+)+", "<path>", line)[:300]
 
 
 def engine_model(e: dict) -> dict:

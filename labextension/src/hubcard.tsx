@@ -34,12 +34,15 @@ export function HubCard(props: { model: HubCtlModel; hub: IHub; actions: IHubAct
       <div className="jp-HubCtl-detailMeta">
         {hub.launcher} · profile {hub.profile} · id <code>{hub.id}</code>
       </div>
-      {hub.error && (
-        <div className="jp-HubCtl-hubError" data-testid="hubctl-hub-error">
-          {hub.error}
-        </div>
+      {ended && hub.ended ? (
+        <EndInfo end={hub.ended} failed={hub.state === 'failed'} />
+      ) : (
+        hub.error && (
+          <div className="jp-HubCtl-hubError" data-testid="hubctl-hub-error">
+            {hub.error}
+          </div>
+        )
       )}
-      {ended && hub.ended && <EndInfo end={hub.ended} failed={hub.state === 'failed'} />}
       {ended ? (
         <div className="jp-HubCtl-controls">
           <button
@@ -178,8 +181,8 @@ function EndInfo({ end, failed }: { end: IHubEnd; failed: boolean }): JSX.Elemen
   const when = end.time ? new Date(end.time) : null;
   const exits = exitText(end.exit_codes);
   return (
-    <div className="jp-HubCtl-endInfo" data-testid="hubctl-end-info">
-      <div>
+    <div className={`jp-HubCtl-endInfo${failed ? ' jp-mod-failed' : ''}`} data-testid="hubctl-end-info">
+      <div data-testid="hubctl-end-reason">
         {failed ? 'Failed' : 'Stopped'}
         {when && !Number.isNaN(when.getTime()) ? ` at ${when.toLocaleTimeString()}` : ''}
         {end.reason ? `: ${end.reason}` : ''}

@@ -97,6 +97,11 @@ function HubRow(props: {
         {engineCountText(hub, props.scaling)}
       </span>
       <span className="jp-HubCtl-hubLauncher">{hub.launcher}</span>
+      {hub.state === 'failed' && hub.error && (
+        <span className="jp-HubCtl-hubReason" data-testid="hubctl-hub-reason" title={hub.error}>
+          {hub.error}
+        </span>
+      )}
       <HealthReasons health={hub.health} />
     </li>
   );

@@ -71,6 +71,19 @@ export interface IDrawStats {
   draws: number;
   lastMs: number;
   maxMs: number;
+  /** The last `DRAW_SAMPLES` draw times (ms). */
+  recent: number[];
+}
+
+const DRAW_SAMPLES = 200;
+
+/** The `q` quantile (0-1) of some numbers (0 for none). */
+export function quantile(values: number[], q: number): number {
+  if (values.length === 0) {
+    return 0;
+  }
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 /**
@@ -90,7 +103,7 @@ export abstract class CanvasChart {
 
   readonly node: HTMLDivElement;
   readonly canvas: HTMLCanvasElement;
-  readonly stats: IDrawStats = { draws: 0, lastMs: 0, maxMs: 0 };
+  readonly stats: IDrawStats = { draws: 0, lastMs: 0, maxMs: 0, recent: [] };
 
   /** Size the canvas to its box and draw; nothing while the node is not laid out. */
   render(): void {
@@ -118,9 +131,15 @@ export abstract class CanvasChart {
     this.stats.draws++;
     this.stats.lastMs = spent;
     this.stats.maxMs = Math.max(this.stats.maxMs, spent);
+    this.stats.recent.push(spent);
+    if (this.stats.recent.length > DRAW_SAMPLES) {
+      this.stats.recent.shift();
+    }
     this.node.dataset.draws = String(this.stats.draws);
     this.node.dataset.drawMs = spent.toFixed(2);
     this.node.dataset.maxDrawMs = this.stats.maxMs.toFixed(2);
+    this.node.dataset.drawP50 = quantile(this.stats.recent, 0.5).toFixed(2);
+    this.node.dataset.drawP95 = quantile(this.stats.recent, 0.95).toFixed(2);
   }
 
   protected abstract draw(ctx: CanvasRenderingContext2D, width: number, height: number, theme: ITheme): void;

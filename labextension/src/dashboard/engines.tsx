@@ -6,12 +6,7 @@
 
 import * as React from 'react';
 
-import {
-  engineActivity,
-  engineLoad,
-  formatBytes,
-  heartbeatAge
-} from '../format';
+import { engineActivity, formatBytes, heartbeatAge } from '../format';
 import { IEngine, IQueues } from '../types';
 
 type SortKey = 'id' | 'state' | 'cpu' | 'memory' | 'task' | 'host' | 'done';
@@ -51,7 +46,7 @@ function rowsOf(engines: readonly IEngine[], queues: IQueues | null, skew: numbe
       cpu: metrics ? metrics.cpu : null,
       rss: metrics ? metrics.rss : null,
       memoryShare: metrics && memTotal > 0 ? metrics.rss / memTotal : null,
-      task: metrics?.task ? metrics.task_name || metrics.task.slice(0, 8) : engineLoad(counts).running ? '…' : '',
+      task: state !== 'busy' ? '' : metrics?.task ? metrics.task_name || metrics.task.slice(0, 8) : '…',
       host: engine.host,
       done: counts.completed
     };

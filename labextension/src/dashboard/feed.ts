@@ -17,6 +17,9 @@ export const FEED_INTERVAL = 1000;
 /** Most task changes one reply may carry. */
 export const STREAM_LIMIT = 10_000;
 
+/** Ingest times kept for the responsiveness figures. */
+const INGEST_SAMPLES = 120;
+
 /**
  * - `loading`: no reply yet
  * - `live`: replies come
@@ -56,6 +59,11 @@ export class DashboardFeed {
 
   /** Time (ms) the last reply took to take in. */
   get ingestMs(): number {
+    return this._ingestMs[this._ingestMs.length - 1] ?? 0;
+  }
+
+  /** Times (ms) the last replies took to take in. */
+  get ingestTimes(): readonly number[] {
     return this._ingestMs;
   }
 
@@ -78,7 +86,10 @@ export class DashboardFeed {
       const snapshot = await this._api.dashboard(this.hubId, this.store.since, STREAM_LIMIT);
       const started = performance.now();
       this.store.ingest(snapshot, started);
-      this._ingestMs = performance.now() - started;
+      this._ingestMs.push(performance.now() - started);
+      if (this._ingestMs.length > INGEST_SAMPLES) {
+        this._ingestMs.shift();
+      }
       this._status = 'live';
       this._message = '';
     } catch (reason) {
@@ -102,5 +113,5 @@ export class DashboardFeed {
   private _changed = new Signal<this, void>(this);
   private _status: FeedStatus = 'loading';
   private _message = '';
-  private _ingestMs = 0;
+  private _ingestMs: number[] = [];
 }

@@ -83,7 +83,7 @@ function formatValue(value: number): string {
 }
 
 function scaleOf(store: DashboardStore, now: number, width: number): ITimeScale {
-  return { start: now - store.options.windowSeconds, end: now, left: LEFT, right: width - 4 };
+  return { start: now - store.span(now), end: now, left: LEFT, right: width - 4 };
 }
 
 /** Tasks finished per second (ok as a filled area, failed as a line), one point per second. */
@@ -97,7 +97,7 @@ export class ThroughputChart extends CanvasChart {
     const ok: [number, number][] = [];
     const failed: [number, number][] = [];
     const last = Math.floor(now) - 1;
-    const first = Math.ceil(now - this._store.options.windowSeconds);
+    const first = Math.ceil(now - this._store.span(now));
     for (let second = first; second <= last; second++) {
       const bin = this._store.throughput.get(second);
       ok.push([second + 1, bin ? bin[0] : 0]);

@@ -24,6 +24,9 @@ export const DEFAULT_STORE_OPTIONS: IStoreOptions = {
   maxGroups: 40
 };
 
+/** The shortest span (s) the charts show: a dashboard opened a moment ago zooms in this far. */
+export const MIN_SPAN = 30;
+
 /** Most unfinished tasks remembered for progress counts (a huge backlog is counted, not kept). */
 const MAX_OPEN = 200_000;
 
@@ -73,12 +76,22 @@ export class DashboardStore {
   readonly throughput = new Map<number, [number, number]>();
   readonly queueSamples: IQueueSample[] = [];
   readonly groups = new Map<string, IGroup>();
-  /** Whether a reply left changes out (more changed than one poll may carry). */
-  truncated = false;
+  /** Hub time of the last reply that left changes out (more changed than one reply carries). */
+  truncatedAt: number | null = null;
   /** Why the task stream is not available (null while it is). */
   streamError: string | null = null;
   /** How far (ms) this browser's clock runs ahead of the server's. */
   skew = 0;
+
+  /**
+   * The seconds before `now` the charts show: from the oldest data this
+   * dashboard has (its first reply, or the oldest task it was told of), at
+   * least `MIN_SPAN`, at most the window.
+   */
+  span(now: number): number {
+    const earliest = this._earliest ?? now;
+    return Math.min(this.options.windowSeconds, Math.max(MIN_SPAN, Math.ceil(now - earliest)));
+  }
 
   /** The hub's clock now (epoch s), estimated from the last reply; null before one. */
   hubNow(at: number = performance.now()): number | null {
@@ -99,8 +112,11 @@ export class DashboardStore {
     const now = snapshot.stream ? snapshot.stream.now : (this.hubNow(receivedAt) ?? Date.now() / 1000);
     this._hubTime = now;
     this._receivedAt = receivedAt;
+    this._earliest = Math.min(this._earliest ?? now, now);
     if (snapshot.stream) {
-      this.truncated = this.truncated || snapshot.stream.truncated;
+      if (snapshot.stream.truncated) {
+        this.truncatedAt = now;
+      }
       for (const task of snapshot.stream.tasks) {
         this._take(task, now);
       }
@@ -110,6 +126,11 @@ export class DashboardStore {
     this.queueSamples.push({ time: now, ...load });
     this._prune(now);
     this.version++;
+  }
+
+  /** Whether the tasks held reached `maxTasks` (older ones were let go before the window ends). */
+  get full(): boolean {
+    return this.tasks.size >= this.options.maxTasks;
   }
 
   /** The `since` of the next stream request (null: the latest changes). */
@@ -160,8 +181,10 @@ export class DashboardStore {
     } else if (this._open.size < MAX_OPEN || open !== undefined) {
       this._open.set(task.msg_id, key);
     }
-    if (task.engine_id !== null && (task.started !== null || isFinished(task))) {
+    const start = task.started ?? task.submitted;
+    if (task.engine_id !== null && start !== null && (task.started !== null || isFinished(task))) {
       this.tasks.set(task.msg_id, task);
+      this._earliest = Math.min(this._earliest ?? start, start);
     }
   }
 
@@ -232,5 +255,6 @@ export class DashboardStore {
 
   private _open = new Map<string, string>();
   private _hubTime: number | null = null;
+  private _earliest: number | null = null;
   private _receivedAt = 0;
 }

@@ -1,9 +1,15 @@
 /**
  * The task stream: one lane per engine, one bar per task from its start to
  * its end (or now, while it runs), coloured by its label (or its function
- * when it has none, as the progress view groups them), failed
- * tasks in the theme's error colour with a mark at their end. The last
- * `windowSeconds` scroll by; hovering a bar shows the task, clicking pins it.
+ * when it has none, as the progress view groups them), failed tasks in the
+ * theme's error colour with a mark at their end. The visible span scrolls
+ * with the hub's clock; hovering a bar shows the task, clicking pins it.
+ *
+ * Drawing costs the same whatever the number of tasks: each lane is first
+ * painted into a row of pixels (a task narrower than a pixel still takes
+ * one; a failure wins its pixel), then every run of equal pixels is one
+ * rectangle. Thousands of short tasks on 64 engines are a few hundred
+ * rectangles per frame.
  */
 
 import { IStreamTask } from '../types';
@@ -13,8 +19,11 @@ import { DashboardStore, groupKey, isFailed, isFinished } from './store';
 /** Space (px) left of the lanes for engine ids, and under them for the time axis. */
 const GUTTER = 34;
 const AXIS = 16;
+const TOP = 4;
 /** How far (px) from a bar a pointer still hits it. */
 const HIT_SLOP = 2;
+/** The pixel value of a failed task (colours are 1 + their palette index). */
+const FAILED = 0xffff;
 
 /** Colours of functions / labels: the first one seen takes the palette's first colour, and so on. */
 export class Colours {
@@ -34,10 +43,18 @@ export class Colours {
   private _keys = new Map<string, number>();
 }
 
-interface IPlaced {
-  task: IStreamTask;
-  x0: number;
-  x1: number;
+/** Where a task's bar is on the x axis (null: not drawn). */
+function extent(task: IStreamTask, scale: ITimeScale, now: number): [number, number] | null {
+  const start = task.started ?? task.submitted;
+  if (start === null) {
+    return null;
+  }
+  const end = task.completed ?? now;
+  if (end < scale.start) {
+    return null;
+  }
+  const x0 = Math.max(scale.left, timeX(scale, start));
+  return [x0, Math.max(x0 + 1, Math.min(scale.right, timeX(scale, end)))];
 }
 
 export class TaskStreamChart extends CanvasChart {
@@ -48,22 +65,26 @@ export class TaskStreamChart extends CanvasChart {
     super('jp-HubCtl-taskStream', 'hubctl-task-stream');
   }
 
-  /** The tasks drawn in each lane at the last draw (for hit testing). */
+  /** The task under a point of the last drawing (null: none). */
   hit(x: number, y: number): IStreamTask | null {
-    const lane = Math.floor((y - this._top) / this._laneHeight);
-    const placed = this._placed.get(this._laneIds[lane]);
-    if (!placed || x < GUTTER) {
+    const scale = this._scale;
+    const engine = this._laneIds[Math.floor((y - TOP) / this._laneHeight)];
+    if (!scale || engine === undefined || x < GUTTER) {
       return null;
     }
-    let best: IPlaced | null = null;
-    for (const p of placed) {
-      if (x >= p.x0 - HIT_SLOP && x <= p.x1 + HIT_SLOP) {
-        if (!best || Math.abs((p.x0 + p.x1) / 2 - x) < Math.abs((best.x0 + best.x1) / 2 - x)) {
-          best = p;
+    let best: IStreamTask | null = null;
+    let distance = Infinity;
+    for (const task of this._store.tasks.values()) {
+      const at = task.engine_id === engine ? extent(task, scale, scale.end) : null;
+      if (at && x >= at[0] - HIT_SLOP && x <= at[1] + HIT_SLOP) {
+        const d = Math.abs((at[0] + at[1]) / 2 - x);
+        if (d < distance) {
+          best = task;
+          distance = d;
         }
       }
     }
-    return best?.task ?? null;
+    return best;
   }
 
   protected draw(ctx: CanvasRenderingContext2D, width: number, height: number, theme: ITheme): void {
@@ -71,79 +92,96 @@ export class TaskStreamChart extends CanvasChart {
     const now = store.hubNow();
     const lanes = store.lanes();
     this._laneIds = lanes;
-    this._placed = new Map();
-    this._top = 4;
-    const plotHeight = height - AXIS - this._top;
-    this._laneHeight = lanes.length ? plotHeight / lanes.length : plotHeight;
-    const scale: ITimeScale = {
-      start: (now ?? 0) - store.options.windowSeconds,
-      end: now ?? 0,
-      left: GUTTER,
-      right: width - 4
-    };
+    this._laneHeight = (height - AXIS - TOP) / Math.max(1, lanes.length);
     this.node.dataset.lanes = String(lanes.length);
     if (now === null || lanes.length === 0) {
-      this.node.dataset.bars = '0';
-      this.node.dataset.lanesWithBars = '0';
+      this._scale = null;
+      this._report(0, 0, 0);
       return;
     }
-    drawTimeAxis(ctx, scale, this._top, height - AXIS, theme);
+    const scale: ITimeScale = { start: now - store.span(now), end: now, left: GUTTER, right: width - 4 };
+    this._scale = scale;
+    drawTimeAxis(ctx, scale, TOP, height - AXIS, theme);
     this._drawLaneLabels(ctx, lanes, theme);
+    const pixels = Math.ceil(width);
+    const rows = lanes.map(() => new Uint16Array(pixels));
     const laneIndex = new Map(lanes.map((id, i) => [id, i]));
-    const byColour = new Map<string, number[]>();
-    const failed: number[] = [];
-    const gap = this._laneHeight > 6 ? 1 : 0;
+    const ends: number[][] = lanes.map(() => []);
     let bars = 0;
+    let failed = 0;
     for (const task of store.tasks.values()) {
       const lane = task.engine_id === null ? undefined : laneIndex.get(task.engine_id);
-      const start = task.started ?? task.submitted;
-      if (lane === undefined || start === null) {
+      const at = lane === undefined ? null : extent(task, scale, now);
+      if (lane === undefined || at === null) {
         continue;
       }
-      const end = task.completed ?? now;
-      if (end < scale.start) {
-        continue;
-      }
-      const x0 = Math.max(scale.left, timeX(scale, start));
-      const x1 = Math.max(x0 + 1, Math.min(scale.right, timeX(scale, end)));
-      const y = this._top + lane * this._laneHeight + gap;
-      const rect = [x0, y, x1 - x0, Math.max(1, this._laneHeight - 2 * gap)];
-      if (isFailed(task)) {
-        failed.push(...rect);
-      } else {
-        const colour = this._colours.colour(groupKey(task), theme.palette);
-        let list = byColour.get(colour);
-        if (!list) {
-          list = [];
-          byColour.set(colour, list);
+      const row = rows[lane];
+      const value = isFailed(task) ? FAILED : 1 + this._colours.index(groupKey(task));
+      const last = Math.min(pixels, Math.ceil(at[1]));
+      for (let px = Math.floor(at[0]); px < last; px++) {
+        if (row[px] !== FAILED) {
+          row[px] = value;
         }
-        list.push(...rect);
       }
-      const placed = this._placed.get(lanes[lane]) ?? [];
-      placed.push({ task, x0, x1 });
-      this._placed.set(lanes[lane], placed);
+      if (value === FAILED) {
+        ends[lane].push(at[1]);
+        failed++;
+      }
       bars++;
     }
-    for (const [colour, rects] of byColour) {
-      fillRects(ctx, rects, colour);
+    this._paint(ctx, rows, theme);
+    this._markEnds(ctx, ends, theme);
+    let running = 0;
+    for (const task of store.tasks.values()) {
+      running += isFinished(task) ? 0 : 1;
     }
-    fillRects(ctx, failed, theme.error);
-    this._markEnds(ctx, failed, theme);
-    this.node.dataset.bars = String(bars);
-    this.node.dataset.lanesWithBars = String(this._placed.size);
-    this.node.dataset.failedBars = String(failed.length / 4);
-    this.node.dataset.running = String(
-      [...store.tasks.values()].filter(t => !isFinished(t)).length
-    );
+    this._report(bars, failed, running);
+    this.node.dataset.lanesWithBars = String(rows.filter(row => row.some(v => v !== 0)).length);
   }
 
-  /** A tick above the end of every failed bar, so even a one-pixel failure shows. */
-  private _markEnds(ctx: CanvasRenderingContext2D, rects: number[], theme: ITheme): void {
-    ctx.fillStyle = theme.error;
-    for (let i = 0; i < rects.length; i += 4) {
-      const x = rects[i] + rects[i + 2];
-      ctx.fillRect(x - 1, rects[i + 1] - 1, 2, rects[i + 3] + 2);
+  /** Every run of equal pixels of a lane as one rectangle, one path per colour. */
+  private _paint(ctx: CanvasRenderingContext2D, rows: Uint16Array[], theme: ITheme): void {
+    const gap = this._laneHeight > 6 ? 1 : 0;
+    const barHeight = Math.max(1, this._laneHeight - 2 * gap);
+    const paths = new Map<number, Path2D>();
+    let rects = 0;
+    rows.forEach((row, lane) => {
+      const y = TOP + lane * this._laneHeight + gap;
+      let px = 0;
+      while (px < row.length) {
+        const value = row[px];
+        let end = px + 1;
+        while (end < row.length && row[end] === value) {
+          end++;
+        }
+        if (value !== 0) {
+          let path = paths.get(value);
+          if (!path) {
+            path = new Path2D();
+            paths.set(value, path);
+          }
+          path.rect(px, y, end - px, barHeight);
+          rects++;
+        }
+        px = end;
+      }
+    });
+    for (const [value, path] of paths) {
+      ctx.fillStyle = value === FAILED ? theme.error : theme.palette[(value - 1) % theme.palette.length];
+      ctx.fill(path);
     }
+    this.node.dataset.rects = String(rects);
+  }
+
+  /** A tick past the end of every failed bar, so even a one-pixel failure shows. */
+  private _markEnds(ctx: CanvasRenderingContext2D, ends: number[][], theme: ITheme): void {
+    ctx.fillStyle = theme.error;
+    ends.forEach((xs, lane) => {
+      const y = TOP + lane * this._laneHeight;
+      for (const x of xs) {
+        ctx.fillRect(x - 1, y, 2, Math.max(2, this._laneHeight));
+      }
+    });
   }
 
   private _drawLaneLabels(ctx: CanvasRenderingContext2D, lanes: number[], theme: ITheme): void {
@@ -154,24 +192,20 @@ export class TaskStreamChart extends CanvasChart {
     // Label every lane when there is room, else every k-th one.
     const every = Math.max(1, Math.ceil(12 / this._laneHeight));
     for (let i = 0; i < lanes.length; i += every) {
-      ctx.fillText(String(lanes[i]), GUTTER - 6, this._top + (i + 0.5) * this._laneHeight);
+      ctx.fillText(String(lanes[i]), GUTTER - 6, TOP + (i + 0.5) * this._laneHeight);
+    }
+  }
+
+  private _report(bars: number, failed: number, running: number): void {
+    this.node.dataset.bars = String(bars);
+    this.node.dataset.failedBars = String(failed);
+    this.node.dataset.running = String(running);
+    if (bars === 0) {
+      this.node.dataset.lanesWithBars = '0';
     }
   }
 
   private _laneIds: number[] = [];
-  private _placed = new Map<number, IPlaced[]>();
-  private _top = 0;
   private _laneHeight = 1;
-}
-
-function fillRects(ctx: CanvasRenderingContext2D, rects: number[], colour: string): void {
-  if (rects.length === 0) {
-    return;
-  }
-  ctx.fillStyle = colour;
-  ctx.beginPath();
-  for (let i = 0; i < rects.length; i += 4) {
-    ctx.rect(rects[i], rects[i + 1], rects[i + 2], rects[i + 3]);
-  }
-  ctx.fill();
+  private _scale: ITimeScale | null = null;
 }

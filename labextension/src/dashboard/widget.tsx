@@ -12,9 +12,9 @@ import * as React from 'react';
 import { HubCtlAPI } from '../api';
 import { hubLoad } from '../format';
 import { StateBadge } from '../hublist';
-import { CanvasChart } from './canvas';
+import { CanvasChart, quantile } from './canvas';
 import { EnginesView } from './engines';
-import { DashboardFeed } from './feed';
+import { DashboardFeed, STREAM_LIMIT } from './feed';
 import { Figure, ProgressView } from './parts';
 import { TaskStreamPointer } from './pointer';
 import { QueueDepthChart, ThroughputChart } from './series';
@@ -23,6 +23,9 @@ import { Colours, TaskStreamChart } from './taskstream';
 
 /** Frame gaps (ms) kept for the responsiveness figure. */
 const FRAME_SAMPLES = 300;
+
+/** Seconds the note about skipped changes stays after the last reply that skipped some. */
+const TRUNCATED_NOTE = 10;
 
 /** Put a chart's node (created outside React) into the React tree. */
 function ChartSlot({ node }: { node: HTMLElement }): JSX.Element {
@@ -103,6 +106,8 @@ export class DashboardWidget extends ReactWidget {
   private _onData(): void {
     this.node.dataset.status = this.feed.status;
     this.node.dataset.ingestMs = this.feed.ingestMs.toFixed(2);
+    this.node.dataset.ingestP50 = quantile([...this.feed.ingestTimes], 0.5).toFixed(2);
+    this.node.dataset.ingestP95 = quantile([...this.feed.ingestTimes], 0.95).toFixed(2);
     this._pointer.refresh();
   }
 
@@ -126,7 +131,7 @@ export class DashboardWidget extends ReactWidget {
       this._lastFrame = at;
       const now = this.store.hubNow(at);
       const width = this._streamChart.canvas.clientWidth || 1;
-      const secondsPerPixel = this.store.options.windowSeconds / width;
+      const secondsPerPixel = now === null ? 1 : this.store.span(now) / width;
       if (
         now !== null &&
         (this.store.version !== this._drawnVersion || now - this._drawnAt >= secondsPerPixel)
@@ -137,6 +142,7 @@ export class DashboardWidget extends ReactWidget {
           chart.render();
         }
         this.node.dataset.frameMaxMs = Math.max(...this._gaps, 0).toFixed(1);
+        this.node.dataset.frameP95 = quantile(this._gaps, 0.95).toFixed(1);
       }
       this._frame = window.requestAnimationFrame(step);
     };
@@ -181,15 +187,22 @@ export class DashboardWidget extends ReactWidget {
             Task stream not available: {store.streamError}
           </div>
         )}
-        {store.truncated && (
+        {store.truncatedAt !== null && (store.hubNow() ?? 0) - store.truncatedAt < TRUNCATED_NOTE && (
           <div className="jp-HubCtl-note" data-testid="hubctl-dash-truncated">
-            More tasks changed at once than a refresh carries; some are not shown and the
-            counts below may be low.
+            A burst of more than {STREAM_LIMIT.toLocaleString()} task changes in one second: the
+            task stream skipped some of them.
           </div>
         )}
         <section className="jp-HubCtl-dashSection jp-HubCtl-dashStream">
           <h3>
-            Task stream <span className="jp-HubCtl-dashHint">last {store.options.windowSeconds / 60} minutes, one lane per engine</span>
+            Task stream{' '}
+            <span className="jp-HubCtl-dashHint" data-testid="hubctl-stream-hint">
+              one lane per engine,{' '}
+              {store.full
+                ? `the last ${store.options.maxTasks.toLocaleString()} tasks`
+                : `up to the last ${store.options.windowSeconds / 60} minutes`}
+              ; hover or click a bar
+            </span>
           </h3>
           <ChartSlot node={this._streamChart.node} />
           <ChartSlot node={this._pointer.pinned} />
