@@ -1,9 +1,10 @@
 """REST for the hub dashboard and the panel's stop question.
 
 ``GET hubs/{id}/dashboard?since=T&limit=N``: everything one dashboard refresh shows, in one
-reply: the hub model, its engines (with their latest metrics) and queue counts from the
-monitor's cache, and the tasks that changed since ``T`` (the ``stream.now`` of the previous
-reply; absent: the latest changes) from one task-stream query to the hub.
+reply: the hub model and its engines (with their latest metrics) from the monitor's cache, and
+from the hub itself (two queries, at once) its queue counts and the tasks that changed since
+``T`` (the ``stream.now`` of the previous reply; absent: the latest changes), so the counts
+and the tasks of one reply agree.
 
 ``GET hubs/{id}/clients``: the processes connected to the hub as clients (``clients.py``).
 """
@@ -20,7 +21,7 @@ from tornado import web
 
 from .clients import connected, kernel_of, notification_endpoint
 from .handlers import HubCtlHandler
-from .models import iso
+from .models import iso, queues_model
 
 #: most task changes one dashboard reply may carry (the hub's own bound is larger)
 MAX_STREAM_LIMIT = 20_000
@@ -36,20 +37,25 @@ class DashboardHandler(HubCtlHandler):
         self.hub_record(hub_id)
         since, limit = self._window()
         stream, error = None, None
+        queues = self.monitor.queues.get(hub_id) or EMPTY_QUEUES
         client = self.monitor.clients.get(hub_id)
         if client is None:
             error = "the hub is not running" if self.monitor.models[hub_id]["state"] != "running" \
                 else "the server is not connected to the hub yet"
         else:
-            try:
-                stream = await asyncio.to_thread(client.task_stream, since, limit)
-            except Exception as e:  # e.g. a controller without the task stream: the rest still shows
-                error = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            status, stream = await asyncio.gather(asyncio.to_thread(client.queue_status),
+                                                  asyncio.to_thread(client.task_stream, since, limit),
+                                                  return_exceptions=True)
+            if not isinstance(status, BaseException):
+                queues = queues_model(status)
+            if isinstance(stream, BaseException):  # e.g. a controller without the task stream
+                error = f"{type(stream).__name__}: {str(stream).splitlines()[0][:200] if str(stream) else ''}"
+                stream = None
         self.write_json({
             "time": iso(time.time()),
             "hub": self.monitor.models[hub_id],
             "engines": self.monitor.engines.get(hub_id, []),
-            "queues": self.monitor.queues.get(hub_id) or EMPTY_QUEUES,
+            "queues": queues,
             "stream": stream,
             "stream_error": error,
         })

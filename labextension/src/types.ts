@@ -91,8 +91,6 @@ export interface IEngine {
   last_heartbeat: string | null;
   /** The engine's latest report of itself (null: it reports nothing, e.g. ipyparallel's). */
   metrics?: IEngineSample | null;
-  /** The latest figures of the engine's host. */
-  host_metrics?: IHostSample | null;
 }
 
 /** What an engine reports of itself every metrics interval. */
@@ -107,8 +105,6 @@ export interface IEngineSample {
   /** msg_id of the running task, null when idle. */
   task: string | null;
   task_name: string | null;
-  host: string;
-  pid: number | null;
 }
 
 export interface IHostSample {
@@ -179,6 +175,8 @@ export interface IDashboardSnapshot {
   time: string;
   hub: IHub;
   engines: IEngine[];
+  /** The latest figures of each host the engines report from, by host name. */
+  hosts?: { [host: string]: IHostSample };
   queues: IQueues;
   /** Null when the hub could not say (e.g. an ipcontroller without the task stream). */
   stream: ITaskStream | null;

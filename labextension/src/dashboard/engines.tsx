@@ -7,7 +7,7 @@
 import * as React from 'react';
 
 import { engineActivity, formatBytes, heartbeatAge } from '../format';
-import { IEngine, IQueues } from '../types';
+import { IEngine, IHostSample, IQueues } from '../types';
 
 type SortKey = 'id' | 'state' | 'cpu' | 'memory' | 'task' | 'host' | 'done';
 
@@ -33,12 +33,17 @@ const COLUMNS: { key: SortKey; label: string; title: string }[] = [
   { key: 'done', label: 'done', title: 'tasks the engine completed' }
 ];
 
-function rowsOf(engines: readonly IEngine[], queues: IQueues | null, skew: number): IRow[] {
+function rowsOf(
+  engines: readonly IEngine[],
+  hosts: { [host: string]: IHostSample },
+  queues: IQueues | null,
+  skew: number
+): IRow[] {
   const now = Date.now();
   return engines.map(engine => {
     const counts = queues?.engines[String(engine.id)] ?? engine;
     const metrics = engine.metrics ?? null;
-    const memTotal = engine.host_metrics?.mem_total ?? 0;
+    const memTotal = hosts[engine.host]?.mem_total ?? 0;
     const state = engineActivity(counts, heartbeatAge(engine, now, skew));
     return {
       id: engine.id,
@@ -90,6 +95,7 @@ function Meter(props: { share: number | null; text: string; kind: string }): JSX
 
 export function EnginesView(props: {
   engines: readonly IEngine[];
+  hosts: { [host: string]: IHostSample };
   queues: IQueues | null;
   skew: number;
 }): JSX.Element {
@@ -97,7 +103,7 @@ export function EnginesView(props: {
     key: 'id',
     descending: false
   });
-  const rows = rowsOf(props.engines, props.queues, props.skew);
+  const rows = rowsOf(props.engines, props.hosts, props.queues, props.skew);
   rows.sort((a, b) => (sort.descending ? -1 : 1) * compare(a, b, sort.key));
   const anyMetrics = rows.some(row => row.cpu !== null);
   if (rows.length === 0) {

@@ -1,7 +1,8 @@
 /**
- * Hover and click on the task stream: a tooltip follows the pointer over a
- * bar; a click pins the task's details under the chart (a click elsewhere,
- * or Escape, unpins them).
+ * Hover and click on the task stream: while the pointer is over it the
+ * stream holds still (new tasks still arrive), a tooltip follows the
+ * pointer over a bar, and a click pins the task's details under the chart
+ * (a click elsewhere, or Escape, unpins them).
  */
 
 import { formatClock, formatDuration } from '../format';
@@ -96,9 +97,12 @@ export class TaskStreamPointer {
   }
 
   private _onMove = (event: PointerEvent): void => {
+    if (this._chart.hold === null) {
+      this._chart.hold = this._store.hubNow();
+    }
     const { task, x, y } = this._at(event);
     if (!task) {
-      this._onLeave();
+      this._hideTooltip();
       return;
     }
     renderTaskDetails(this.tooltip, task, this._store.hubNow());
@@ -111,9 +115,14 @@ export class TaskStreamPointer {
   };
 
   private _onLeave = (): void => {
+    this._chart.hold = null;
+    this._hideTooltip();
+  };
+
+  private _hideTooltip(): void {
     this.tooltip.hidden = true;
     this._chart.canvas.style.cursor = '';
-  };
+  }
 
   private _onClick = (event: MouseEvent): void => {
     const { task } = this._at(event);

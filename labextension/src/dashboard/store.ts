@@ -7,7 +7,7 @@
  */
 
 import { hubLoad } from '../format';
-import { IDashboardSnapshot, IEngine, IHub, IQueues, IStreamTask } from '../types';
+import { IDashboardSnapshot, IEngine, IHostSample, IHub, IQueues, IStreamTask } from '../types';
 
 export interface IStoreOptions {
   /** Seconds of tasks, throughput and queue depth kept (and shown). */
@@ -69,6 +69,7 @@ export class DashboardStore {
   version = 0;
   hub: IHub | null = null;
   engines: IEngine[] = [];
+  hosts: { [host: string]: IHostSample } = {};
   queues: IQueues | null = null;
   /** Tasks on engines, within the window (by msg_id). */
   readonly tasks = new Map<string, IStreamTask>();
@@ -105,6 +106,7 @@ export class DashboardStore {
   ingest(snapshot: IDashboardSnapshot, receivedAt: number = performance.now()): void {
     this.hub = snapshot.hub;
     this.engines = snapshot.engines;
+    this.hosts = snapshot.hosts ?? {};
     this.queues = snapshot.queues;
     const serverTime = Date.parse(snapshot.time);
     this.skew = Number.isNaN(serverTime) ? 0 : Date.now() - serverTime;

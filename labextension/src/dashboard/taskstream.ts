@@ -9,7 +9,8 @@
  * painted into a row of pixels (a task narrower than a pixel still takes
  * one; a failure wins its pixel), then every run of equal pixels is one
  * rectangle. Thousands of short tasks on 64 engines are a few hundred
- * rectangles per frame.
+ * rectangles per frame. Where a task is wide enough, a one-pixel line in
+ * the background colour marks where it starts, so neighbours stay apart.
  */
 
 import { IStreamTask } from '../types';
@@ -24,6 +25,17 @@ const TOP = 4;
 const HIT_SLOP = 2;
 /** The pixel value of a failed task (colours are 1 + their palette index). */
 const FAILED = 0xffff;
+/** A task at least this wide (px) gets a line where it starts. */
+const SEPARATED = 4;
+/** Height (px) of a lane when there is room; the chart grows with the lanes up to `MAX_HEIGHT`. */
+const LANE_HEIGHT = 32;
+const MIN_HEIGHT = 140;
+const MAX_HEIGHT = 420;
+
+/** The height (px) the task stream wants for `lanes` lanes. */
+export function streamHeight(lanes: number): number {
+  return Math.min(MAX_HEIGHT, Math.max(MIN_HEIGHT, lanes * LANE_HEIGHT + TOP + AXIS));
+}
 
 /** Colours of functions / labels: the first one seen takes the palette's first colour, and so on. */
 export class Colours {
@@ -65,6 +77,23 @@ export class TaskStreamChart extends CanvasChart {
     super('jp-HubCtl-taskStream', 'hubctl-task-stream');
   }
 
+  /**
+   * Hold the time axis at this hub time (null: follow the hub's clock), so
+   * a bar under the pointer stays there to be read and clicked.
+   */
+  get hold(): number | null {
+    return this._hold;
+  }
+
+  set hold(time: number | null) {
+    this._hold = time;
+    if (time === null) {
+      delete this.node.dataset.paused;
+    } else {
+      this.node.dataset.paused = 'true';
+    }
+  }
+
   /** The task under a point of the last drawing (null: none). */
   hit(x: number, y: number): IStreamTask | null {
     const scale = this._scale;
@@ -89,7 +118,7 @@ export class TaskStreamChart extends CanvasChart {
 
   protected draw(ctx: CanvasRenderingContext2D, width: number, height: number, theme: ITheme): void {
     const store = this._store;
-    const now = store.hubNow();
+    const now = this._hold ?? store.hubNow();
     const lanes = store.lanes();
     this._laneIds = lanes;
     this._laneHeight = (height - AXIS - TOP) / Math.max(1, lanes.length);
@@ -107,6 +136,7 @@ export class TaskStreamChart extends CanvasChart {
     const rows = lanes.map(() => new Uint16Array(pixels));
     const laneIndex = new Map(lanes.map((id, i) => [id, i]));
     const ends: number[][] = lanes.map(() => []);
+    const starts: number[][] = lanes.map(() => []);
     let bars = 0;
     let failed = 0;
     for (const task of store.tasks.values()) {
@@ -127,10 +157,14 @@ export class TaskStreamChart extends CanvasChart {
         ends[lane].push(at[1]);
         failed++;
       }
+      if (at[1] - at[0] >= SEPARATED && at[0] > scale.left) {
+        starts[lane].push(Math.floor(at[0]));
+      }
       bars++;
     }
     this._paint(ctx, rows, theme);
-    this._markEnds(ctx, ends, theme);
+    this._lines(ctx, starts, 1, theme.background);
+    this._lines(ctx, ends, 2, theme.error);
     let running = 0;
     for (const task of store.tasks.values()) {
       running += isFinished(task) ? 0 : 1;
@@ -173,15 +207,21 @@ export class TaskStreamChart extends CanvasChart {
     this.node.dataset.rects = String(rects);
   }
 
-  /** A tick past the end of every failed bar, so even a one-pixel failure shows. */
-  private _markEnds(ctx: CanvasRenderingContext2D, ends: number[][], theme: ITheme): void {
-    ctx.fillStyle = theme.error;
-    ends.forEach((xs, lane) => {
-      const y = TOP + lane * this._laneHeight;
-      for (const x of xs) {
-        ctx.fillRect(x - 1, y, 2, Math.max(2, this._laneHeight));
+  /**
+   * Lane-high lines at some x of each lane: in the background colour where
+   * wide tasks start, in the error colour where failed ones end (so even a
+   * one-pixel failure shows).
+   */
+  private _lines(ctx: CanvasRenderingContext2D, xs: number[][], width: number, colour: string): void {
+    const path = new Path2D();
+    xs.forEach((lane, i) => {
+      const y = TOP + i * this._laneHeight;
+      for (const x of lane) {
+        path.rect(x - (width > 1 ? 1 : 0), y, width, Math.max(2, this._laneHeight));
       }
     });
+    ctx.fillStyle = colour;
+    ctx.fill(path);
   }
 
   private _drawLaneLabels(ctx: CanvasRenderingContext2D, lanes: number[], theme: ITheme): void {
@@ -205,6 +245,7 @@ export class TaskStreamChart extends CanvasChart {
     }
   }
 
+  private _hold: number | null = null;
   private _laneIds: number[] = [];
   private _laneHeight = 1;
   private _scale: ITimeScale | null = null;

@@ -19,7 +19,7 @@ import { Figure, ProgressView } from './parts';
 import { TaskStreamPointer } from './pointer';
 import { QueueDepthChart, ThroughputChart } from './series';
 import { DashboardStore } from './store';
-import { Colours, TaskStreamChart } from './taskstream';
+import { Colours, streamHeight, TaskStreamChart } from './taskstream';
 
 /** Frame gaps (ms) kept for the responsiveness figure. */
 const FRAME_SAMPLES = 300;
@@ -138,6 +138,7 @@ export class DashboardWidget extends ReactWidget {
       ) {
         this._drawnVersion = this.store.version;
         this._drawnAt = now;
+        this._streamChart.node.style.height = `${streamHeight(this.store.lanes().length)}px`;
         for (const chart of this._charts()) {
           chart.render();
         }
@@ -201,7 +202,7 @@ export class DashboardWidget extends ReactWidget {
               {store.full
                 ? `the last ${store.options.maxTasks.toLocaleString()} tasks`
                 : `up to the last ${store.options.windowSeconds / 60} minutes`}
-              ; hover or click a bar
+              ; it holds still under the pointer: hover or click a bar
             </span>
           </h3>
           <ChartSlot node={this._streamChart.node} />
@@ -225,7 +226,12 @@ export class DashboardWidget extends ReactWidget {
         <div className="jp-HubCtl-dashRow">
           <section className="jp-HubCtl-dashSection">
             <h3>Engines</h3>
-            <EnginesView engines={store.engines} queues={store.queues} skew={store.skew} />
+            <EnginesView
+              engines={store.engines}
+              hosts={store.hosts}
+              queues={store.queues}
+              skew={store.skew}
+            />
           </section>
           <section className="jp-HubCtl-dashSection">
             <h3>Progress</h3>
