@@ -378,7 +378,7 @@ def cmd_results(args) -> int:
         out = {"pending": status["pending"], "completed": {}}
         for msg_id in status["completed"]:
             try:
-                out["completed"][msg_id] = {"value": repr(client.get_result(msg_id, timeout=5))}
+                out["completed"][msg_id] = {"value": repr(client.get_result(msg_id).get(5))}
             except Exception as e:
                 out["completed"][msg_id] = {"error": f"{type(e).__name__}: {e}"}
         return out
@@ -405,7 +405,7 @@ def cmd_purge(args) -> int:
 
 
 def cmd_resubmit(args) -> int:
-    mapping = _with_client(args.id, lambda c: c.resubmit(args.msg_ids))
+    mapping = dict(zip(args.msg_ids, _with_client(args.id, lambda c: c.resubmit(args.msg_ids).msg_ids)))
     _out(args, mapping, "\n".join(f"{old} -> {new}" for old, new in dict(mapping).items()))
     return OK
 

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from typing import Dict, Optional
 
@@ -20,18 +20,22 @@ import zmq
 
 from ..wire.connection import connection_file_paths, ipython_dir, profile_dir_for, read_connection_file
 from ..wire.reader import recv_frames, send_frames
-from ..wire.session import MessageError, Msg, WireSession, frame_bytes, new_id, parse_date
+from ..wire.session import MessageError, Msg, WireSession, frame_bytes, new_id
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait as wait_futures
 
-from .asyncresult import AsyncResult, Message, result_of
-from .errors import EngineError, NoEnginesRegistered, RemoteError
+from .asyncresult import Message, result_of
+from .control import Control
+from .errors import EngineError, RemoteError
+from .hub_queries import HubQueries
+from .metadata import Metadata
+from .targets import Targets
 from .serialize import SERIALIZER, STAGE_TYPE, SerializerMismatch, Staging, StagingError, deserialize
 
 CHANNELS = {b"q": "registration", b"m": "mux", b"t": "task", b"b": "broadcast", b"c": "control"}
 OUTPUT_GRACE = 5.0  # seconds to wait for announced outputs after a reply
 RESYNC_RECHECK = 2.0  # seconds before a task the restarted hub does not know is declared lost
+CLOSE_LINGER_MS = 1000  # how long close() lets requests queued just before it reach the hub
 
 
 def _find_connection_file(profile=None, profile_dir=None, cluster_id=None, timeout=10.0) -> str:
@@ -47,17 +51,27 @@ def _find_connection_file(profile=None, profile_dir=None, cluster_id=None, timeo
     return path
 
 
-class Client:
-    """A connection to one hub.
+TRACK = object()  # Message.tracker before the IO thread sends a message to be tracked
+
+
+class Client(Targets, HubQueries, Control):
+    """A connection to one hub, with ipyparallel's ``Client`` API.
 
     ``Client()`` finds the default profile's hub; ``Client("path/ipcontroller-client.json")``,
     ``Client(info_dict)``, ``Client(profile=..., cluster_id=...)`` or ``Client(hub_id=...)``
-    (a hub started through ``jupyter_hub_ctl.cluster``) pick another.
+    (a hub started through ``jupyter_hub_ctl.cluster``) pick another.  Created inside IPython
+    with no ``%px`` magic defined yet, it activates one (``activate()``), as ipyparallel does.
+
+    Deliberate differences from ipyparallel: ``history`` keeps the last ``history_limit``
+    msg_ids (the hub keeps them all: ``hub_history()``), so that a long-running client does not
+    grow without bound; results of this client's own tasks live in their AsyncResults and are
+    freed with them (``results``/``metadata`` hold what ``get_result``/``result_status``
+    fetched from the hub, as in ipyparallel where views' results are owned by their AsyncResults).
     """
 
     def __init__(self, connection_info=None, *, profile: Optional[str] = None, profile_dir: Optional[str] = None,
                  cluster_id: Optional[str] = None, hub_id: Optional[str] = None, timeout: float = 10.0,
-                 history_limit: int = 10000, query_timeout: float = 60.0):
+                 history_limit: int = 10000, query_timeout: float = 60.0, block: bool = False):
         if hub_id is not None:
             from ..cluster import find_hub  # a hub started through the cluster API
 
@@ -87,7 +101,12 @@ class Client:
         self.query_timeout = query_timeout  # seconds to wait for any hub query's reply
         self._thread_limits = threading.local()  # per-thread overrides of query_timeout (query_time_limit)
         self.history: deque = deque(maxlen=history_limit)  # recent msg_ids; the hub keeps them all
+        self.results: dict = {}  # msg_id -> result fetched from the hub (get_result, result_status)
+        self.metadata = defaultdict(Metadata)  # msg_id -> Metadata of those
+        self.block = block  # default of the views' and control methods' ``block``
         self.results_seen = 0
+        self._waiters = 0  # threads in wait(): _finish notifies _wait_cond only then
+        self._wait_cond = threading.Condition()
         self._ctx = zmq.Context()
         # Submissions: any thread appends (channel, frames) to _outq; the IO thread sends them.  It
         # is woken through a socket pair only when it sleeps in poll (see _send and _io_main).
@@ -115,6 +134,16 @@ class Client:
             self.close()
             raise RemoteError.from_content(content)
         self._update_engines({int(k): v for k, v in content.get("engines", {}).items()})
+        self._activate_in_ipython()
+
+    def _activate_in_ipython(self) -> None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        ip = get_ipython()
+        if ip is not None and "px" not in ip.magics_manager.magics["line"]:
+            self.activate()
 
     # ================================================================ sockets / IO thread
     def _url(self, key: str) -> str:
@@ -170,8 +199,12 @@ class Client:
                 events = poller.poll(0 if outq else 200 if self._awaiting_output else 1000)
                 self._io_waiting = False
                 while outq:  # submissions first: replies can wait a moment, engines should not
-                    channel, frames = outq.popleft()
-                    send_frames(socks[channel], frames, copy=False)
+                    channel, frames, fut = outq.popleft()
+                    if fut is None:
+                        send_frames(socks[channel], frames, copy=False)
+                    else:
+                        self._send_tracked(socks[channel], frames, fut)
+                        fut = None  # no reference to it here until the next send: its result may be dropped
                 for sock, _ in events:
                     if sock == wake_fd:  # zmq.Poller reports other sockets by file descriptor
                         self._wake_pending = False  # before draining: a later _send writes again
@@ -202,13 +235,38 @@ class Client:
                 socks[b"q"].disable_monitor()
             except zmq.ZMQError:
                 pass
-            for s in [*socks.values(), *subs.values(), monitor]:
+            linger = 0
+            try:
+                while outq:  # requests made before close (a non-blocking shutdown, abort...) still go out
+                    channel, frames, _ = outq.popleft()
+                    send_frames(socks[channel], frames, copy=False)
+                    linger = CLOSE_LINGER_MS
+            except zmq.ZMQError:
+                pass
+            for s in socks.values():
+                s.close(linger)
+            for s in [*subs.values(), monitor]:
                 s.close(0)
 
-    def _send(self, channel: bytes, frames: list) -> None:
+    @staticmethod
+    def _send_tracked(sock, frames: list, fut) -> None:
+        """Send a message and mark its Message(s) sent (tracking libzmq's copy if asked to)."""
+        if type(fut) is list:  # a broadcast: one message for several Messages
+            send_frames(sock, frames, copy=False)
+            for f in fut:
+                f.sent = True
+        elif fut.tracker is TRACK:
+            fut.tracker = sock.send_multipart(frames, copy=False, track=True)
+            fut.sent = True
+        else:
+            send_frames(sock, frames, copy=False)
+            fut.sent = True
+
+    def _send(self, channel: bytes, frames: list, fut=None) -> None:
+        """Queue ``frames`` for the IO thread; ``fut``: the Message(s) to mark sent."""
         if self._closed:
             raise RuntimeError("client is closed")
-        self._outq.append((channel, frames))  # first append, then look at the flag: see _io_main
+        self._outq.append((channel, frames, fut))  # first append, then look at the flag: see _io_main
         if self._io_waiting and not self._wake_pending:
             self._wake()
 
@@ -321,21 +379,12 @@ class Client:
                             "metadata": md})
             return
         fut.reply = msg.as_dict()
-        meta = fut.metadata
-        uuid = md.get("engine") or fut.engine_uuid
-        meta.update(
-            engine_uuid=uuid,
-            engine_id=self._uuids.get(uuid),
-            status=msg.content.get("status"),
-            started=parse_date(md.get("started")),
-            completed=parse_date(msg.header.get("date")),
-            received=time.time(),
-            label=md.get("label"),
-        )
-        if md.get("is_coalescing"):
-            targets = md.get("broadcast_targets") or []
-            meta["engine_uuid"] = [t[0] for t in targets]
-            meta["engine_id"] = [t[1] for t in targets]
+        fut.received = time.time()
+        uuid = md.get("engine")
+        if uuid is not None and not md.get("is_coalescing"):
+            if fut.engine_uuid is None:  # a load-balanced task: the engine that ran it
+                fut.engine_uuid = uuid
+            fut.engine_id = self._uuids.get(uuid)
         fut.expected_outputs = int(md.get("outputs", 0) or 0)
         if msg.content.get("status") == "ok" and md.get("serializer") != SERIALIZER \
                 and fut.msg_type == "apply_request":
@@ -372,7 +421,14 @@ class Client:
         owner = msg.owner
         if owner is not None:
             msg.owner = None  # no cycle: a dropped AsyncResult frees its results at once
-            owner._child_finished(msg)
+            if type(owner) is tuple:
+                for o in owner:
+                    o._child_finished(msg)
+            else:
+                owner._child_finished(msg)
+        if self._waiters:
+            with self._wait_cond:
+                self._wait_cond.notify_all()
 
     def _expire_outputs(self) -> None:
         now = time.monotonic()
@@ -425,7 +481,7 @@ class Client:
         for msg_id in list(self._outstanding.pop(uuid, ())):
             fut = self._futures.get(msg_id)
             err = EngineError("EngineError", f"Engine {eid} died while running task {msg_id!r}",
-                              engine_info={"engine_id": eid, "engine_uuid": uuid})
+                              engine_info={"engine_id": eid, "engine_uuid": uuid, "method": "apply"})
             if isinstance(fut, _QueryFuture):
                 self._futures.pop(msg_id, None)
                 if not fut.done():
@@ -444,18 +500,23 @@ class Client:
 
     # ================================================================ submitting
     def _submit(self, channel: bytes, msg_type: str, content: dict, metadata: dict, buffers=(),
-                ident: Optional[str] = None, fut_class=Message):
+                ident: Optional[str] = None, fut_class=Message, track: bool = False):
         msg_id, header = self.session.header_bytes(msg_type)  # packed; Message.header decodes it if asked
         fut = fut_class(msg_id, msg_type, ident, header)
         self._futures[msg_id] = fut
         if ident is not None:
             self._outstanding.setdefault(ident, set()).add(msg_id)
+            fut.engine_id = self._uuids.get(ident)
         idents = [ident.encode()] if ident is not None else []
         frames = self.session.serialize(msg_type, content, metadata=metadata, header=header, buffers=buffers,
                                         idents=idents)
-        self._send(channel, frames)
         if fut_class is Message:
+            if track:
+                fut.tracker = TRACK
+            self._send(channel, frames, fut)
             self.history.append(msg_id)
+        else:
+            self._send(channel, frames)
         return fut
 
     def _query(self, msg_type: str, content: dict) -> "_QueryFuture":
@@ -487,243 +548,10 @@ class Client:
             raise RemoteError.from_content(reply["content"], self._uuids)
         return reply
 
-    # ================================================================ engines
-    @property
-    def ids(self) -> list:
-        return sorted(self._engines)
-
-    @property
-    def engines(self) -> dict:
-        """Registered engines: ``{id: uuid}`` (a copy)."""
-        return dict(self._engines)
-
-    def __len__(self) -> int:
-        return len(self._engines)
-
-    def wait_for_engines(self, n: int, timeout: Optional[float] = None, interactive: Optional[bool] = None,
-                         widget: Optional[bool] = None) -> list:
-        """Block until at least ``n`` engines are registered; TimeoutError says how many came.
-
-        ``interactive`` (default: inside IPython, as ipyparallel does) shows a progress bar while
-        waiting, a widget in a notebook (``widget=False``: text)."""
-        if interactive is None:
-            from ..kernel.progress import in_ipython
-
-            interactive = in_ipython()
-        if interactive and len(self._engines) < n:
-            from ..kernel.progress import EngineProgress
-
-            EngineProgress(n, client=self).wait(timeout, widget=widget)
-            return self.ids
-        deadline = None if timeout is None else time.monotonic() + timeout
-        next_ask = time.monotonic() + 0.25
-        while len(self._engines) < n:
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                raise TimeoutError(
-                    f"only {len(self._engines)} of {n} engines registered within {timeout}s "
-                    f"(engines: {self.ids}); check the engines' logs for registration errors")
-            if now >= next_ask:
-                # registrations are announced on a PUB socket, which drops what is published before
-                # our subscription is joined (e.g. engines coming back to a restarted controller
-                # first): ask the hub itself now and then
-                next_ask = now + 1.0
-                try:
-                    engines = self._hub("connection_request", {}, timeout=5)["content"].get("engines", {})
-                    self._update_engines({int(k): v for k, v in engines.items()})
-                except (TimeoutError, RemoteError):
-                    pass
-                continue
-            time.sleep(0.05)
-        return self.ids
-
-    async def wait_for_engines_async(self, n: int, timeout: Optional[float] = None) -> list:
-        import asyncio
-
-        return await asyncio.get_running_loop().run_in_executor(None, self.wait_for_engines, n, timeout, False)
-
-    def _uuid_of(self, target: int) -> str:
-        try:
-            return self._engines[target]
-        except KeyError:
-            raise IndexError(f"no engine with id {target} (engines: {self.ids})") from None
-
-    def _resolve_targets(self, targets) -> list:
-        if targets is None or targets == "all":
-            ids = self.ids
-        elif isinstance(targets, int):
-            ids = [targets]
-        elif isinstance(targets, slice):
-            ids = self.ids[targets]
-        else:
-            ids = list(targets)
-        if not ids:
-            raise NoEnginesRegistered("no engines registered with this hub")
-        for t in ids:
-            self._uuid_of(t)
-        return ids
-
-    def __getitem__(self, key):
-        from .views import DirectView
-
-        if isinstance(key, int):
-            self._uuid_of(key)
-            return DirectView(self, key)
-        if isinstance(key, (slice, list, tuple)):
-            return DirectView(self, self._resolve_targets(key if not isinstance(key, tuple) else list(key)))
-        raise TypeError(f"engine index must be int, slice or list, not {type(key).__name__}")
-
-    def direct_view(self, targets="all"):
-        from .views import DirectView
-
-        return DirectView(self, targets)
-
-    def load_balanced_view(self, targets=None, **flags):
-        from .views import LoadBalancedView
-
-        return LoadBalancedView(self, targets, **flags)
-
-    def broadcast_view(self, targets="all", is_coalescing: bool = False):
-        from .views import BroadcastView
-
-        return BroadcastView(self, targets, is_coalescing=is_coalescing)
-
-    def on_registration(self, callback):
-        """Call ``callback(event_dict)`` on engine register/unregister and hub shutdown.
-
-        Returns a function that unsubscribes ``callback`` (as ``off_registration(callback)`` does).
-        """
-        self._registration_callbacks.append(callback)
-        return lambda: self.off_registration(callback)
-
-    def off_registration(self, callback) -> bool:
-        """Stop calling ``callback`` (one subscription of it); False if it was not subscribed."""
-        try:
-            self._registration_callbacks.remove(callback)
-        except ValueError:
-            return False
-        return True
-
-    # ================================================================ control
-    def _control(self, msg_type: str, content: dict, targets, block: bool, timeout: float = 10.0):
-        """Send a control request to each target engine; with ``block``, wait for the replies' contents."""
-        futs = [self._submit(b"c", msg_type, content, {}, ident=self._engines[t], fut_class=_QueryFuture)
-                for t in self._resolve_targets(targets)]
-        if not block:
-            return futs
-        wait_futures(futs, timeout)
-        return [f.result(0)["content"] if f.done() and f.exception() is None else None for f in futs]
-
-    def abort(self, msg_ids=None, targets=None, block: bool = True):
-        """Ask engines to skip these (queued) tasks; all queued tasks if ``msg_ids`` is None."""
-        ids = list(msg_ids) if msg_ids else []
-        return self._control("abort_request", {"msg_ids": ids}, targets, block)
-
-    def clear(self, targets=None, block: bool = True):
-        """Reset the engines' namespaces."""
-        return self._control("clear_request", {}, targets, block)
-
-    def send_signal(self, sig, targets=None, block: bool = True):
-        """Send a signal (e.g. ``signal.SIGINT``) to engines' processes."""
-        return self._control("signal_request", {"sig": int(sig)}, targets, block)
-
-    def shutdown(self, targets="all", hub: bool = False, block: bool = True):
-        """Stop engines (and the hub with ``hub=True``)."""
-        if self._engines and targets is not None:
-            self._control("shutdown_request", {"restart": False}, targets, block)
-        if hub:
-            self._hub("shutdown_request", {}, timeout=10)
-
-    # ================================================================ hub queries
-    def queue_status(self, targets=None, verbose: bool = False) -> dict:
-        content = self._hub("queue_request", {"targets": targets, "verbose": verbose})["content"]
-        out = {}
-        for k, v in content.items():
-            if k == "status":
-                continue
-            out[int(k) if k.isdigit() else k] = v
-        return out[targets] if isinstance(targets, int) else out
-
-    def result_status(self, msg_ids, status_only: bool = True) -> dict:
-        content = self._hub("result_request", {"msg_ids": _msg_ids(msg_ids), "status_only": status_only})["content"]
-        return {"pending": content["pending"], "completed": content["completed"]}
-
-    def get_result(self, msg_ids, timeout: Optional[float] = None):
-        """Results by msg_id, including tasks submitted by other clients (from the hub's records)."""
-        single = isinstance(msg_ids, str)
-        ids = _msg_ids(msg_ids)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            reply = self._hub("result_request", {"msg_ids": ids, "status_only": False})
-            content = reply["content"]
-            if not content["pending"]:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{len(content['pending'])} of {len(ids)} results still pending")
-            time.sleep(0.1)
-        buffers = list(reply["buffers"])
-        results = {}
-        for m in content["completed"]:
-            rec = content.get(m) or {}
-            rc = rec.get("result_content") or {}
-            rh = rec.get("result_header") or {}
-            rmd = rec.get("result_metadata") or {}
-            if rc.get("status") == "ok" and rh.get("msg_type") == "apply_reply" and rmd.get("staged"):
-                buffers = buffers[int(rmd.get("nbuffers") or 1):]
-                results[m] = RemoteError(
-                    "ResultNotRecorded",
-                    f"the result of task {m} was large (sent in pieces straight to the client that "
-                    "submitted it) and the hub keeps only its first part, so it cannot be fetched again")
-            elif rc.get("status") == "ok" and rh.get("msg_type") == "apply_reply":
-                value, buffers = _take_object(buffers, rmd.get("nbuffers"))
-                results[m] = value
-            elif rc.get("status") == "ok":
-                results[m] = rc
-            else:
-                results[m] = RemoteError.from_content(rc, self._uuids)
-        for v in results.values():
-            if isinstance(v, BaseException):
-                raise v
-        return results[ids[0]] if single else [results[m] for m in ids]
-
-    def hub_history(self) -> list:
-        return self._hub("history_request", {})["content"]["history"]
-
-    def db_query(self, query: dict, keys=None) -> list:
-        reply = self._hub("db_request", {"query": query, "keys": keys})
-        content = reply["content"]
-        records = content["records"]
-        buffers = list(reply["buffers"])
-        blens, rblens = content.get("buffer_lens"), content.get("result_buffer_lens")
-        for i, rec in enumerate(records):
-            if blens is not None:
-                rec["buffers"], buffers = buffers[: blens[i]], buffers[blens[i]:]
-            if rblens is not None:
-                rec["result_buffers"], buffers = buffers[: rblens[i]], buffers[rblens[i]:]
-            for key in ("submitted", "started", "completed", "received"):
-                if key in rec:
-                    rec[key] = parse_date(rec[key])
-        return records
-
-    def resubmit(self, msg_ids) -> dict:
-        return self._hub("resubmit_request", {"msg_ids": _msg_ids(msg_ids)})["content"]["resubmitted"]
-
-    def purge_results(self, msg_ids=(), targets=()) -> None:
-        if msg_ids == "all":
-            self._hub("purge_request", {"msg_ids": "all"})
-            return
-        engine_ids = [targets] if isinstance(targets, int) else list(targets or [])
-        self._hub("purge_request", {"msg_ids": _msg_ids(msg_ids) if msg_ids else [], "engine_ids": engine_ids})
-
-    def engines_info(self) -> list:
-        """Registered engines: id, uuid, host, pid, queue/tasks/completed counts, last heartbeat (epoch s)."""
-        return self._hub("engines_request", {})["content"]["engines"]
-
-    def health(self) -> dict:
-        return self._hub("health_request", {})["content"]
-
     # ================================================================ lifetime
-    def close(self) -> None:
+    def close(self, linger=None) -> None:
+        """Stop the IO thread and close the sockets; tasks still waited for fail (``linger`` is accepted
+        for ipyparallel code: nothing queued is sent after close)."""
         if self._closed:
             return
         self._closed = True
@@ -762,32 +590,3 @@ class _QueryFuture(Future):
         self.engine_uuid = engine_uuid
         self.header = header
         self.reply = None
-
-
-def _msg_ids(msg_ids) -> list:
-    if isinstance(msg_ids, str):
-        return [msg_ids]
-    if isinstance(msg_ids, AsyncResult):
-        return list(msg_ids.msg_ids)
-    out = []
-    for m in msg_ids:
-        out.extend(m.msg_ids if isinstance(m, AsyncResult) else [m])
-    return out
-
-
-def _take_object(buffers: list, n=None):
-    """Deserialize one object from the front of ``buffers``; (value, rest)."""
-    if n is None:
-        n = 1 + sum(1 for _ in _oob_run(buffers[1:]))
-    value = deserialize(buffers[:n])
-    return value, buffers[n:]
-
-
-def _oob_run(buffers):
-    from .serialize import MAGIC
-
-    for b in buffers:
-        if memoryview(b)[: len(MAGIC)].tobytes() == MAGIC:
-            return
-        yield b
-

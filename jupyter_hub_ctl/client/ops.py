@@ -38,3 +38,43 @@ def engine_pid_host():
     import socket
 
     return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def serializer_noop() -> None:
+    """What ``use_cloudpickle``/``use_dill``/``use_pickle`` run on the engines: the format never changes."""
+
+
+def import_into_namespace(name: str, fromlist, level: int) -> None:
+    """``import name`` / ``from name import *fromlist`` into the engine's namespace (``sync_imports``)."""
+    import importlib
+    import sys
+
+    ns = _ns()
+    module = __import__(name, ns, ns, fromlist or (), level)
+    if fromlist:
+        for key in fromlist:
+            ns[key] = getattr(module, key) if hasattr(module, key) else importlib.import_module(f"{name}.{key}")
+    else:
+        top = name.split(".", 1)[0]
+        ns[top] = sys.modules[top]
+
+
+def resolve_reference(name: str):
+    """The value of ``name`` (an expression) in the engine's namespace: what a ``Reference`` becomes there."""
+    return eval(name, _ns())
+
+
+class Reference:
+    """A name to look up on the engine: ``view.apply(f, Reference('a'))`` calls ``f`` with the
+    engine's own ``a`` (any expression: ``Reference('a[0]')``)."""
+
+    def __init__(self, name: str):
+        if not isinstance(name, str):
+            raise TypeError(f"illegal name: {name!r}")
+        self.name = name
+
+    def __reduce__(self):
+        return resolve_reference, (self.name,)
+
+    def __repr__(self) -> str:
+        return f"<Reference: {self.name!r}>"

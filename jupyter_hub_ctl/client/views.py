@@ -1,51 +1,56 @@
-"""Views: where work goes (named engines, load balancing, broadcast) and how."""
+"""Views: where work goes (named engines, load balancing, broadcast) and how, with ipyparallel's API.
+
+``DirectView`` and ``BroadcastView`` live in ``directview.py``; this module has the common
+``View`` and the ``LoadBalancedView``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any, Optional
 
 from . import ops
-from .asyncresult import AsyncResult, CoalescedMessage, Message
+from .asyncresult import AsyncResult, Message
+from .dependency import Dependency
+from .remotefunction import ParallelFunction, RemoteFunction
 from ..wire.session import pack
-from .serialize import SERIALIZER, STAGE_MD, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
+from .serialize import SERIALIZER, serialize_call
 
 _MISSING = object()
 
 
-def _chunks(seq: list, n: int) -> list:
-    """Split ``seq`` into ``n`` contiguous parts, sizes differing by at most one."""
-    q, r = divmod(len(seq), n)
-    out, start = [], 0
-    for i in range(n):
-        end = start + q + (1 if i < r else 0)
-        out.append(seq[start:end])
-        start = end
-    return out
-
-
 class View:
-    """Common flags and plumbing."""
+    """Common flags (``block``, ``track``, ``targets``, ``label``) and plumbing of every view."""
 
-    _flag_names = ("block", "targets", "label")
+    _flag_names = ("block", "track", "targets", "label")
 
-    def __init__(self, client, targets=None, block: bool = False, label: Optional[str] = None):
+    def __init__(self, client, targets=None, block: Optional[bool] = None, label: Optional[str] = None,
+                 track: bool = False):
         self.client = client
         self.targets = targets
-        self.block = block
+        self.block = client.block if block is None else block
         self.label = label
+        self.track = track
+        self.history: deque = deque(maxlen=client.history.maxlen)  # this view's msg_ids
+        self._executor = None
         self._md_cache = None  # (flags, packed metadata) of the last request sent with default flags
 
-    def set_flags(self, **flags) -> None:
+    # ------------------------------------------------------------------ flags
+    def set_flags(self, **flags):
+        """Set flags by keyword (``block``, ``track``, ``targets``, ``label``, ...); returns the view."""
         for k, v in flags.items():
             if k not in self._flag_names:
-                raise KeyError(f"{type(self).__name__} has no flag {k!r} (flags: {', '.join(self._flag_names)})")
+                raise KeyError(f"Invalid name: {k!r} ({type(self).__name__} flags: {', '.join(self._flag_names)})")
             setattr(self, k, v)
+        return self
 
     @contextlib.contextmanager
     def temp_flags(self, **flags):
         """Set flags for the duration of a ``with`` block."""
-        saved = {k: getattr(self, k) for k in flags}
+        saved = {k: getattr(self, k) for k in self._flag_names}
         self.set_flags(**flags)
         try:
             yield self
@@ -54,10 +59,11 @@ class View:
                 setattr(self, k, v)
 
     def _finish(self, ar: AsyncResult, block):
-        block = self.block if block is None else block
-        return ar.get() if block else ar
+        return ar.get() if (self.block if block is None else block) else ar
 
+    # ------------------------------------------------------------------ apply and map
     def apply(self, f, *args, **kwargs):
+        """``f(*args, **kwargs)`` on the view's engines: the result if ``block``, else an AsyncResult."""
         return self._finish(self._apply(f, args, kwargs), None)
 
     def apply_async(self, f, *args, **kwargs) -> AsyncResult:
@@ -66,12 +72,94 @@ class View:
     def apply_sync(self, f, *args, **kwargs):
         return self._apply(f, args, kwargs).get()
 
-    def map_async(self, f, *seqs, **kw) -> AsyncResult:
-        return self.map(f, *seqs, block=False, **kw)
+    def map(self, f, *sequences, block=None, **kwargs):
+        """Parallel ``map(f, *sequences)``; a list if ``block``, else an AsyncMapResult."""
+        if not sequences:
+            raise TypeError("map needs at least one sequence")
+        return ParallelFunction(self, f, block=self.block if block is None else block, **kwargs).map(*sequences)
 
-    def map_sync(self, f, *seqs, **kw):
-        return self.map(f, *seqs, block=True, **kw)
+    def map_async(self, f, *sequences, **kwargs) -> AsyncResult:
+        if "block" in kwargs:
+            raise TypeError("map_async doesn't take a `block` keyword argument.")
+        return self.map(f, *sequences, block=False, **kwargs)
 
+    def map_sync(self, f, *sequences, **kwargs):
+        if "block" in kwargs:
+            raise TypeError("map_sync doesn't take a `block` keyword argument.")
+        return self.map(f, *sequences, block=True, **kwargs)
+
+    def imap(self, f, *sequences, **kwargs):
+        """An iterator over ``map(f, *sequences)`` yielding results as they arrive."""
+        return iter(self.map_async(f, *sequences, **kwargs))
+
+    def remote(self, block=None, **flags):
+        """Decorator: calling the function runs it on the view's engines (a RemoteFunction)."""
+        return lambda f: RemoteFunction(self, f, block=self.block if block is None else block, **flags)
+
+    def parallel(self, dist: str = "b", block=None, **flags):
+        """Decorator: calling the function runs it on parts of its sequence arguments (a ParallelFunction)."""
+        return lambda f: ParallelFunction(self, f, dist=dist, block=self.block if block is None else block, **flags)
+
+    @property
+    def executor(self):
+        """This view as a ``concurrent.futures.Executor`` (``submit``, ``map``, ``shutdown``)."""
+        if self._executor is None:
+            from .executor import ViewExecutor
+
+            self._executor = ViewExecutor(self)
+        return self._executor
+
+    # ------------------------------------------------------------------ this view's tasks
+    def _record(self, msgs) -> None:
+        h = self.history
+        for m in msgs:
+            h.append(m.msg_id)
+
+    @property
+    def outstanding(self) -> set:
+        """msg_ids of this view's tasks whose results have not arrived yet."""
+        futs = self.client._futures
+        return {m for m in list(self.history) if m in futs}
+
+    def wait(self, jobs=None, timeout: Optional[float] = -1) -> bool:
+        """Wait for tasks (default: all of this view's); False if ``timeout`` seconds pass first."""
+        return self.client.wait(list(self.outstanding) if jobs is None else jobs, timeout)
+
+    def abort(self, jobs=None, targets=None, block: Optional[bool] = None):
+        """Keep tasks (default: this view's outstanding ones) from running if they have not started."""
+        block = self.block if block is None else block
+        targets = self.targets if targets is None else targets
+        jobs = sorted(self.outstanding) if jobs is None else jobs
+        return self.client.abort(jobs=jobs, targets=targets, block=block)
+
+    def queue_status(self, targets=None, verbose: bool = False) -> dict:
+        return self.client.queue_status(targets=self.targets if targets is None else targets, verbose=verbose)
+
+    def purge_results(self, jobs=(), targets=()):
+        return self.client.purge_results(jobs=jobs, targets=targets)
+
+    def shutdown(self, targets=None, restart: bool = False, hub: bool = False, block: Optional[bool] = None):
+        return self.client.shutdown(targets=self.targets if targets in (None, "all") else targets, restart=restart,
+                                    hub=hub, block=self.block if block is None else block)
+
+    def get_result(self, indices_or_msg_ids=None, block: Optional[bool] = None, owner: bool = False):
+        """An AsyncResult of tasks by msg_id or by index into this view's history (default: the last)."""
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        if isinstance(indices_or_msg_ids, int):
+            indices_or_msg_ids = self.history[indices_or_msg_ids]
+        elif isinstance(indices_or_msg_ids, (list, tuple)):
+            indices_or_msg_ids = [self.history[i] if isinstance(i, int) else i for i in indices_or_msg_ids]
+        return self.client.get_result(indices_or_msg_ids, block=block, owner=owner)
+
+    def __len__(self) -> int:
+        if isinstance(self.targets, int):
+            return 1
+        if isinstance(self.targets, (list, tuple)):
+            return len(self.targets)
+        return len(self.client)
+
+    # ------------------------------------------------------------------ metadata of requests
     def _metadata(self) -> dict:
         return {"serializer": SERIALIZER, "label": self.label}
 
@@ -91,140 +179,12 @@ class View:
         return self._metadata()
 
 
-class DirectView(View):
-    """Work on named engines (``client[0]``, ``client[:]``, ``client[[1, 3]]``)."""
-
-    def _ids(self) -> list:
-        return self.client._resolve_targets(self.targets)
-
-    @property
-    def _single(self) -> bool:
-        return isinstance(self.targets, int)
-
-    def _apply(self, f, args, kwargs, targets=None, stage: bool = False, stage_result: bool = False) -> AsyncResult:
-        """Send ``f(*args, **kwargs)`` to the targets.
-
-        ``stage``: large out-of-band data goes ahead in pieces (see serialize.STAGE_MIN);
-        ``stage_result``: the engines may send a large result the same way.
-        """
-        client = self.client
-        ids = client._resolve_targets(targets) if targets is not None else self._ids()
-        bufs = serialize_call(f, args, kwargs)
-        if stage_result:
-            md = dict(self._metadata(), stage_result=True)
-        else:
-            md = self._packed_metadata()
-        if stage and oob_nbytes(bufs) >= STAGE_MIN:
-            futs = []
-            for t in ids:
-                uuid = client._uuid_of(t)
-                transfer = client.session.new_msg_id()
-                for content, piece in stage_pieces(transfer, bufs):
-                    client._send(b"m", client.session.serialize(STAGE_TYPE, content, metadata=STAGE_MD,
-                                                                buffers=[piece], idents=[uuid.encode()]))
-                staged_md = dict(self._metadata(), staged={"transfer": transfer, "count": len(bufs) - 1})
-                futs.append(client._submit(b"m", "apply_request", {}, staged_md, bufs[:1], ident=uuid))
-        else:
-            futs = [client._submit(b"m", "apply_request", {}, md, bufs, ident=client._uuid_of(t)) for t in ids]
-        return AsyncResult(client, futs, fname=getattr(f, "__name__", "f"), single=self._single)
-
-    def map(self, f, *seqs, block=None) -> Any:
-        """Apply ``f`` elementwise, splitting the sequences evenly over the view's engines."""
-        if not seqs:
-            raise TypeError("map needs at least one sequence")
-        seqs = [list(s) for s in seqs]
-        ids = self._ids()
-        n = min(len(ids), max(1, len(seqs[0])))
-        parts = [_chunks(s, n) for s in seqs]
-        futs = []
-        for i, t in enumerate(ids[:n]):
-            bufs = serialize_call(ops.map_chunk, (f, *[p[i] for p in parts]), {})
-            futs.append(self.client._submit(b"m", "apply_request", {}, self._metadata(), bufs,
-                                            ident=self.client._uuid_of(t)))
-        return self._finish(AsyncResult(self.client, futs, fname=getattr(f, "__name__", "f"), mapping=True), block)
-
-    def execute(self, code: str, silent: bool = False, block=None, targets=None):
-        """Run a code string (through IPython on the engines)."""
-        ids = self.client._resolve_targets(targets) if targets is not None else self._ids()
-        futs = [self.client._submit(b"m", "execute_request",
-                                    {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False,
-                                     "store_history": not silent},
-                                    self._metadata(), ident=self.client._uuid_of(t)) for t in ids]
-        return self._finish(AsyncResult(self.client, futs, fname="execute", single=self._single), block)
-
-    def run(self, filename: str, block=None):
-        with open(filename) as f:
-            code = f.read()
-        return self.execute(code, block=block)
-
-    def push(self, ns: dict, block=None, targets=None):
-        """Set names in the engines' namespaces."""
-        if not isinstance(ns, dict):
-            raise TypeError("push takes a dict of names to values")
-        return self._finish(self._apply(ops.push, (ns,), {}, targets, stage=True), block)
-
-    def pull(self, names, block=None, targets=None):
-        """Get names' values from the engines."""
-        return self._finish(self._apply(ops.pull, (names,), {}, targets, stage_result=True), block)
-
-    def scatter(self, name: str, seq, block=None, flatten: bool = False):
-        """Partition ``seq`` over the engines as ``name`` (a single item per engine with ``flatten``)."""
-        ids = self._ids()
-        seq = list(seq) if not hasattr(seq, "__array__") else seq
-        n = len(ids)
-        parts = _chunks(seq, n) if not hasattr(seq, "__array__") else _array_chunks(seq, n)
-        futs = []
-        for t, part in zip(ids, parts):
-            value = part[0] if flatten and len(part) == 1 else part
-            bufs = serialize_call(ops.push, ({name: value},), {})
-            futs.append(self.client._submit(b"m", "apply_request", {}, self._metadata(), bufs,
-                                            ident=self.client._uuid_of(t)))
-        return self._finish(AsyncResult(self.client, futs, fname="scatter"), block)
-
-    def gather(self, name: str, block=None):
-        """Concatenate ``name`` from every engine (inverse of scatter)."""
-        ar = self._apply(ops.pull, (name,), {})
-        if not (self.block if block is None else block):
-            return ar
-        parts = ar.get()
-        if parts and hasattr(parts[0], "__array__"):
-            import numpy
-
-            return numpy.concatenate(parts)
-        out = []
-        for p in parts:
-            out.extend(p if isinstance(p, (list, tuple)) else [p])
-        return out
-
-    def __getitem__(self, name: str):
-        return self.pull(name, block=True)
-
-    def __setitem__(self, name: str, value) -> None:
-        self.push({name: value}, block=True)
-
-    def abort(self, msg_ids=None):
-        return self.client.abort(msg_ids, targets=self.targets)
-
-    def __len__(self) -> int:
-        return 1 if self._single else len(self._ids())
-
-    def __repr__(self) -> str:
-        return f"<DirectView {self.targets!r}>"
-
-
-def _array_chunks(arr, n: int) -> list:
-    q, r = divmod(len(arr), n)
-    out, start = [], 0
-    for i in range(n):
-        end = start + q + (1 if i < r else 0)
-        out.append(arr[start:end])
-        start = end
-    return out
-
-
 def _dep_ids(dep) -> Any:
+    """The wire form of an ``after``/``follow`` dependency: a list of msg_ids or a rule dict."""
     if dep is None:
         return []
+    if isinstance(dep, Dependency):
+        return dep.as_dict()
     if isinstance(dep, AsyncResult):
         return list(dep.msg_ids)
     if isinstance(dep, Message):
@@ -232,46 +192,70 @@ def _dep_ids(dep) -> Any:
     if isinstance(dep, str):
         return [dep]
     if isinstance(dep, dict):
-        return dep
+        return Dependency(dep).as_dict()
     out = []
     for d in dep:
         out.extend(_dep_ids(d))
     return out
 
 
-def Dependency(deps, all: bool = True, success: bool = True, failure: bool = False) -> dict:
-    """A dependency with its rule: ``all`` or any of ``deps``, counting successes and/or failures."""
-    return {"dependencies": _dep_ids(deps), "all": all, "success": success, "failure": failure}
+class LazyMapIterator:
+    """The iterator ``LoadBalancedView.imap`` returns; ``cancel()`` stops it taking more input."""
+
+    def __init__(self, gen, cancel):
+        self._gen = gen
+        self.cancel = cancel
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._gen)
 
 
 class LoadBalancedView(View):
-    """Work placed on whichever engine is free, by the hub's task scheduler."""
+    """Work placed on whichever engine is free, by the hub's task scheduler.
 
-    _flag_names = ("block", "targets", "label", "retries", "after", "follow", "timeout")
+    Flags beyond View's: ``retries``, ``after``/``follow`` (dependencies: msg_ids, AsyncResults or
+    ``Dependency``), ``timeout`` (seconds a task may wait for its dependencies).
+    """
 
-    def __init__(self, client, targets=None, block: bool = False, label=None, retries: int = 0,
-                 after=None, follow=None, timeout: Optional[float] = None):
-        super().__init__(client, targets, block, label)
+    _flag_names = ("block", "track", "targets", "label", "retries", "after", "follow", "timeout")
+
+    def __init__(self, client, targets=None, block: Optional[bool] = None, label=None, retries: int = 0,
+                 after=None, follow=None, timeout: Optional[float] = None, track: bool = False):
+        super().__init__(client, targets, block, label, track)
         self.retries = retries
         self.after = after
         self.follow = follow
         self.timeout = timeout
 
-    def _task_metadata(self, **override) -> dict:
-        get = lambda k: override[k] if override.get(k, _MISSING) is not _MISSING else getattr(self, k)
-        targets = get("targets")
+    def set_flags(self, **flags):
+        if "timeout" in flags:
+            t = flags["timeout"]
+            if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool)):
+                raise TypeError(f"Invalid type for timeout: {type(t)!r}")
+            if t is not None and t < 0:
+                raise ValueError(f"Invalid timeout: {t}")
+        for name in ("after", "follow"):
+            if name in flags:
+                _dep_ids(flags[name])  # TypeError/ValueError for what is not a dependency
+        return super().set_flags(**flags)
+
+    def _task_metadata(self) -> dict:
+        targets = self.targets
         uuids = [] if targets is None else [self.client._uuid_of(t) for t in self.client._resolve_targets(targets)]
-        retries = get("retries")
+        retries = self.retries
         if not isinstance(retries, int) or retries < 0:
             raise TypeError("retries must be a non-negative int")
         return {
             "serializer": SERIALIZER,
-            "label": get("label"),
+            "label": self.label,
             "targets": uuids,
             "retries": retries,
-            "after": _dep_ids(get("after")),
-            "follow": _dep_ids(get("follow")),
-            "timeout": get("timeout"),
+            "after": _dep_ids(self.after),
+            "follow": _dep_ids(self.follow),
+            "timeout": self.timeout,
         }
 
     def _packed_task_metadata(self):
@@ -280,41 +264,59 @@ class LoadBalancedView(View):
         if self.targets is None and not self.after and not self.follow and self.timeout is None \
                 and type(retries) is int and retries >= 0 and (label is None or type(label) is str):
             return self._cached_packed(("task", retries, label), self._task_metadata)
-        return self._task_metadata()
+        return pack(self._task_metadata())
 
     def _apply(self, f, args, kwargs) -> AsyncResult:
         bufs = serialize_call(f, args, kwargs)
-        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(), bufs)
+        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(), bufs, track=self.track)
+        self.history.append(fut.msg_id)
         return AsyncResult(self.client, [fut], fname=getattr(f, "__name__", "f"), single=True)
 
-    def map(self, f, *seqs, block=None, chunksize: int = 1, ordered: bool = True) -> Any:
-        """Apply ``f`` elementwise as load-balanced tasks of ``chunksize`` items each."""
-        if not seqs:
-            raise TypeError("map needs at least one sequence")
+    def _parallel_parts(self, n: int, chunksize) -> int:
+        chunksize = 1 if chunksize is None else chunksize
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError("chunksize must be a positive int")
-        seqs = [list(s) for s in seqs]
-        n = len(seqs[0])
-        md = pack(self._task_metadata())  # once for all chunks
-        futs = []
-        for start in range(0, n, chunksize):
-            chunk = [s[start:start + chunksize] for s in seqs]
-            bufs = serialize_call(ops.map_chunk, (f, *chunk), {})
-            futs.append(self.client._submit(b"t", "apply_request", {}, md, bufs))
-        ar = AsyncResult(self.client, futs, fname=getattr(f, "__name__", "f"), mapping=True, ordered=ordered)
-        return self._finish(ar, block)
+        return math.ceil(n / chunksize)
 
-    def imap(self, f, *seqs, ordered: bool = True, max_outstanding: int = 1000, chunksize: int = 1):
-        """Lazily map over (possibly endless) iterables with at most ``max_outstanding`` tasks in flight."""
-        from collections import deque
-        from concurrent.futures import FIRST_COMPLETED, wait
+    def _submit_parts(self, calls: list) -> list:
+        """One task per ``(f, args)`` of ``calls``, with the view's flags (metadata packed once)."""
+        md = self._packed_task_metadata()
+        submit, track = self.client._submit, self.track
+        msgs = [submit(b"t", "apply_request", {}, md, serialize_call(f, args, {}), track=track) for f, args in calls]
+        self._record(msgs)
+        return msgs
 
+    def map(self, f, *sequences, block=None, chunksize: int = 1, ordered: bool = True,
+            return_exceptions: bool = False, label=None) -> Any:
+        """Parallel ``map``, ``chunksize`` items per load-balanced task; ``ordered=False`` iterates
+        results in completion order."""
+        if label is not None:
+            with self.temp_flags(label=label):
+                return self.map(f, *sequences, block=block, chunksize=chunksize, ordered=ordered,
+                                return_exceptions=return_exceptions)
+        return super().map(f, *sequences, block=block, chunksize=chunksize, ordered=ordered,
+                           return_exceptions=return_exceptions)
+
+    def imap(self, f, *sequences, ordered: bool = True, max_outstanding="auto", return_exceptions: bool = False,
+             chunksize: int = 1):
+        """Lazily map over (possibly endless) iterables, keeping at most ``max_outstanding`` tasks in flight.
+
+        ``'auto'`` (default) is two tasks per engine: one running, one on its way, so that engines
+        do not wait for the next task (ipyparallel keeps one per engine).  ``0`` submits everything.
+        """
+        if max_outstanding == "auto":
+            max_outstanding = 2 * max(1, len(self))
+        state = {"cancelled": False}
+        return LazyMapIterator(self._imap(f, sequences, ordered, max_outstanding, return_exceptions, chunksize,
+                                          state), lambda: state.update(cancelled=True))
+
+    def _imap(self, f, sequences, ordered, max_outstanding, return_exceptions, chunksize, state):
         md = pack(self._task_metadata())
-        its = zip(*seqs)
+        its = zip(*sequences)
         window: deque = deque()
         exhausted = False
         while True:
-            while not exhausted and len(window) < max_outstanding:
+            while not exhausted and not state["cancelled"] and (not max_outstanding or len(window) < max_outstanding):
                 chunk = []
                 for _ in range(chunksize):
                     try:
@@ -324,65 +326,33 @@ class LoadBalancedView(View):
                         break
                 if not chunk:
                     break
-                bufs = serialize_call(ops.starmap_chunk, (f, chunk), {})
-                msg = self.client._submit(b"t", "apply_request", {}, md, bufs)
-                window.append(AsyncResult(self.client, [msg], fname="imap", single=True))
+                msg = self.client._submit(b"t", "apply_request", {}, md,
+                                          serialize_call(ops.starmap_chunk, (f, chunk), {}))
+                self.history.append(msg.msg_id)
+                window.append(AsyncResult(self.client, [msg], fname="imap", single=True,
+                                          return_exceptions=return_exceptions))
             if not window:
                 return
             if ordered:
-                fut = window.popleft()
+                ar = window.popleft()
             else:
                 done, _ = wait(list(window), return_when=FIRST_COMPLETED)
-                fut = next(iter(done))
-                window.remove(fut)
-            yield from fut.result()
+                ar = next(iter(done))
+                window.remove(ar)
+            value = ar.get()
+            if isinstance(value, BaseException):
+                yield value
+            else:
+                yield from value
+
+    def register_joblib_backend(self, name: str = "ipyparallel", make_default: bool = False) -> None:
+        """Make this view joblib's parallel backend ``name`` (``joblib.parallel_backend(name)``)."""
+        from .joblib_backend import register
+
+        register(self, name, make_default)
 
     def __repr__(self) -> str:
         return f"<LoadBalancedView targets={self.targets!r}>"
 
 
-class BroadcastView(DirectView):
-    """One request to the hub, copied to every target engine by the hub."""
-
-    def __init__(self, client, targets="all", is_coalescing: bool = False, **kw):
-        super().__init__(client, targets, **kw)
-        self.is_coalescing = is_coalescing
-
-    def _send(self, msg_type: str, content: dict, bufs, fname: str) -> AsyncResult:
-        ids = self._ids()
-        pairs = [[self.client._uuid_of(t), t] for t in ids]
-        md = dict(self._metadata(), targets=pairs, is_broadcast=True, is_coalescing=self.is_coalescing)
-        client = self.client
-        header = client.session.header(msg_type)
-        orig = header["msg_id"]
-        if self.is_coalescing:
-            fut = CoalescedMessage(orig, msg_type, None, header)
-            client._futures[orig] = fut
-            futs = [fut]
-        else:
-            futs = []
-            for uuid, _ in pairs:
-                sub = Message(f"{orig}_{uuid}", msg_type, uuid, header)
-                client._futures[sub.msg_id] = sub
-                client._outstanding.setdefault(uuid, set()).add(sub.msg_id)
-                futs.append(sub)
-        frames = client.session.serialize(msg_type, content, metadata=md, header=header, buffers=bufs)
-        client._send(b"b", frames)
-        client.history.append(orig)
-        return AsyncResult(client, futs, fname=fname, single=self.is_coalescing)
-
-    def _apply(self, f, args, kwargs, targets=None, stage: bool = False, stage_result: bool = False) -> AsyncResult:
-        # one message for all targets, copied by the hub: no staging (the hub would copy the pieces)
-        return self._send("apply_request", {}, serialize_call(f, args, kwargs), getattr(f, "__name__", "f"))
-
-    def execute(self, code: str, silent: bool = False, block=None, targets=None):
-        content = {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False}
-        coalescing, self.is_coalescing = self.is_coalescing, False
-        try:
-            ar = self._send("execute_request", content, [], "execute")
-        finally:
-            self.is_coalescing = coalescing
-        return self._finish(ar, block)
-
-
-__all__ = ["DirectView", "LoadBalancedView", "BroadcastView", "Dependency"]
+__all__ = ["View", "LoadBalancedView", "LazyMapIterator", "Dependency"]

@@ -7,7 +7,8 @@
 from .cluster import Cluster, find_hub, random_hub_id
 from .errors import (
     ClusterError, ConnectionFileTimeout, ControllerExited, EngineStartFailed, HubExists, HubNotFound,
-    HubNotRunning, InvalidHubId, LauncherNotFound, LaunchFailed, RegistrationTimeout, StartError,
+    HubNotRunning, HubStopping, InvalidHubId, LauncherNotFound, LaunchFailed, RegistrationTimeout, StartCancelled,
+    StartError,
 )
 from .launchers.base import describe_launchers, launcher_class, launcher_names
 from .state import clean_stale, get_hub, list_hubs, state_dir
@@ -16,6 +17,6 @@ __all__ = [
     "Cluster", "find_hub", "list_hubs", "get_hub", "clean_stale", "state_dir", "random_hub_id",
     "launcher_class", "launcher_names", "describe_launchers",
     "ClusterError", "StartError", "ControllerExited", "ConnectionFileTimeout", "EngineStartFailed",
-    "RegistrationTimeout", "LaunchFailed", "HubExists", "HubNotFound", "HubNotRunning", "InvalidHubId",
-    "LauncherNotFound",
+    "RegistrationTimeout", "LaunchFailed", "StartCancelled", "HubExists", "HubNotFound", "HubNotRunning",
+    "HubStopping", "InvalidHubId", "LauncherNotFound",
 ]

@@ -3,7 +3,7 @@
 This is how every long-lived tool starts a hub (``jupyter hubctl start``, the server
 extension, ``%hub start``): the daemon (``python -m jupyter_hub_ctl.cluster.daemon``) owns
 the controller and engines and supervises them, so the hub outlives whichever process
-asked for it.  Requests to a running hub go through its state file.
+asked for it.  Requests to a running hub go through its state file (``lifecycle``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from traitlets.config import Config
 from ..wire.connection import ensure_profile_dir
 from . import state
 from .cluster import Cluster
+from .lifecycle import request_scale, request_stop, stop  # noqa: F401  (the tools' entry points)
 
 
 def make_cluster(config: Config) -> Cluster:
@@ -56,18 +57,6 @@ def start(config: Config, owner_role: str = "cli") -> dict:
     record = state.update_state(
         hub_id, lambda r: r.update(owner={**state.process_identity(daemon.pid), "role": "daemon"})) or record
     return {"id": hub_id, "daemon_pid": daemon.pid, "log": log, "record": record, "process": daemon}
-
-
-def request_stop(hub_id: str) -> bool:
-    """Ask the hub's owner to stop it; False if the hub has no state file."""
-    return state.update_state(hub_id, lambda r: r.update(stop_requested=True)) is not None
-
-
-def request_scale(hub_id: str, n: int) -> bool:
-    """Ask the hub's owner to run ``n`` engines; False if the hub has no state file."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError("n must be a non-negative int")
-    return state.update_state(hub_id, lambda r: r.update(scale_requested=n)) is not None
 
 
 def daemon_log(record: dict) -> Optional[str]:

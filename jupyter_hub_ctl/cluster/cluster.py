@@ -22,9 +22,9 @@ from traitlets.config import LoggingConfigurable
 
 from ..wire.connection import connection_file_paths, ensure_profile_dir, ipython_dir, profile_dir_for, \
     read_connection_file
-from . import processes, state
+from . import lifecycle, processes, state
 from ._loop import LoopThread
-from .errors import ClusterError, ConnectionFileTimeout, ControllerExited, HubNotRunning, StartError
+from .errors import ClusterError, ConnectionFileTimeout, ControllerExited, HubNotRunning, StartCancelled, StartError
 from .launchers.base import launcher_class
 from .launchers.local import LocalControllerLauncher, controller_config_args
 from .engines import EngineOpsMixin
@@ -35,6 +35,22 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 def random_hub_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+async def open_client(info: dict, **kwargs):
+    """A new ``Client`` made in a worker thread; if the caller is cancelled meanwhile, it is closed when made."""
+    from ..client.client import Client
+
+    loop = asyncio.get_running_loop()
+    made = loop.run_in_executor(None, lambda: Client(info, **kwargs))
+    try:
+        return await asyncio.shield(made)
+    except asyncio.CancelledError:
+        def close(fut):
+            if not fut.cancelled() and fut.exception() is None:
+                loop.run_in_executor(None, fut.result().close)
+        made.add_done_callback(close)
+        raise
 
 
 def _file_id(path: str):
@@ -132,6 +148,12 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         self._attached = False
         self._adopt = False  # the state file was claimed for us (jupyter hubctl start)
         self._supervisor = None
+        self._watcher = None  # reads stop and scale requests from the state file (owner only)
+        self._start_task = None
+        self._stop_task = None
+        self._stop_wanted = False  # a stop was asked for: it cancels whatever else runs
+        self._ops: set = set()  # engine operations in progress (a stop cancels them)
+        self._ops_lock: Optional[asyncio.Lock] = None
         self._cm_client = None
         self._ended = threading.Event()  # set once the hub's processes are gone
         self.dry_run_scripts: list = []
@@ -213,12 +235,15 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         else:
             state.claim(state.new_record(self.cluster_id, **fields))
         self._started = True
+        self._start_task = asyncio.current_task()
+        self._watcher = asyncio.ensure_future(self._watch_requests())
         try:
-            await self._start_controller()
-            await self._connect()
-            if self.n:
-                await self._add_engines(self.n, starting=True)
+            await self._launch_hub()
         except BaseException as e:
+            if self._stop_wanted:
+                self.log.info("hub %s: stop requested while starting; stopping what was launched", self.cluster_id)
+                await self._shutdown_processes("stopped")
+                raise StartCancelled(f"hub {self.cluster_id}: stopped while starting (a stop was requested)") from None
             error = e.full_message() if isinstance(e, StartError) else (
                 "start interrupted" if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)) else repr(e))
             self.log.error("hub %s failed to start: %s", self.cluster_id, error)
@@ -230,6 +255,15 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
             atexit.register(self._atexit)
         self.log.info("hub %s running with %d engines", self.cluster_id, len(self._client.ids))
         return self
+
+    async def _launch_hub(self) -> None:
+        if self._stop_requested():
+            self._stop_wanted = True  # asked to stop before anything was launched
+            raise StartCancelled(f"hub {self.cluster_id}: stopped before it started")
+        await self._start_controller()
+        await self._connect()
+        if self.n:
+            await self._add_engines(self.n, starting=True)
 
     async def _dry_run(self) -> "Cluster":
         launcher = self._launcher
@@ -280,11 +314,8 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
                                        for k, p in (("client", cpath), ("engine", epath))})
 
     async def _connect(self) -> None:
-        from ..client.client import Client
-
-        loop = asyncio.get_running_loop()
         try:
-            self._client = await loop.run_in_executor(None, lambda: Client(self._client_info, timeout=10))
+            self._client = await open_client(self._client_info, timeout=10)
         except Exception as e:
             if self._controller.poll() is not None:
                 raise ControllerExited(
@@ -314,10 +345,7 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
 
     async def connect_client(self, **kwargs):
         """A new ``jupyter_hub_ctl.Client`` connected to this hub (the caller closes it)."""
-        from ..client.client import Client
-
-        info = self.client_connection_info()
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: Client(info, **kwargs))
+        return await open_client(self.client_connection_info(), **kwargs)
 
     def connect_client_sync(self, **kwargs):
         from ..client.client import Client
@@ -333,24 +361,44 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         return self._sync(self._stop())
 
     async def _stop(self) -> None:
+        """Stop the hub; wins over whatever else runs: a start is cancelled, engine operations too."""
         if self._attached:
             return await self._stop_attached()
-        if self._stopped or self._stopping or not self._started:
+        if not self._started or self._stopped:
             return
-        self._stopping = True
-        if self._supervisor is not None and not self._supervisor.done() and \
-                self._supervisor is not asyncio.current_task():
-            self._supervisor.cancel()
-            try:
-                await self._supervisor
-            except (asyncio.CancelledError, Exception):
-                pass
+        first, self._stop_wanted = not self._stop_wanted, True
+        start = self._start_task
+        if start is not None and not start.done() and start is not asyncio.current_task():
+            if first and not self._stopping:
+                start.cancel()  # its clean-up stops what it launched
+            await asyncio.wait([start])
+            return
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop_running())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop_running(self) -> None:
+        if self._stopping:  # ending already (the controller exited): wait for that
+            while not self._ended.is_set():
+                await asyncio.sleep(0.05)
+            return
         self._commit(state="stopping")
         await self._shutdown_processes("stopped")
+
+    async def _cancel_others(self) -> None:
+        """Cancel supervision, request watching and engine operations (except the caller) and wait for them."""
+        current = asyncio.current_task()
+        tasks = [t for t in (self._supervisor, self._watcher, *self._ops)
+                 if t is not None and t is not current and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _shutdown_processes(self, final: str, error: Optional[str] = None) -> None:
         """End every process of the hub this object knows; record ``final`` state; stopped hubs lose their file."""
         self._stopping = True
+        await self._cancel_others()
         if self._client is not None:
             client, self._client = self._client, None
             client.close()  # no executor here: stopping also runs at interpreter exit
@@ -378,33 +426,13 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
                 pass
 
     async def _stop_attached(self) -> None:
-        record = state.read_state(self.cluster_id)
-        if record is None:
-            return
+        """Stop engines this object added, then the hub through its owner (``lifecycle.stop``)."""
         if self._client is not None:
             client, self._client = self._client, None
             client.close()
         await self._stop_sets([s for s in self._sets if s.status in LIVE])
-        owner = record.get("owner") or {}
-        if state.liveness(record)["alive"] and state.process_status(owner) == "alive":
-            # the owning process supervises the hub: ask it to stop everything, then check
-            state.update_state(self.cluster_id, lambda r: r.update(stop_requested=True))
-            deadline = time.monotonic() + 2 * self.stop_timeout + 10
-            daemon = owner.get("role") == "daemon"  # a process that exists only for this hub: wait for its exit
-            while time.monotonic() < deadline:
-                if state.process_status(owner) != "alive" or not daemon and state.read_state(self.cluster_id) is None:
-                    break
-                await asyncio.sleep(0.05)
-            if daemon:
-                await state.terminate_proven_async([owner], self.stop_timeout)
-        record = state.read_state(self.cluster_id)
-        if record is not None:
-            idents = [e for e in record.get("engines") or () if e.get("pid")]
-            if record.get("controller"):
-                idents.append(record["controller"])
-            await state.terminate_proven_async(idents, self.stop_timeout)
-            state.remove_connection_files(record)
-            state.remove_state(self.cluster_id)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: lifecycle.stop(self.cluster_id, wait=2 * self.stop_timeout + 10, kill_timeout=self.stop_timeout))
         self._stopped = True
 
     def _atexit(self) -> None:

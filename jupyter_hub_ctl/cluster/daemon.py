@@ -4,7 +4,8 @@
 (its own session, output in ``<profile>/log/hubctl-daemon-<id>.log``).  It adopts the state
 file the CLI claimed, starts the hub through ``Cluster``, supervises it (engine restarts,
 controller exit), and stops it on SIGTERM/SIGINT/SIGHUP or when a tool sets
-``stop_requested`` in the state file.  It exits 0 after a clean stop, 1 if the hub failed.
+``stop_requested`` in the state file, also while it starts.  It exits 0 after a clean stop
+(also one requested during start-up), 1 if the hub failed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from traitlets.config import Config
 
 from .cluster import Cluster
-from .errors import ClusterError
+from .errors import ClusterError, StartCancelled
 
 
 def main(argv=None) -> int:
@@ -50,6 +51,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         cluster.log.info("start of hub %s interrupted", args.hub_id)
         return 1
+    except StartCancelled as e:
+        cluster.log.info("%s", e)
+        return 0
     except ClusterError as e:
         cluster.log.error("%s", e)
         return 1

@@ -8,7 +8,7 @@ from typing import Optional
 
 from ..wire.connection import connection_file_paths, read_connection_file
 from . import processes, state
-from .errors import ClusterError, ControllerExited, EngineStartFailed, HubNotRunning, RegistrationTimeout
+from .errors import ClusterError, ControllerExited, EngineStartFailed, HubNotRunning, HubStopping, RegistrationTimeout
 from .supervision import LIVE
 
 
@@ -21,10 +21,35 @@ class EngineOpsMixin:
 
     async def add_engines(self, n: int = 1) -> list:
         """Start ``n`` more engines; return the registered engine ids once they have registered."""
-        return await self._async(self._add_engines(n))
+        return await self._async(self._op(self._add_engines(n)))
 
     def add_engines_sync(self, n: int = 1) -> list:
-        return self._sync(self._add_engines(n))
+        return self._sync(self._op(self._add_engines(n)))
+
+    async def _op(self, coro, exclusive: bool = True):
+        """Run an engine operation once the hub has started, one at a time (``exclusive``).
+
+        A stop cancels it: the caller gets HubStopping, and what it launched is stopped.
+        """
+        task = asyncio.current_task()
+        self._ops.add(task)
+        try:
+            start = self._start_task
+            if start is not None and not start.done():
+                await asyncio.wait([start])
+            if not exclusive:
+                return await coro
+            if self._ops_lock is None:
+                self._ops_lock = asyncio.Lock()
+            async with self._ops_lock:
+                return await coro
+        except asyncio.CancelledError:
+            if self._stop_wanted or self._stopping:
+                raise HubStopping(f"hub {self.cluster_id} was stopped meanwhile") from None
+            raise
+        finally:
+            self._ops.discard(task)
+            coro.close()  # (a no-op once it ran; never awaited when the hub stopped first)
 
     async def _ensure_running(self) -> None:
         if self._attached and self._client is None:
@@ -38,15 +63,16 @@ class EngineOpsMixin:
             engines = record.get("engines") or ()
             self._next_slot = max((e.get("slot", 0) + e.get("count", 1) for e in engines), default=0)
             await self._connect_attached()
+        elif self._stop_wanted and not self._stopped:
+            raise HubStopping(f"hub {self.cluster_id} is stopping")
         elif not self._started or self._stopping or self._stopped:
             raise HubNotRunning(f"hub {self.cluster_id} is not running")
 
     async def _connect_attached(self) -> None:
-        from ..client.client import Client
+        from .cluster import open_client
 
-        loop = asyncio.get_running_loop()
         try:
-            self._client = await loop.run_in_executor(None, lambda: Client(self._client_info, timeout=10))
+            self._client = await open_client(self._client_info, timeout=10)
         except Exception as e:
             raise HubNotRunning(f"hub {self.cluster_id} does not answer: {e!r}") from None
 
@@ -55,15 +81,10 @@ class EngineOpsMixin:
             raise ValueError("add at least one engine")
         if not starting:
             await self._ensure_running()
-        launcher = self._make_launcher()
         slots = list(range(self._next_slot, self._next_slot + n))
         self._next_slot += n
         before = _engine_uuids(self._client)
-        sets = await launcher.launch(slots, self._engine_info, self._engine_file)
-        for es in sets:
-            es.owner = self._token
-        self._sets.extend(sets)
-        self._commit()
+        sets = await self._launch(slots)
         try:
             await self._wait_registered(before, n, sets)
         except BaseException:
@@ -74,6 +95,27 @@ class EngineOpsMixin:
             es.status = "running"
         self._commit()
         return self._client.ids
+
+    async def _launch(self, slots: list, generation: int = 0) -> list:
+        """Launch engines for ``slots`` and record them in ``_sets`` and the state file.
+
+        A cancellation waits for the launch to finish first, so every process it started is
+        recorded (and stopped by whoever cancelled).
+        """
+        launch = asyncio.ensure_future(self._make_launcher().launch(slots, self._engine_info, self._engine_file,
+                                                                    generation=generation))
+        try:
+            await asyncio.shield(launch)
+        except asyncio.CancelledError:
+            await asyncio.wait([launch])
+            raise
+        finally:
+            if launch.done() and not launch.cancelled() and launch.exception() is None:
+                for es in launch.result():
+                    es.owner = self._token
+                self._sets.extend(launch.result())
+                self._commit()
+        return launch.result()
 
     async def _wait_registered(self, before: set, n: int, sets: list, timeout: Optional[float] = None) -> None:
         timeout = self.engine_timeout if timeout is None else timeout
@@ -117,10 +159,10 @@ class EngineOpsMixin:
 
     async def wait_for_engines(self, n: Optional[int] = None, timeout: Optional[float] = None) -> list:
         """Wait until ``n`` engines (default: the hub's ``n``) are registered; return their ids."""
-        return await self._async(self._wait_for_engines(n, timeout))
+        return await self._async(self._op(self._wait_for_engines(n, timeout), exclusive=False))
 
     def wait_for_engines_sync(self, n: Optional[int] = None, timeout: Optional[float] = None) -> list:
-        return self._sync(self._wait_for_engines(n, timeout))
+        return self._sync(self._op(self._wait_for_engines(n, timeout), exclusive=False))
 
     async def _wait_for_engines(self, n, timeout) -> list:
         await self._ensure_running()
@@ -138,10 +180,10 @@ class EngineOpsMixin:
 
     async def scale(self, n: int) -> list:
         """Add or stop engines so that ``n`` run (stopping the newest first)."""
-        return await self._async(self._scale(n))
+        return await self._async(self._op(self._scale(n)))
 
     def scale_sync(self, n: int) -> list:
-        return self._sync(self._scale(n))
+        return self._sync(self._op(self._scale(n)))
 
     async def _scale(self, n: int) -> list:
         if n < 0:
@@ -181,24 +223,20 @@ class EngineOpsMixin:
         """Stop and start again every engine this object launched; return ids once re-registered.
 
         (The trait ``restart_engines`` switches automatic replacement of dead engines.)"""
-        return await self._async(self._relaunch_all())
+        return await self._async(self._op(self._relaunch_all()))
 
     def relaunch_engines_sync(self) -> list:
-        return self._sync(self._relaunch_all())
+        return self._sync(self._op(self._relaunch_all()))
 
     async def _relaunch_all(self) -> list:
         await self._ensure_running()
         old = [s for s in self._sets if s.status in LIVE or s.slot in self._pending_restarts]
         await self._stop_sets(old)
         before = _engine_uuids(self._client)
+        self._sets = [s for s in self._sets if s not in old]
         fresh = []
         for es in old:
-            new = await self._launcher.launch(list(range(es.slot, es.slot + es.count)), self._engine_info,
-                                              self._engine_file, generation=es.generation + 1)
-            for s in new:
-                s.owner = self._token
-            fresh.extend(new)
-        self._sets = [s for s in self._sets if s not in old] + fresh
+            fresh += await self._launch(list(range(es.slot, es.slot + es.count)), generation=es.generation + 1)
         self._event(f"relaunched {sum(s.count for s in fresh)} engines", kind="relaunch")
         self._commit()
         await self._wait_registered(before, sum(s.count for s in fresh), fresh)
@@ -225,4 +263,4 @@ class EngineOpsMixin:
             for e in foreign:
                 state.signal_proven(e, sig, group=True)
             return
-        await asyncio.get_running_loop().run_in_executor(None, lambda: self._client.send_signal(sig))
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self._client.send_signal(sig, block=True))

@@ -23,6 +23,10 @@ class HubNotRunning(ClusterError):
     """The hub's controller is not running (stopped, failed, or gone)."""
 
 
+class HubStopping(HubNotRunning):
+    """The hub is being stopped: it takes no other request (a stop always wins)."""
+
+
 class LauncherNotFound(ClusterError, LookupError):
     """No launcher is registered under the requested name."""
 
@@ -63,3 +67,9 @@ class RegistrationTimeout(StartError):
 
 class LaunchFailed(StartError):
     reason = "launch failed"
+
+
+class StartCancelled(StartError):
+    """A stop was requested while the hub was starting: everything launched so far was stopped."""
+
+    reason = "stopped while starting"

@@ -4,12 +4,12 @@ controller exit, and stop requests other tools leave in the hub's state file."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 from . import processes
+from .errors import HubNotRunning
 from .launchers.base import EngineSet
-from .state import add_event, read_state, state_path, update_state
+from .state import add_event, read_state, update_state
 
 LIVE = ("starting", "running")
 
@@ -18,7 +18,6 @@ class SupervisionMixin:
     """The part of ``Cluster`` that runs on its loop while the hub is up."""
 
     async def _supervise(self) -> None:
-        state_mtime = self._state_mtime()
         while not self._stopping:
             try:
                 await asyncio.sleep(self.supervise_interval)
@@ -27,17 +26,7 @@ class SupervisionMixin:
                 if self._controller is not None and self._controller.poll() is not None:
                     if not await self._on_controller_exit():
                         return
-                    state_mtime = self._state_mtime()
                     continue
-                mtime = self._state_mtime()
-                if mtime != state_mtime:
-                    state_mtime = mtime
-                    if self._stop_requested():
-                        self.log.info("hub %s: stop requested through its state file", self.cluster_id)
-                        self._loop.spawn(self._stop())
-                        return
-                    await self._scale_if_requested()
-                    state_mtime = self._state_mtime()
                 changed = False
                 for es in list(self._sets):
                     if es.status in LIVE:
@@ -55,34 +44,57 @@ class SupervisionMixin:
                         changed = True
                 if changed:
                     self._commit()
-                    state_mtime = self._state_mtime()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # supervision must outlive any one bad tick
                 self.log.error("hub %s: supervision error: %r", self.cluster_id, e)
 
-    def _state_mtime(self):
-        try:
-            return os.stat(state_path(self.cluster_id)).st_mtime_ns
-        except OSError:
-            return None
+    # ------------------------------------------------------------ requests (see lifecycle)
+    async def _watch_requests(self) -> None:
+        """Carry out the stop and scale requests other tools write into the hub's state file.
 
-    async def _scale_if_requested(self) -> None:
-        """Honour ``scale_requested`` written into the state file by another tool (e.g. the server)."""
-        try:
-            record = read_state(self.cluster_id)
-        except ValueError:
-            return
-        n = (record or {}).get("scale_requested")
-        if n is None:
-            return
-        update_state(self.cluster_id, lambda r: r.update(scale_requested=None))
+        Runs from the start of ``start`` on: a stop request cancels the start (or a scale in
+        progress) and stops everything; a scale request is taken up once the hub runs and
+        no other requested scale is in progress.
+        """
+        scaling = None
+        while not self._stopping:
+            try:
+                record = read_state(self.cluster_id)
+                if record and record.get("stop_requested"):
+                    self.log.info("hub %s: stop requested through its state file", self.cluster_id)
+                    asyncio.ensure_future(self._stop())
+                    return
+                idle = scaling is None or scaling.done()
+                if record and record.get("scale_requested") is not None and self._supervisor is not None and idle:
+                    n = self._take_scale_request()
+                    if n is not None:
+                        scaling = asyncio.ensure_future(self._requested_scale(n))
+            except (OSError, ValueError) as e:  # an unreadable state file: look again next time
+                self.log.warning("hub %s: reading requests from the state file failed: %s", self.cluster_id, e)
+            await asyncio.sleep(self.supervise_interval)
+
+    def _take_scale_request(self):
+        """Remove the scale request from the state file and return it (None if another tool took it)."""
+        taken = []
+
+        def take(record):
+            taken.append(record.get("scale_requested"))
+            record["scale_requested"] = None
+
+        update_state(self.cluster_id, take)
+        return taken[0] if taken else None
+
+    async def _requested_scale(self, n) -> None:
         self.log.info("hub %s: scaling to %s engines as requested through its state file", self.cluster_id, n)
         try:
-            await self._scale(int(n))
+            await self._op(self._scale(int(n)))
+        except HubNotRunning:
+            return  # stopped meanwhile: the stop wins
         except Exception as e:
             self.log.error("hub %s: requested scale to %s failed: %s", self.cluster_id, n, e)
             self._event(f"scale to {n} failed: {e}", kind="error")
+            self._commit()
 
     def _stop_requested(self) -> bool:
         try:
@@ -127,16 +139,14 @@ class SupervisionMixin:
         if old is None or self._stopping:
             return
         try:
-            new_sets = await self._launcher.launch([slot], self._engine_info, self._engine_file,
-                                                   generation=old.generation + 1)
+            new_sets = await self._launch([slot], generation=old.generation + 1)
         except Exception as e:
             self._event(f"restarting slot {slot} failed: {e}", kind="restart_failed", slot=slot)
             return
         for es in new_sets:
             es.restarts = old.restarts + 1
             es.streak = old.streak
-            es.owner = self._token
-        self._sets = [s for s in self._sets if s is not old] + new_sets
+        self._sets.remove(old)
         pids = ", ".join(str(es.pid) for es in new_sets if es.pid)
         self._event(f"slot {slot} restarted (pid {pids})", kind="engine_restarted", slot=slot,
                     pids=[es.pid for es in new_sets])

@@ -774,6 +774,9 @@ class Hub(HubQueries, LoggingConfigurable):
         reasons = []
         if not db_health.get("ok", True):
             reasons.append(f"task database: {db_health.get('error') or 'not working'}")
+        stalled = self.scheduler.stall.reason() if self.scheduler is not None else None
+        if stalled:
+            reasons.append(f"load-balanced scheduling is stuck: {stalled}")
         degraded = bool(reasons)  # (the store logs its own failures and recovery)
         if degraded and self._degraded_since is None:
             self._degraded_since = utcnow()

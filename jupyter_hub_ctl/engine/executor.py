@@ -8,6 +8,7 @@ import types
 import weakref
 from typing import Callable, Optional
 
+from ..client.errors import UnmetDependency
 from ..client.serialize import SERIALIZER, SerializerMismatch, deserialize_call, serialize
 
 
@@ -23,8 +24,11 @@ def current_namespace() -> dict:
     return ns
 
 
-class UnmetDependency(Exception):
-    """Raised by a task that cannot run on this engine (the scheduler retries elsewhere)."""
+def bind(f):
+    """``f`` with the engine's namespace as its globals, as a task function sent by value gets;
+    ``f`` itself outside an engine (used by ``@require``/``@depend`` tasks for their inner functions)."""
+    binder = _current.get("bind")
+    return f if binder is None else binder(f)
 
 
 def error_content(exc: BaseException, engine_info: dict, tb_lines: Optional[list] = None) -> dict:
@@ -48,6 +52,7 @@ class Executor:
                  publish_error: Callable):
         self.namespace: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         _current["ns"] = self.namespace
+        _current["bind"] = self._bind
         self._engine_info = engine_info
         self._publish_display = publish_display
         self._publish_result = publish_result
@@ -121,7 +126,7 @@ class Executor:
         silent = bool(content.get("silent", False))
         shell = self.shell()
         shell.current_parent = parent
-        result = shell.run_cell(code, store_history=not silent, silent=False)
+        result = shell.run_cell(code, store_history=not silent, silent=silent)
         err = result.error_before_exec or result.error_in_exec
         count = getattr(shell, "execution_count", 0)
         if err is not None:

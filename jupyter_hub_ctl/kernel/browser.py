@@ -139,7 +139,8 @@ class ResultsBrowser(LiveView):
         previews = {}
         for msg_id in msg_ids:
             try:
-                value = client_query(self.client, self.client.get_result, msg_id, timeout=self.query_timeout)
+                value = client_query(self.client, lambda m: self.client.get_result(m).get(self.query_timeout),
+                                     msg_id, timeout=self.query_timeout)
                 previews[msg_id] = shorten(repr(value), 200)
             except SourceEnded:
                 raise
@@ -305,7 +306,7 @@ class ResultsBrowser(LiveView):
                 ids = list(self.checked) or ([self.selected] if self.selected else [])
             if not ids:
                 raise ValueError("select the tasks to resubmit first (check their rows, or click one)")
-            mapping = dict(self.client.resubmit(ids))
+            mapping = dict(zip(ids, self.client.resubmit(ids).msg_ids))
             shown = ", ".join(f"{self._short(old)} → {self._short(new)}" for old, new in list(mapping.items())[:3])
             more = f" and {len(mapping) - 3} more" if len(mapping) > 3 else ""
             self.message = f"resubmitted {len(mapping)} task{'s' if len(mapping) != 1 else ''}: {shown}{more}"

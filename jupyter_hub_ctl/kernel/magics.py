@@ -1,4 +1,4 @@
-"""IPython magics: ``%hub`` (start, stop, list, connect, status, engines, results) and ``%px`` / ``%%px``.
+"""IPython magics: ``%hub`` (start, stop, list, connect, status, engines, results) and the ``%px`` family.
 
 Load with ``%load_ext jupyter_hub_ctl`` (or ``c.InteractiveShellApp.extensions =
 ['jupyter_hub_ctl']``).  Configure with ``c.HubMagics.<trait>`` / ``c.PxMagics.<trait>``.
@@ -6,40 +6,20 @@ Load with ``%load_ext jupyter_hub_ctl`` (or ``c.InteractiveShellApp.extensions =
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import shlex
 import sys
 import weakref
 from typing import Optional
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
 from .hubs import HubConnection, HubStartFailed, KernelHubs
+from .px_magics import ParallelMagics, _Help, _Parser
 
 _registries: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-class _Help(Exception):
-    """-h was given: the help has been printed."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports misuse as IPython UsageErrors instead of exiting."""
-
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().rstrip()}")
-
-    def exit(self, status=0, message=None):
-        if status:
-            raise UsageError(message or f"{self.prog}: error")
-        raise _Help()
-
-    def print_help(self, file=None):
-        super().print_help(file or sys.stdout)
 
 
 def _hub_parser() -> _Parser:
@@ -71,52 +51,6 @@ def _hub_parser() -> _Parser:
         q = sub.add_parser(name, help=f"{text} (default: the connected one)")
         q.add_argument("id", nargs="?", default=None)
     return p
-
-
-def _px_parser(prog: str) -> _Parser:
-    p = _Parser(prog=prog, description="Run code on the engines of the connected hub.", add_help=True)
-    p.add_argument("-t", "--targets", default=None, help="engines: all, 3, 0,2,5, 1:4, ::2 (default: all)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--block", dest="block", action="store_true", default=None,
-                   help="wait for the engines and show their output as it comes (default)")
-    g.add_argument("--noblock", dest="block", action="store_false",
-                   help="return an AsyncResult at once (show it later with %%pxresult)")
-    p.add_argument("--group-outputs", choices=("order", "engine"), default=None,
-                   help="order: as it arrives, interleaved; engine: one block per engine, in engine order")
-    return p
-
-
-_PX_VALUE_OPTS = {"-t", "--targets", "--group-outputs"}
-_PX_FLAG_OPTS = {"--block", "--noblock", "-h", "--help"}
-
-
-def split_px_line(line: str) -> tuple:
-    """Split ``%px`` options from the code that follows them (``--`` ends the options)."""
-    opts = []
-    rest = line
-    while True:
-        m = re.match(r"\s*(\S+)", rest)
-        if not m:
-            return opts, ""
-        token = m.group(1)
-        name = token.split("=", 1)[0]
-        if token == "--":
-            return opts, rest[m.end():].strip()
-        if name in _PX_FLAG_OPTS or (name in _PX_VALUE_OPTS and "=" in token):
-            opts.append(token)
-            rest = rest[m.end():]
-        elif name in _PX_VALUE_OPTS:
-            rest = rest[m.end():]
-            v = re.match(r"\s*(\S+)", rest)
-            if not v:
-                raise UsageError(f"%px: {token} needs a value")
-            opts += [token, v.group(1)]
-            rest = rest[v.end():]
-        elif token.startswith("--"):
-            raise UsageError(f"%px: unknown option {token} (options: --targets, --block, --noblock, "
-                             "--group-outputs; put code after --)")
-        else:
-            return opts, rest.strip()
 
 
 def _json_or_str(raw: str):
@@ -330,99 +264,42 @@ class HubMagics(Magics):
         return self._conn(args.id, "dashboard").dashboard()
 
 
-@magics_class
-class PxMagics(Magics):
-    """``%px`` / ``%%px``: run code on the engines of the connected hub; ``%pxresult``."""
+class PxMagics(ParallelMagics):
+    """``%px`` / ``%%px`` / ``%pxresult`` / ``%pxconfig`` / ``%autopx`` on the engines of the connected hub."""
 
-    block = Bool(True, config=True, help="Wait for the engines and stream their output (False: --noblock).")
-    group_outputs = Enum(["order", "engine"], "order", config=True,
-                         help="order: outputs as they arrive, interleaved; engine: one block per engine.")
+    block = Bool(True, config=True, help="Wait for the engines and show their output (False: --noblock).")
     targets = Unicode("all", config=True, help="Engines %px runs on without --targets (all, 3, 0,2, 1:4).")
-    poll_interval = Float(0.05, config=True, help="Seconds between two looks for new engine output.")
-    interrupt_timeout = Float(10.0, config=True,
-                              help="After Ctrl-C, seconds to wait for the signalled engines to stop.")
 
     def __init__(self, shell=None, registry: Optional[KernelHubs] = None, **kwargs):
         super().__init__(shell=shell, **kwargs)
         self.registry = registry if registry is not None else KernelHubs()
-        self.last = None  # (AsyncResult, engine ids) of the last --noblock
 
-    def _client(self, prog: str):
+    def _view(self, prog: str):
         conn = self.registry.current
         if conn is None or conn.stopped:
             raise UsageError(f"{prog}: no hub connected; run %hub start or %hub connect ID first")
-        return conn.client
-
-    def _engine_ids(self, client, spec: str, prog: str) -> list:
         from .px import parse_targets
 
+        view = conn.client.direct_view("all")
         try:
-            targets = parse_targets(spec)
+            view.targets = parse_targets(self.targets)
         except ValueError as e:
             raise UsageError(f"{prog}: {e}") from None
-        ids = client.ids
-        if targets == "all":
-            chosen = ids
-        elif isinstance(targets, int):
-            chosen = [targets]
-        elif isinstance(targets, slice):
-            chosen = ids[targets]
-        else:
-            chosen = list(targets)
-        missing = [t for t in chosen if t not in ids]
-        if missing:
-            raise UsageError(f"{prog}: no engine {', '.join(map(str, missing))} (engines: {ids})")
-        if not chosen:
-            raise UsageError(f"{prog}: no engines to run on (registered engines: {ids})")
-        return chosen
+        return view
 
-    def _run(self, prog: str, argv: list, code: str):
-        from .px import PxOutput, runs_of_results, wait_and_show
+    def _set_targets(self, targets) -> None:
+        self.targets = "all" if targets == "all" else repr(targets) if not isinstance(targets, slice) else \
+            ":".join("" if v is None else str(v) for v in (targets.start, targets.stop, targets.step))
 
-        try:
-            args = _px_parser(prog).parse_args(argv)
-        except _Help:
-            return None
-        if not code.strip():
-            raise UsageError(f"{prog}: no code given\n{_px_parser(prog).format_usage().rstrip()}")
-        client = self._client(prog)
-        ids = self._engine_ids(client, args.targets or self.targets, prog)
-        block = self.block if args.block is None else args.block
-        if not block:
-            ar = client[ids].execute(code, block=False)
-            self.last = (ar, ids)
-            return ar
-        results = {eid: client[eid].execute(code, block=False) for eid in ids}
-        out = PxOutput(runs_of_results(results), args.group_outputs or self.group_outputs)
-        wait_and_show(out, client, self.poll_interval, self.interrupt_timeout)
-        return None
+    def _set_block(self, block: bool) -> None:
+        self.block = block
 
-    @line_cell_magic
-    def px(self, line: str = "", cell: Optional[str] = None):
-        """Run code on engines: ``%px [options] code`` or ``%%px [options]`` over a cell. ``%px -h`` for help."""
-        if cell is None:
-            opts, code = split_px_line(line)
-            return self._run("%px", opts, code)
-        try:
-            argv = shlex.split(line)
-        except ValueError as e:
-            raise UsageError(f"%%px: {e}") from None
-        return self._run("%%px", argv, cell)
-
-    @line_magic
-    def pxresult(self, line: str = ""):
-        """Wait for the last ``%px --noblock`` and show its outputs, grouped by engine."""
-        from .px import PxOutput, runs_of_combined, wait_and_show
-
-        if self.last is None:
-            raise UsageError("%pxresult: no %px --noblock result to show")
-        ar, ids = self.last
-        out = PxOutput(runs_of_combined(ar, ids), "engine")
-        wait_and_show(out, self._client("%pxresult"), self.poll_interval, self.interrupt_timeout)
+    def _block(self, view) -> bool:
+        return self.block
 
 
 def load_ipython_extension(ip) -> None:
-    """Register ``%hub``, ``%px``, ``%%px`` and ``%pxresult`` (once per shell)."""
+    """Register ``%hub`` and the ``%px`` family for the connected hub (once per shell)."""
     if ip in _registries:
         return
     registry = KernelHubs()

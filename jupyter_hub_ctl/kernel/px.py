@@ -70,15 +70,9 @@ class EngineRun:
         self.partial: dict = {}  # stream name -> text after the last newline
 
 
-def runs_of_results(results: dict) -> List[EngineRun]:
-    """EngineRuns over per-engine AsyncResults ``{eid: ar}`` (each ar a single execute)."""
-    return [EngineRun(eid, ar.outputs, ar.done, lambda ar=ar: ar.exception(0) if ar.done() else None)
-            for eid, ar in results.items()]
-
-
 def runs_of_combined(ar, eids: list) -> List[EngineRun]:
-    """EngineRuns over one AsyncResult of ``client[eids].execute`` (``%px --noblock``): one output list per engine."""
-    outputs = ar.outputs
+    """EngineRuns over one AsyncResult of ``view.execute(code, targets=eids)``: one output list per engine."""
+    outputs = ar.output_messages
 
     def error_of(eid):
         if not ar.done():
@@ -198,11 +192,11 @@ class PxOutput:
 
 
 def wait_and_show(out: PxOutput, client, poll_interval: float = 0.05, interrupt_timeout: float = 10.0,
-                  waiter=None) -> None:
+                  waiter=None, sig="SIGINT") -> None:
     """Stream outputs until every engine is done; relay Ctrl-C to the engines still running.
 
-    After a KeyboardInterrupt the engines get SIGINT and their outcome (usually their own
-    KeyboardInterrupt traceback) is shown for up to ``interrupt_timeout`` seconds; then the
+    After a KeyboardInterrupt the engines get ``sig`` (SIGINT) and their outcome (usually their
+    own KeyboardInterrupt traceback) is shown for up to ``interrupt_timeout`` seconds; then the
     KeyboardInterrupt is raised.  Raises PxError if engines raised exceptions.
     """
     waiter = waiter or (lambda t: time.sleep(t))
@@ -221,17 +215,21 @@ def wait_and_show(out: PxOutput, client, poll_interval: float = 0.05, interrupt_
                 break
             interrupted = True
             pending = out.pending()
-            sys.stderr.write(f"KeyboardInterrupt: sending SIGINT to engines {pending}\n")
+            sys.stderr.write(f"KeyboardInterrupt: sending {sig} to engines {pending}\n")
             sys.stderr.flush()
             if pending:
                 try:
-                    client.send_signal(signal.SIGINT, targets=pending, block=True)
+                    client.send_signal(getattr(signal, sig) if isinstance(sig, str) else sig, targets=pending,
+                                       block=True)
                 except Exception as e:
                     sys.stderr.write(f"could not signal the engines: {e}\n")
             deadline = time.monotonic() + interrupt_timeout
     if interrupted:
         raise KeyboardInterrupt
-    errors = out.errors()
+    raise_errors(out.errors(), len(out.runs))
+
+
+def raise_errors(errors: list, n: int) -> None:
+    """PxError for the engines' errors (``n`` engines ran), if there are any."""
     if errors:
-        n = len(out.runs)
         raise PxError(f"{len(errors)} of {n} engine{'s' if n != 1 else ''} raised an exception", errors)

@@ -7,6 +7,7 @@ notebook all show up, and survive a server restart unless ``stop_hubs_on_exit`` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 
@@ -54,11 +55,14 @@ class HubCtlExtension(ExtensionApp):
                              help="Stop the hubs this server started when it stops (default: they keep running).")
     poll_interval = Float(2.0, config=True, help="Seconds between refreshes of hubs' state and queue counts "
                           "(engine registrations are noticed at once).")
+    query_timeout = Float(3.0, config=True, help="Seconds a hub has to answer the server's regular queries "
+                          "(engines, queues, health); a hub that does not is shown degraded. Hubs are asked "
+                          "concurrently.")
     cluster_config = Dict(config=True, help="Extra Cluster trait values for new hubs, e.g. {'engine_timeout': 120}.")
 
     def initialize_settings(self):
         self.serverapp.event_logger.register_event_schema(EVENT_SCHEMA)
-        self.monitor = HubMonitor(self._emit, self.poll_interval)
+        self.monitor = HubMonitor(self._emit, self.poll_interval, self.query_timeout)
         self.started_here: set = set()
 
     def initialize_handlers(self):
@@ -79,8 +83,7 @@ class HubCtlExtension(ExtensionApp):
 
     async def stop_extension(self):
         if self.stop_hubs_on_exit:
-            for hub_id in list(self.started_here):
-                self.stop_hub(hub_id, self.monitor.records.get(hub_id))
+            await asyncio.gather(*(asyncio.to_thread(self.stop_hub, hub_id) for hub_id in self.started_here))
         await self.monitor.stop()
 
     def current_activity(self):
@@ -93,9 +96,6 @@ class HubCtlExtension(ExtensionApp):
             self.serverapp.event_logger.emit(schema_id=EVENT_ID, data=data)
         except Exception as e:
             self.log.warning("hubctl: emitting an event failed: %s", e)
-
-    def emit_state(self, model: dict) -> None:
-        self._emit({"action": "state", "hub_id": model["id"], "hub": model})
 
     # ------------------------------------------------------------------ hubs
     def _controller_args(self) -> list:
@@ -129,14 +129,11 @@ class HubCtlExtension(ExtensionApp):
         self.started_here.add(started["id"])
         return started
 
-    def stop_hub(self, hub_id: str, record) -> None:
-        from ..cluster import background, state
+    def stop_hub(self, hub_id: str) -> bool:
+        """Stop a hub and return once its processes are gone; False if it has no state file."""
+        from ..cluster import background
 
-        if record is not None and not record.get("alive", True):
-            state.remove_connection_files(record)
-            state.remove_state(hub_id)  # nothing runs: forget it
-            return
-        background.request_stop(hub_id)
+        return background.stop(hub_id)
 
     def panel_version(self):
         """Version of the installed JupyterLab panel (from the Jupyter data path), or None."""

@@ -16,7 +16,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from .models import (MIN_ENGINES, BadRequest, check_n, check_name, check_options, check_profile, iso,
+from .models import (MIN_ENGINES, BadRequest, check_n, check_name, check_options, check_profile, hub_model, iso,
                      launcher_schema)
 
 MAX_BODY = 64 * 1024
@@ -50,12 +50,15 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(400, "request body must be a JSON object")
         return data
 
-    def hub_record(self, hub_id: str) -> dict:
-        self.ext._ensure_monitor()
+    def check_id(self, hub_id: str) -> None:
         try:
             check_name(hub_id)
         except BadRequest as e:
             self.fail(400, str(e))
+
+    def hub_record(self, hub_id: str) -> dict:
+        self.ext._ensure_monitor()
+        self.check_id(hub_id)
         record = self.monitor.records.get(hub_id)
         if record is None or hub_id not in self.monitor.models:
             self.fail(404, f"no hub {hub_id!r}")
@@ -105,15 +108,7 @@ class HubsHandler(HubCtlHandler):
         except Exception as e:
             self.log.error("hubctl: starting a hub failed: %s", e)
             self.fail(400, f"cannot start the hub: {str(e).splitlines()[0][:200]}")
-        from .models import hub_model
-
-        record = dict(started["record"] or {"id": started["id"], "state": "starting"}, alive=True)
-        model = hub_model(record)
-        model["state"] = "starting"
-        self.monitor.records[model["id"]] = record  # readable at once, before the next refresh
-        self.monitor.models[model["id"]] = model
-        self.monitor.wake()
-        self.ext.emit_state(model)
+        model = self.monitor.started(started["record"] or {"id": started["id"], "state": "starting"})
         self.write_json(model, 202)
 
 
@@ -128,33 +123,39 @@ class HubHandler(HubCtlHandler):
     @web.authenticated
     @authorized("execute")
     async def patch(self, hub_id):
-        from ..cluster import background
+        """Scale: 202 once the hub's owner has the request (a starting hub scales once it runs);
+        409 while the hub stops or after it ended."""
+        from ..cluster import HubNotFound, HubNotRunning, background
 
         await self.ext.ready()
         body = self.body()
-        self.hub_record(hub_id)
+        self.check_id(hub_id)
         if set(body) - {"n"} or "n" not in body:
             self.fail(400, "PATCH takes {\"n\": <number of engines>}")
         try:
             n = check_n(body["n"], self.ext.max_engines)
         except BadRequest as e:
             self.fail(400, str(e))
-        model = self.monitor.models[hub_id]
-        if model["state"] not in ("running", "starting"):
-            self.fail(409, f"hub {hub_id!r} is {model['state']}; only a running hub can be scaled")
-        ok = await asyncio.to_thread(background.request_scale, hub_id, n)
-        if not ok:
+        try:
+            record = await asyncio.to_thread(background.request_scale, hub_id, n)
+        except HubNotFound:
             self.fail(404, f"no hub {hub_id!r}")
+        except HubNotRunning as e:
+            self.fail(409, str(e))
         self.monitor.wake()
-        self.write_json(dict(model, n=n), 202)
+        self.write_json(dict(self.monitor.models.get(hub_id) or hub_model(record), n=n), 202)
 
     @web.authenticated
     @authorized("execute")
     async def delete(self, hub_id):
+        """Stop, whatever the hub is doing (a start is cancelled): 204 once its processes are gone."""
         await self.ext.ready()
-        record = self.hub_record(hub_id)
-        await asyncio.to_thread(self.ext.stop_hub, hub_id, record)
-        self.monitor.wake()
+        self.check_id(hub_id)
+        self.monitor.stopping(hub_id)
+        existed = await asyncio.to_thread(self.ext.stop_hub, hub_id)
+        self.monitor.removed(hub_id)
+        if not existed:
+            self.fail(404, f"no hub {hub_id!r}")
         self.set_status(204)
         self.finish()
 

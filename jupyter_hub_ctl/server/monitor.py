@@ -1,8 +1,8 @@
 """Keeps the server's view of every hub current and announces changes as events.
 
-State files are read, and hubs queried (engines, queue counts, health), off the event loop
-(``asyncio.to_thread``); request handlers only read the cache this keeps.  A hub's engine
-(un)registrations wake the monitor at once through its client's notification callback.
+State files are read, and hubs queried (engines, queue counts, health), off the event loop;
+request handlers only read the cache this keeps.  A hub's engine (un)registrations wake the
+monitor at once through its client's notification callback.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
 from .models import engine_model, health_model, hub_model, queues_model
@@ -18,9 +20,21 @@ log = logging.getLogger("jupyter_hub_ctl.server")
 
 
 class HubMonitor:
-    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0):
+    """The server's cache of every hub: state files read each ``interval``, running hubs queried.
+
+    Listing never waits for a hub: each running hub is queried in its own task (one at a
+    time per hub) on a private thread pool, every query bounded by ``query_timeout``, so a
+    dead or hung hub delays no other and is shown as not answering.  A hub whose processes
+    are gone is shown failed at the next listing; changes made through this server (a
+    started or stopped hub) show at once.
+    """
+
+    def __init__(self, emit: Callable[[dict], None], interval: float = 2.0, query_timeout: float = 3.0,
+                 workers: int = 8):
         self.emit = emit
         self.interval = interval
+        self.query_timeout = query_timeout
+        self.workers = workers
         self.records: Dict[str, dict] = {}
         self.models: Dict[str, dict] = {}
         self.engines: Dict[str, list] = {}
@@ -30,7 +44,10 @@ class HubMonitor:
         self._unsubscribe: Dict[str, Callable[[], None]] = {}
         self._health_failures: Dict[str, str] = {}
         self._announced_health: Dict[str, Optional[dict]] = {}  # the health the last health event told
-        self._client_failures: Dict[str, str] = {}
+        self._silent_since: Dict[str, float] = {}  # hub id -> when it last stopped answering
+        self._polls: Dict[str, asyncio.Task] = {}  # hub id -> its query in progress
+        self._changed_here: Dict[str, float] = {}  # hub id -> monotonic time this server started/stopped it
+        self._pool: Optional[ThreadPoolExecutor] = None
         self._task: Optional[asyncio.Task] = None
         self._wake: Optional[asyncio.Event] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -41,13 +58,16 @@ class HubMonitor:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hubctl-query")
         self._task = self._loop.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._polls.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
         for hub_id in list(self._unsubscribe):
@@ -55,6 +75,8 @@ class HubMonitor:
         clients, self.clients = self.clients, {}
         for c in clients.values():
             await asyncio.to_thread(c.close)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def wake(self) -> None:
         """Refresh soon (after a request changed something, or an engine event)."""
@@ -74,42 +96,89 @@ class HubMonitor:
             except asyncio.TimeoutError:
                 pass
 
+    # ------------------------------------------------------------------ changes made here
+    def started(self, record: dict) -> dict:
+        """A hub this server just started: listed at once, in state ``starting``."""
+        record = dict(record, alive=True)
+        model = hub_model(record)
+        model["state"] = "starting"
+        hub_id = model["id"]
+        self._changed_here[hub_id] = time.monotonic()
+        self.records[hub_id] = record
+        self.models[hub_id] = model
+        self.emit({"action": "state", "hub_id": hub_id, "hub": model})
+        self.wake()
+        return model
+
+    def stopping(self, hub_id: str) -> None:
+        """A stop was requested here: shown (and announced) as ``stopping`` while it runs."""
+        model = self.models.get(hub_id)
+        if model is not None and model["state"] != "stopping":
+            self._changed_here[hub_id] = time.monotonic()
+            self.models[hub_id] = model = dict(model, state="stopping", engines=0, health=None)
+            self.emit({"action": "state", "hub_id": hub_id, "hub": model})
+
+    def removed(self, hub_id: str) -> None:
+        """A hub this server stopped: gone from the listing at once."""
+        self._changed_here[hub_id] = time.monotonic()
+        if hub_id in self.models:
+            self._forget(hub_id)
+
     # ------------------------------------------------------------------ refresh
     async def refresh(self) -> None:
-        from ..cluster import list_hubs
+        """Read every state file, update the models, and start a query of each running hub."""
+        from .. import cluster
 
-        records = await asyncio.to_thread(list_hubs)
+        began = time.monotonic()
+        records = await asyncio.to_thread(cluster.list_hubs)
         seen = set()
         for record in records:
             hub_id = record.get("id")
             if not hub_id:
                 continue
             seen.add(hub_id)
+            if self._changed_here.get(hub_id, 0.0) > began:
+                continue  # started or stopped here after this listing was read
             self.records[hub_id] = record
             if record.get("alive") and record.get("state") == "running":
-                await self._poll_hub(hub_id, record)
+                self._query_soon(hub_id)
             else:
-                self._drop_client(hub_id)
-                self.engines.pop(hub_id, None)
-                self.queues.pop(hub_id, None)
-                self.health.pop(hub_id, None)
-            model = self._model(hub_id, record)
-            old = self.models.get(hub_id)
-            if self._changed(old, model):
-                self.models[hub_id] = model
-                if old is None or self._changed(dict(old, health=None), dict(model, health=None)):
-                    self.emit({"action": "state", "hub_id": hub_id, "hub": model})
-            self._announce_health(hub_id)
+                self._drop_live(hub_id)
+            self._publish(hub_id)
         for hub_id in list(self.models):
-            if hub_id not in seen:
-                self.models.pop(hub_id)
-                self.records.pop(hub_id, None)
-                self.engines.pop(hub_id, None)
-                self.queues.pop(hub_id, None)
-                self.health.pop(hub_id, None)
-                self._announced_health.pop(hub_id, None)
-                self._drop_client(hub_id)
-                self.emit({"action": "removed", "hub_id": hub_id})
+            if hub_id not in seen and self._changed_here.get(hub_id, 0.0) <= began:
+                self._forget(hub_id)
+        for hub_id, when in list(self._changed_here.items()):
+            if when <= began:
+                del self._changed_here[hub_id]
+
+    def _publish(self, hub_id: str) -> None:
+        """Recompute the hub's model; announce a changed state, then a changed health."""
+        record = self.records.get(hub_id)
+        if record is None:
+            return
+        model = self._model(hub_id, record)
+        old = self.models.get(hub_id)
+        if self._changed(old, model):
+            self.models[hub_id] = model
+            if old is None or self._changed(dict(old, health=None), dict(model, health=None)):
+                self.emit({"action": "state", "hub_id": hub_id, "hub": model})
+        self._announce_health(hub_id)
+
+    def _forget(self, hub_id: str) -> None:
+        self.models.pop(hub_id, None)
+        self.records.pop(hub_id, None)
+        self._announced_health.pop(hub_id, None)
+        self._drop_live(hub_id)
+        self.emit({"action": "removed", "hub_id": hub_id})
+
+    def _drop_live(self, hub_id: str) -> None:
+        """Forget what a hub's queries told (it no longer runs)."""
+        self._drop_client(hub_id)
+        self.engines.pop(hub_id, None)
+        self.queues.pop(hub_id, None)
+        self.health.pop(hub_id, None)
+        self._silent_since.pop(hub_id, None)
 
     @staticmethod
     def _changed(old: Optional[dict], new: dict) -> bool:
@@ -120,31 +189,55 @@ class HubMonitor:
     def _model(self, hub_id: str, record: dict) -> dict:
         return hub_model(record, len(self.engines.get(hub_id, ())), self.health.get(hub_id))
 
-    async def _poll_hub(self, hub_id: str, record: dict) -> None:
-        client = self.clients.get(hub_id)
-        if client is None:
-            client = await asyncio.to_thread(self._connect, hub_id, record)
-            if client is None:
-                return
+    def _query_soon(self, hub_id: str) -> None:
+        running = self._polls.get(hub_id)
+        if running is None or running.done():
+            self._polls[hub_id] = self._loop.create_task(self._poll_hub(hub_id))
+
+    def _running(self, hub_id: str) -> bool:
+        record = self.records.get(hub_id)
+        return bool(record and record.get("alive") and record.get("state") == "running")
+
+    async def _poll_hub(self, hub_id: str) -> None:
         try:
-            engines, status = await asyncio.to_thread(lambda: (client.engines_info(), client.queue_status()))
+            engines, status, health = await self._loop.run_in_executor(
+                self._pool, self._query, hub_id, self.records.get(hub_id))
         except Exception as e:
-            log.warning("hubctl: hub %s did not answer: %s", hub_id, e)
-            self._drop_client(hub_id)
+            self._silent(hub_id, e)
             return
-        self.health[hub_id] = await asyncio.to_thread(self._health, hub_id, client)
+        if not self._running(hub_id):  # it stopped (or went) while it was asked
+            self._drop_live(hub_id)
+            return
+        self._silent_since.pop(hub_id, None)
+        self.health[hub_id] = health
         engines = [engine_model(e) for e in engines]
         queues = queues_model(status)
-        if [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]:
-            self.engines[hub_id] = engines
-            model = self._model(hub_id, record)
-            self.models[hub_id] = model
-            self.emit({"action": "engines", "hub_id": hub_id, "hub": model, "engines": engines})
-        else:
-            self.engines[hub_id] = engines
+        changed = [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]
+        self.engines[hub_id] = engines
+        self._publish(hub_id)
+        if changed:
+            self.emit({"action": "engines", "hub_id": hub_id, "hub": self.models[hub_id], "engines": engines})
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
             self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})
+
+    def _query(self, hub_id: str, record: dict) -> tuple:
+        """Engines, queue counts and health of a hub (worker thread; each reply bounded by ``query_timeout``)."""
+        client = self.clients.get(hub_id) or self._connect(hub_id, record)
+        with client.query_time_limit(self.query_timeout):
+            return client.engines_info(), client.queue_status(), self._health(hub_id, client)
+
+    def _silent(self, hub_id: str, error: Exception) -> None:
+        """The hub did not answer: shown degraded with the reason until it answers again."""
+        self._drop_client(hub_id)
+        if not self._running(hub_id):
+            return
+        if hub_id not in self._silent_since:
+            log.warning("hubctl: hub %s does not answer: %s", hub_id, error)
+        since = self._silent_since.setdefault(hub_id, time.time())
+        reason = f"the hub does not answer (no reply within {self.query_timeout:g} s)"
+        self.health[hub_id] = health_model({"state": "degraded", "reasons": [reason], "degraded_since": since})
+        self._publish(hub_id)
 
     def _health(self, hub_id: str, client) -> Optional[dict]:
         """The hub's health (worker thread); None if it cannot say (logged once per reason)."""
@@ -181,16 +274,8 @@ class HubMonitor:
 
         path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
         if not path:
-            return None
-        try:
-            client = Client(path, timeout=5)
-        except Exception as e:
-            reason = str(e)
-            if self._client_failures.get(hub_id) != reason:
-                log.warning("hubctl: cannot connect to hub %s: %s", hub_id, reason)
-            self._client_failures[hub_id] = reason
-            return None
-        self._client_failures.pop(hub_id, None)
+            raise ConnectionError("its state file names no connection file")
+        client = Client(path, timeout=self.query_timeout)
         self._unsubscribe[hub_id] = client.on_registration(lambda event: self.wake())
         self.clients[hub_id] = client
         return client

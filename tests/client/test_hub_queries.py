@@ -36,12 +36,12 @@ def test_get_result_of_another_clients_task(hub, rc):
     ar.get(10)
     other = Client(hub.controller.client_file)
     try:
-        assert other.get_result(ar.msg_ids[0], timeout=10) == {"answer": 42}
+        assert other.get_result(ar.msg_ids[0]).get(10) == {"answer": 42}
         failed = rc.load_balanced_view().apply_async(lambda: 1 / 0)
         with pytest.raises(RemoteError):
             failed.get(10)
         with pytest.raises(RemoteError, match="ZeroDivisionError"):
-            other.get_result(failed.msg_ids[0], timeout=10)
+            other.get_result(failed.msg_ids[0]).get(10)
     finally:
         other.close()
 
@@ -54,14 +54,17 @@ def test_db_query_resubmit_purge(rc):
     recs = rc.db_query({"msg_id": ar.msg_ids[0]}, keys=["msg_id", "buffers", "result_buffers", "completed"])
     assert len(recs) == 1 and recs[0]["buffers"] and recs[0]["result_buffers"]
     new = rc.resubmit(ar.msg_ids)
-    new_id = new[ar.msg_ids[0]]
-    assert rc.get_result(new_id, timeout=10) == "again"
+    assert new.get(10) == ["again"]  # an AsyncHubResult of the new tasks, in the order given
+    new_id = new.msg_ids[0]
+    assert new_id != ar.msg_ids[0] and rc.get_result(new_id).get(10) == "again"
     rec = rc.db_query({"msg_id": new_id}, keys=["label", "header"])[0]
     assert rec["label"] == "resub"  # metadata survives resubmission
     rc.purge_results([ar.msg_ids[0]])
     assert rc.db_query({"msg_id": ar.msg_ids[0]}, keys=["msg_id"]) == []
-    with pytest.raises(RemoteError):
+    with pytest.raises(IndexError, match="no engine with id 12345"):
         rc.purge_results([], targets=[12345])
+    with pytest.raises(RemoteError):  # the hub refuses unknown engines too
+        rc._hub("purge_request", {"msg_ids": [], "engine_ids": [12345]})
 
 
 def test_engine_killed_mid_task_gives_engine_error_and_retries(fresh_hub):
@@ -212,9 +215,9 @@ def test_queries_time_out_and_close_releases_waiters(tmp_path):
 
 
 def test_printed_text_comes_before_the_value(rc):
-    ar = rc[rc.ids[0]].execute("print('x')\n5")
+    ar = rc[rc.ids[0]].execute("print('x')\n5", silent=False)
     ar.get(20)
-    assert [o["msg_type"] for o in ar.outputs] == ["stream", "execute_result"]
+    assert [o["msg_type"] for o in ar.output_messages] == ["stream", "execute_result"]
 
 
 def test_registration_callbacks_can_be_unsubscribed(fresh_hub):

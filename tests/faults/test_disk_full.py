@@ -75,7 +75,7 @@ def test_full_disk_degrades_the_hub_keeps_scheduling_and_loses_nothing(hub_facto
     stored = rc.db_query({"msg_id": {"$in": during.msg_ids}}, keys=["completed"])
     assert len(stored) == 300 and all(r["completed"] for r in stored)
     # a result written during the outage reads back intact
-    assert rc.get_result(during.msg_ids[123], timeout=10) == [(123, b"r" * 10_000)]  # one map chunk
+    assert rc.get_result(during.msg_ids[123]).get(10) == [(123, b"r" * 10_000)]  # one map chunk
     log = h.log()
     assert "disk is full" in log and "written to" in log and "again" in log
     assert not [line for line in h.log_errors() if "Traceback" in line]

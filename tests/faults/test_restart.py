@@ -43,7 +43,7 @@ def test_sigkill_then_restore_keeps_records_and_marks_in_flight_tasks_lost(tmp_p
         assert len(records) == 20 and all(r["completed"] for r in records)
         assert rc.result_status(stuck.msg_ids) == {"pending": [], "completed": stuck.msg_ids}
         try:
-            rc.get_result(stuck.msg_ids[0], timeout=10)
+            rc.get_result(stuck.msg_ids[0]).get(10)
         except RemoteError as e:
             assert e.ename == "TaskLost"
         else:
@@ -141,12 +141,11 @@ def test_durability_window_reregistration_reconnect_and_lost_tasks(tmp_path):
         for h in held:
             wait_for(lambda h=h: (rc.db_query({"msg_id": h.msg_ids[0]}, keys=["result_content"])[0]
                                   ["result_content"] or {}).get("status") == "ok", 15, "the late real result")
-        assert rc.get_result(held[0].msg_ids[0], timeout=10) == ("finished", 0)
+        assert rc.get_result(held[0].msg_ids[0]).get(10) == ("finished", 0)
         assert lv.apply_sync(abs, -7) == 7  # new work through the same client
         # a lost task the store knew of is resubmittable
         again = rc.resubmit([held[1].msg_ids[0]])  # (its targets come with it)
-        new_id = list(again.values())[0] if isinstance(again, dict) else again[0]
-        assert rc.get_result(new_id, timeout=15) == ("finished", 1)
+        assert again.get(15) == [("finished", 1)]
     finally:
         rc.close()
         engines.stop()

@@ -58,7 +58,7 @@ def ip(hub_dirs):
     hub_magics.controller_args = list(FAST)
     hub_magics.progress = "text"
     px_magics = shell.magics_manager.registry["PxMagics"]
-    px_magics.last = None
+    px_magics.last_result = None
     registry = registry_of(shell)
     yield shell
     for conn in list(registry.connections.values()):

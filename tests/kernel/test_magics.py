@@ -310,7 +310,7 @@ def test_px_misuse_is_a_usage_error_that_says_what_is_wrong(ip, start_hub):
         hub_magic(ip, f"connect {conn.id}")
     cases = [("--bogus 1", "unknown option --bogus"), ("--targets x 1", "bad targets 'x'"),
              ("--targets 5 1", "no engine 5 (engines: [0])"), ("--targets", "--targets needs a value"),
-             ("", "no code given"), ("--group-outputs type 1", "invalid choice: 'type'"),
+             ("", "no code given"), ("--group-outputs bogus 1", "invalid choice: 'bogus'"),
              ("--block --noblock 1", "not allowed with argument")]
     for line, message in cases:
         with pytest.raises(UsageError) as err:

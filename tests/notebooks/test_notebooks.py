@@ -25,7 +25,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 EXPECTED = {
     "quickstart.ipynb": [("HTMLModel", "ready:\u2007100%"), ("HTMLModel", "40/40"), ("FloatProgressModel", 40),
                          ("HTMLModel", "hubctl-badge-stopped"), ("HTMLModel", ">heartbeat</th>")],
-    "load_balancing.ipynb": [("HTMLModel", "40/40"), ("HTMLModel", "hubctl-badge-stopped")],
+    "load_balancing.ipynb": [("HTMLModel", "200/200"), ("HTMLModel", "hubctl-badge-stopped")],
     "results_database.ipynb": [("HTMLModel", "(state=failed, engine=all, label=frag"),
                                ("HTMLModel", "resubmitted 1 task"),
                                ("ButtonModel", "ValueError: 3 is a multiple of 3"),

@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 from conftest import wait_api
+from support.procs import hub_processes, slow_engine_cmd
 
 from jupyter_hub_ctl.cluster import list_hubs
 from jupyter_hub_ctl.server.app import EVENT_ID
@@ -57,7 +58,7 @@ def _free_port() -> int:
 class Server:
     """A real `jupyter server` process with the extension enabled."""
 
-    def __init__(self, tmp_path, port):
+    def __init__(self, tmp_path, port, *args):
         self.port = port
         self.token = "restart-test-token"
         self.log = open(tmp_path / f"server-{port}.log", "ab")
@@ -65,7 +66,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
              "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-             "--ServerApp.jpserver_extensions={'jupyter_hub_ctl': True}", "--HubCtlExtension.poll_interval=0.5"],
+             "--ServerApp.jpserver_extensions={'jupyter_hub_ctl': True}", "--HubCtlExtension.poll_interval=0.5", *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp_path))
 
     def call(self, method, path, body=None):
@@ -122,3 +123,20 @@ def test_a_running_hub_survives_a_server_restart(tmp_path):
         second.wait("hubs", lambda d: not d["hubs"])
     finally:
         second.stop()
+
+
+def test_stop_hubs_on_exit_stops_them_all_whatever_they_do(tmp_path):
+    """With stop_hubs_on_exit, a server that stops takes its hubs along, running or still starting."""
+    before = hub_processes(tmp_path)
+    server = Server(tmp_path, _free_port(), "--HubCtlExtension.stop_hubs_on_exit=True")
+    try:
+        server.wait("version", lambda d: True)
+        assert server.call("POST", "hubs", {"name": "up", "n": 1})[0] == 202
+        slow = {"name": "starting", "n": 1, "options": {"engine_cmd": slow_engine_cmd(60)}}
+        assert server.call("POST", "hubs", slow)[0] == 202
+        server.wait("hubs/up", lambda h: h["state"] == "running" and h["engines"] == 1)
+        assert server.call("GET", "hubs/starting")[1]["state"] == "starting"
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None and list_hubs() == []
+    assert hub_processes(tmp_path) - before == set()

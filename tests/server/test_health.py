@@ -4,6 +4,7 @@ page limit, as a full disk) is shown degraded, with the reason, and announced on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -106,6 +107,48 @@ def test_event_schema_id_and_version_agree_everywhere():
     assert f"'{EVENT_ID}'" in types_ts.read_text()
 
 
+class TestStalled:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config):
+        cfg = dict(jp_server_config)
+        cfg["TaskScheduler"] = {"stall_timeout": 1.0}  # reaches every hub this server starts
+        cfg["HeartMonitor"] = {"period": 250}  # a dead engine is noticed in a few seconds
+        cfg["HubCtlExtension"] = dict(cfg["HubCtlExtension"], restart_engines=False)
+        return cfg
+
+    async def test_tasks_no_engine_can_take_show_in_the_model_until_an_engine_arrives(self, api, jp_fetch):
+        import os
+        import signal
+
+        from jupyter_hub_ctl import Client
+
+        assert (await api("POST", "hubs", body={"name": "stall", "n": 1})).code == 202
+        hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "stall"),
+                             lambda h: h["engines"] == 1 and h["health"] is not None, what="hub running")
+        conn = json.loads((await api("GET", "hubs", "stall", "connection")).body)
+        client = await asyncio.to_thread(Client, conn["connection_file"], timeout=10)
+        try:
+            [engine] = await asyncio.to_thread(client.engines_info)
+            os.kill(engine["pid"], signal.SIGKILL)
+            await wait_api(jp_fetch, ("hubctl", "api", "hubs", "stall"), lambda h: h["engines"] == 0,
+                           what="the dead engine gone")
+            tasks = client.load_balanced_view().map_async(abs, [-1, -2, -3], chunksize=1)
+            hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "stall"),
+                                 lambda h: (h["health"] or {}).get("state") == "degraded", what="health degraded")
+            [reason] = hub["health"]["reasons"]
+            assert "3 load-balanced tasks have waited more than 1 s" in reason and "no engine is registered" in reason
+            assert hub["state"] == "running"
+
+            assert (await api("PATCH", "hubs", "stall", body={"n": 1})).code == 202
+            assert await asyncio.to_thread(tasks.get, 60) == [1, 2, 3]
+            hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "stall"),
+                                 lambda h: (h["health"] or {}).get("state") == "ok", what="health ok again")
+            assert hub["health"]["reasons"] == [] and hub["engines"] == 1
+        finally:
+            await asyncio.to_thread(client.close)
+        assert (await api("DELETE", "hubs", "stall")).code == 204
+
+
 async def test_monitor_announces_each_health_change_once(monkeypatch):
     """Degraded, degraded again (no event), recovered: one health event per change, no extra state events.
 
@@ -125,6 +168,10 @@ async def test_monitor_announces_each_health_change_once(monkeypatch):
         def close(self):
             pass
 
+        @contextlib.contextmanager
+        def query_time_limit(self, seconds):
+            yield self
+
     stub = Hub()
     stub.health = lambda: Hub.health  # what the controller answers to health_request, changed below
     record = {"id": "h", "alive": True, "state": "running", "n": 1}
@@ -136,15 +183,24 @@ async def test_monitor_announces_each_health_change_once(monkeypatch):
     def health_events():
         return [(e["health"]["state"], tuple(e["health"]["reasons"])) for e in events if e["action"] == "health"]
 
-    await monitor.refresh()
-    assert [e["action"] for e in events] == ["queues", "state", "health"] and health_events() == [("ok", ())]
-    Hub.health = {"state": "degraded", "reasons": ["task database: writing task records failed: disk full"],
-                  "degraded_since": "2026-01-01T00:00:00+00:00"}
-    await monitor.refresh()
-    await monitor.refresh()
-    assert monitor.models["h"]["health"]["state"] == "degraded"
-    Hub.health = {"state": "ok", "reasons": [], "degraded_since": None}
-    await monitor.refresh()
+    async def refresh():  # a listing, then the hub's answers (asked in a task of their own)
+        await monitor.refresh()
+        await asyncio.gather(*monitor._polls.values())
+
+    monitor.start()
+    try:
+        await monitor.ready.wait()
+        await asyncio.gather(*monitor._polls.values())
+        assert [e["action"] for e in events] == ["state", "health", "queues"] and health_events() == [("ok", ())]
+        Hub.health = {"state": "degraded", "reasons": ["task database: writing task records failed: disk full"],
+                      "degraded_since": "2026-01-01T00:00:00+00:00"}
+        await refresh()
+        await refresh()
+        assert monitor.models["h"]["health"]["state"] == "degraded"
+        Hub.health = {"state": "ok", "reasons": [], "degraded_since": None}
+        await refresh()
+    finally:
+        await monitor.stop()
     assert health_events() == [("ok", ()), ("degraded", ("task database: writing task records failed: disk full",)),
                                ("ok", ())]
     assert [e["action"] for e in events].count("state") == 1

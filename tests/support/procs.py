@@ -166,3 +166,53 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def slow_engine_cmd(delay: float) -> list:
+    """An engine command that waits ``delay`` seconds before it becomes a real engine: a launcher
+    configured with it starts slowly (its engines run, but register only after the delay)."""
+    code = ("import runpy, sys, time; time.sleep(%r); sys.argv[0] = 'jupyter_hub_ctl.engine'; "
+            "runpy.run_module('jupyter_hub_ctl.engine', run_name='__main__', alter_sys=True)" % float(delay))
+    return [sys.executable, "-c", code]
+
+
+def hub_processes(root) -> set:
+    """Pids of live processes that belong to the hubs of a test whose runtime dir is under ``root``:
+    descendants of this process, and anything running jupyter_hub_ctl with that runtime dir."""
+    import psutil
+
+    me = psutil.Process()
+    found = {p.pid for p in me.children(recursive=True)}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "jupyter_hub_ctl" in " ".join(proc.info["cmdline"] or ()) and \
+                    str(root) in proc.environ().get("JUPYTER_RUNTIME_DIR", ""):
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return set(live(found))
+
+
+def live(pids) -> list:
+    """Those of ``pids`` that name a running process (not a zombie)."""
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
+            continue
+    return out
+
+
+def recorded_engine_pids(hub_id: str) -> list:
+    """Pids of the engine processes the hub's state file records (none without a readable file)."""
+    from jupyter_hub_ctl.cluster import state
+
+    try:
+        record = state.read_state(hub_id) or {}
+    except ValueError:
+        return []
+    return [e["pid"] for e in record.get("engines") or () if e.get("pid")]

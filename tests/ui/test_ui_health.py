@@ -1,6 +1,6 @@
 """The panel shows a degraded hub: a real hub (started with the CLI, in the lab's dirs) whose task
-database fills up like a full disk gets a "degraded" badge and its reasons on its card and in its
-detail, and shows neither while it is healthy."""
+database fills up like a full disk, or whose tasks no engine can take, gets a "degraded" badge and
+its reasons on its card and in its detail, and shows neither while it is healthy."""
 
 from __future__ import annotations
 
@@ -22,19 +22,24 @@ def hubctl(lab, *args, timeout: float = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def degraded_lab(lab_factory):
-    """A lab, and a hub in its dirs whose task store is tiny; the hub is stopped at the end."""
+def lab_with_hub(lab_factory, hub_id: str, *settings: str):
+    """A lab, and a one-engine hub in its dirs started with ``--set`` ``settings``; stopped at the end."""
     lab = lab_factory()
     if not lab.has_server_extension():
         pytest.fail(SERVER_EXTENSION_MISSING)
-    started = hubctl(lab, "start", "-n", "1", "--id", HUB, "--controller-args=--ping=250",
-                     "--set", f"SQLiteDB.max_page_count={FULL_DISK_PAGES}", "--json")
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    started = hubctl(lab, "start", "-n", "1", "--id", hub_id, "--controller-args=--ping=250", *sets, "--json")
     assert started.returncode == 0, started.stderr
     lab.hub = json.loads(started.stdout)
     yield lab
     hubctl(lab, "stop", "--all", timeout=60)
     wait_for(lambda: not (lab.get("hubctl/api/hubs").body or {}).get("hubs"), 60, "the hub to stop", interval=0.5)
+
+
+@pytest.fixture
+def degraded_lab(lab_factory):
+    """A hub whose task store is tiny."""
+    yield from lab_with_hub(lab_factory, HUB, f"SQLiteDB.max_page_count={FULL_DISK_PAGES}")
 
 
 def test_a_degraded_hub_shows_a_badge_and_its_reasons(page, degraded_lab, screenshot):
@@ -72,3 +77,54 @@ def test_a_degraded_hub_shows_a_badge_and_its_reasons(page, degraded_lab, screen
     assert row.get_attribute("data-state") == "running"  # degraded, not failed
     screenshot(panel, "2-degraded")
     assert page.hubctl_log.page_errors == []
+
+
+STALLED = "stalled"
+DARK = {"theme": "JupyterLab Dark"}
+
+
+@pytest.fixture
+def stalled_lab(lab_factory):
+    """A hub that reports tasks stuck for 1 s."""
+    yield from lab_with_hub(lab_factory, STALLED, "TaskScheduler.stall_timeout=1")
+
+
+def test_stuck_tasks_show_their_reason_in_both_themes(page, stalled_lab, screenshot):
+    """The hub's only engine dies while tasks wait: the card says why nothing runs (light and dark
+    theme), and the badge goes once an engine is added through the API."""
+    import os
+    import signal
+
+    from jupyter_hub_ctl import Client
+
+    lab = stalled_lab
+    client = Client(lab.hub["connection_file"], timeout=10)
+    try:
+        [engine] = client.engines_info()
+        os.kill(engine["pid"], signal.SIGKILL)
+        wait_for(lambda: client.ids == [], 30, "the dead engine unregistered", interval=0.1)
+        tasks = client.load_balanced_view().map_async(abs, [-1, -2, -3], chunksize=1)
+        wait_for(lambda: (lab.get(f"hubctl/api/hubs/{STALLED}").body.get("health") or {}).get("state") == "degraded",
+                 60, "the server to know the hub is stuck", interval=0.5)
+
+        for theme, settings in (("light", None), ("dark", DARK)):
+            if settings:
+                lab.write_settings("@jupyterlab/apputils-extension:themes", settings)
+            open_lab(page, lab)
+            assert open_panel(page) == "ready"
+            panel = page.locator(PANEL)
+            row = page.locator(f'.jp-HubCtl-hubRow[data-hub-id="{STALLED}"]')
+            row.click()
+            badge = row.locator(tid("hubctl-health"))
+            badge.wait_for(timeout=60_000)
+            reasons = row.locator(tid("hubctl-health-reasons")).inner_text()
+            assert "3 load-balanced tasks have waited more than 1 s" in reasons
+            assert "no engine is registered" in reasons
+            screenshot(panel, f"stuck-{theme}")
+
+        assert lab.request("PATCH", f"hubctl/api/hubs/{STALLED}", {"n": 1}).status == 202
+        assert tasks.get(60) == [1, 2, 3]
+        badge.wait_for(state="detached", timeout=60_000)
+        assert page.hubctl_log.page_errors == []
+    finally:
+        client.close()

@@ -20,6 +20,7 @@ from ...wire.session import DELIM, WireSession, frame_bytes
 from ..errors import error_content
 from . import accept
 from .dependency import Dependency, DependencyError
+from .stall import StallWatch
 
 SCHEMES = ("leastload", "lru", "plainrandom", "twobin", "weighted")
 NO_DEPENDENCY = Dependency()  # shared by every job without after/follow (never mutated)
@@ -102,6 +103,13 @@ class TaskScheduler(LoggingConfigurable):
         help="Seconds to wait after an engine disappears before its unfinished tasks "
         "fail with EngineError (replies still in flight may arrive meanwhile).",
     )
+    stall_timeout = Float(
+        10.0,
+        config=True,
+        help="Seconds a load-balanced task may wait with no engine able to run it (none registered, "
+        "or every one excluded by its targets, dependencies or earlier failures) before the hub's "
+        "health says degraded, naming them. Checked on a slow timer, not per task. 0: never.",
+    )
 
     def __init__(
         self,
@@ -136,6 +144,7 @@ class TaskScheduler(LoggingConfigurable):
         self.depending: dict = {}  # msg_id -> Job (unmet ``after``/``follow``)
         self.graph: dict = {}  # dependency msg_id -> set of waiting job ids
         self.dispatched = 0
+        self.stall = StallWatch(self, self.stall_timeout, loop)
 
     # ------------------------------------------------------------------ engines
     def add_engine(self, uuid: str) -> None:
@@ -242,8 +251,10 @@ class TaskScheduler(LoggingConfigurable):
             self._schedule()
 
     # ------------------------------------------------------------------ scheduling
-    def _candidates(self, job: Job) -> list:
-        hwm = self._hwm
+    def _candidates(self, job: Job, hwm: Optional[int] = None) -> list:
+        """Engines that may take ``job`` now (``hwm=0``: leaving their load aside)."""
+        if hwm is None:
+            hwm = self._hwm
         out = []
         for uuid in self.engines:
             if hwm and self.loads[uuid] >= hwm:
@@ -361,7 +372,7 @@ class TaskScheduler(LoggingConfigurable):
         job.engine = None
         if md.get("dependencies_met", True) is False:
             job.blacklist.add(uuid)
-            if job.targets and job.blacklist >= job.targets:
+            if job.blacklist >= (job.targets or set(self.loads)):  # the allowed engines, or all of them
                 self._fail(job, "ImpossibleDependency", "every allowed engine reported unmet dependencies")
             else:
                 self._enqueue(job)
@@ -438,6 +449,10 @@ class TaskScheduler(LoggingConfigurable):
                     del table[uuid]  # a departed engine with nothing left to remember
 
     # ------------------------------------------------------------------ status
+    def usable_engines(self, job: Job) -> list:
+        """Registered engines that could run ``job``, busy or not."""
+        return self._candidates(job, hwm=0)
+
     def queue_counts(self) -> dict:
         return {
             "waiting": len(self.waiting),
