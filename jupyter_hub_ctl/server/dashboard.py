@@ -43,8 +43,8 @@ class DashboardHandler(HubCtlHandler):
             error = "the hub is not running" if self.monitor.models[hub_id]["state"] != "running" \
                 else "the server is not connected to the hub yet"
         else:
-            status, stream = await asyncio.gather(asyncio.to_thread(client.queue_status),
-                                                  asyncio.to_thread(client.task_stream, since, limit),
+            status, stream = await asyncio.gather(asyncio.to_thread(lambda: client.queue_status()),
+                                                  asyncio.to_thread(lambda: client.task_stream(since, limit)),
                                                   return_exceptions=True)
             if not isinstance(status, BaseException):
                 queues = queues_model(status)

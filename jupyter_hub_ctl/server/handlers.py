@@ -148,12 +148,19 @@ class HubHandler(HubCtlHandler):
     @web.authenticated
     @authorized("execute")
     async def delete(self, hub_id):
-        """Stop, whatever the hub is doing (a start is cancelled): 204 once its processes are gone."""
+        """Stop, whatever the hub is doing (a start is cancelled): 204 once its processes are gone.
+        ``?keep=true``: the hub stays listed as stopped until dismissed. An ended hub kept listed
+        is dismissed (forgotten)."""
         await self.ext.ready()
         self.check_id(hub_id)
+        if self.monitor.dismiss(hub_id):
+            self.set_status(204)
+            self.finish()
+            return
+        keep = self.get_argument("keep", "false").lower() in ("1", "true", "yes")
         self.monitor.stopping(hub_id)
         existed = await asyncio.to_thread(self.ext.stop_hub, hub_id)
-        self.monitor.removed(hub_id)
+        self.monitor.removed(hub_id, keep=keep)
         if not existed:
             self.fail(404, f"no hub {hub_id!r}")
         self.set_status(204)

@@ -73,8 +73,12 @@ export class HubCtlAPI {
     });
   }
 
-  async stopHub(id: string): Promise<void> {
-    await this._request(hubPath(id), { method: 'DELETE' });
+  /**
+   * Stop a hub (or forget an ended one). With `keep`, the stopped hub stays
+   * listed, as stopped, until it is dismissed (another DELETE).
+   */
+  async stopHub(id: string, keep = false): Promise<void> {
+    await this._request(keep ? `${hubPath(id)}?keep=true` : hubPath(id), { method: 'DELETE' });
   }
 
   /** The engines; `time` is the server's clock (ISO) when it answered. */

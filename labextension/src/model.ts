@@ -317,7 +317,7 @@ export class HubCtlModel implements IDisposable {
 
   async stop(id: string): Promise<void> {
     const done = await this._act(id, async () => {
-      await this.api.stopHub(id);
+      await this.api.stopHub(id, true);
       return true;
     });
     if (done) {
