@@ -147,6 +147,7 @@ def cmd_start(args) -> int:
                 return _report_started(args, record, daemon.pid, log)
             if current == "failed" or record is None:
                 error = (record or {}).get("error") or "the hub stopped while starting"
+                _await_daemon_exit(daemon, hub_id)
                 raise CLIError(f"hub {hub_id} failed to start: {error}")
             if daemon.poll() is not None:
                 from .cluster.processes import log_tail
@@ -163,6 +164,17 @@ def cmd_start(args) -> int:
         _err(f"interrupted: stopping hub {hub_id}")
         _request_stop(hub_id)
         return 130
+
+
+def _await_daemon_exit(daemon, hub_id: str, timeout: float = 30.0) -> None:
+    """After a failed start, return only once the daemon has cleaned up and exited, so that the
+    command's failure means nothing of the hub is left running."""
+    import subprocess
+
+    try:
+        daemon.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _err(f"hub {hub_id}: its daemon (pid {daemon.pid}) is still cleaning up after {timeout:.0f}s")
 
 
 def _request_stop(hub_id: str) -> None:

@@ -379,6 +379,16 @@ class LiveView(TextAndHtml, LoggingConfigurable):
         return bundle
 
 
+def _resend_tree(widget) -> None:
+    """Send the whole state of a widget tree again, attributed to the current request (see finish())."""
+    for child in getattr(widget, "children", ()) or ():
+        _resend_tree(child)
+    try:
+        widget.send_state()
+    except Exception:
+        pass
+
+
 def _close_tree(widget) -> None:
     for child in getattr(widget, "children", ()) or ():
         _close_tree(child)

@@ -11,6 +11,7 @@ moving while a cell blocks; where no widget frontend exists it shows as text/HTM
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -124,6 +125,13 @@ class Progress(LiveView):
             if not self.outcome:
                 self.outcome = outcome
             self._end("finished")
+            # The updater thread's comm messages carry the parent header of whatever request the kernel
+            # saw last; a client that files widget state by request (nbclient saving a notebook) can drop
+            # them, so the thread that finishes sends the final state once more as its own.
+            if self._widget is not None and threading.current_thread() is threading.main_thread():
+                from .live import _resend_tree
+
+                _resend_tree(self._widget)
         self._update_handle()
 
     def _end(self, reason: str) -> None:
@@ -153,8 +161,11 @@ class Progress(LiveView):
 
     def _render(self) -> None:
         bar = self._bar
-        if bar.desc != self.description:
+        relabel = bar.desc != self.description
+        if relabel:
             bar.set_description_str(self.description, refresh=False)
+            if self._bar_closed:  # a closed bar no longer refreshes itself: redraw its label
+                bar.disp(check_delay=False)
         if self.total and bar.total != self.total:
             bar.reset(total=self.total)
         step = self.done - bar.n
@@ -164,6 +175,7 @@ class Progress(LiveView):
             bar.n = self.done
         if self.outcome and not self._bar_closed:
             self._bar_closed = True
+            bar.refresh()  # tqdm's close draws the bar but keeps the label last drawn, not the current one
             bar.close()
             if self.failed or self.outcome != "ok":
                 bar.disp(bar_style="danger", check_delay=False)
@@ -316,6 +328,7 @@ class EngineProgress(Progress):
         self.done = data
         if self.total and self.done >= self.total and not self.outcome:
             self.outcome = "ok"
+            self._say_ready()
             self._end("finished")
 
     def update(self, registered: Optional[int] = None, phase: Optional[str] = None) -> None:
@@ -328,9 +341,20 @@ class EngineProgress(Progress):
             self.request_render()
 
     def finish(self, outcome: str = "ok") -> None:
-        if outcome == "ok" and ":" in self.description:
-            self.description = self.description.split(":")[0] + ": ready"
+        if outcome == "ok":
+            if self.client is not None:  # the last count, not the updater thread's previous poll
+                try:
+                    self.done = max(self.done, len(self.client.ids))
+                except Exception:
+                    pass
+            self._say_ready()
         super().finish(outcome)
+
+    def _say_ready(self) -> None:
+        # Both ways of finishing (the updater thread seeing every engine, the starter returning) give
+        # the same last label, whichever of their renders reaches the front end last.
+        if ":" in self.description:
+            self.description = self.description.split(":")[0] + ": ready"
 
     def _block(self, timeout: Optional[float], interval: float) -> bool:
         try:

@@ -78,6 +78,10 @@ def test_unreachable_server_shows_retry_then_recovers(page, lab_factory, screens
     lab = lab_factory()
     open_lab(page, lab)
     first = open_panel(page)
+    # JupyterLab's own "Server Connection Error" dialog covers the panel while the server is
+    # away: dismiss it whenever it is in the way (ours reports in place, checked below).
+    lab_dialog = page.locator(".jp-Dialog", has_text="Server Connection Error")
+    page.add_locator_handler(lab_dialog, lambda d: d.locator(".jp-Dialog-button").last.click())
     lab.stop()
     page.click(tid("hubctl-refresh"))
     page.wait_for_selector(tid("hubctl-unreachable"))
