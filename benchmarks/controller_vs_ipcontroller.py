@@ -696,6 +696,13 @@ def describe(env: dict) -> str:
             f"ipyparallel {env['ipyparallel']}, jupyter_hub_ctl {env['jupyter_hub_ctl']} ({env['git']})")
 
 
+def log_environment() -> dict:
+    """``environment()``, logged in one line with where jupyter_hub_ctl was imported from."""
+    env = environment()
+    log(f"{describe(env)} from {imported_from()}")
+    return env
+
+
 # --------------------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -756,8 +763,7 @@ def main(argv=None) -> int:
     opts = parse_args(argv)
     use_checkout()  # our controller is started as `python -m jupyter_hub_ctl.controller`: this checkout's
     kinds = [opts.only] if opts.only else list(KINDS)
-    env = environment()
-    log(f"{describe(env)} from {imported_from()}")
+    env = log_environment()
     results: dict = {}
     failures: list = []
 

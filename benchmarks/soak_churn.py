@@ -37,10 +37,8 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     Failure,
     Managed,
     _raise_interrupt,
-    describe,
-    environment,
-    imported_from,
     log,
+    log_environment,
     ready_json,
     use_checkout,
 )
@@ -191,8 +189,7 @@ def main(argv=None) -> int:
     opts = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     atexit.register(Managed.stop_all)
-    env = environment()
-    log(f"{describe(env)} from {imported_from()}")
+    env = log_environment()
     results, failures = {}, []
     for kind in ([opts.only] if opts.only else ["ours", "ref"]):
         log(f"{LABEL[kind]}: {opts.minutes:g} min, {opts.engines} engines, one SIGKILLed every {opts.kill_every:g} s")

@@ -44,10 +44,8 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     _signal_all,
     _wait_gone,
     call_with_timeout,
-    describe,
-    environment,
-    imported_from,
     log,
+    log_environment,
     print_table,
     run_stopping_all,
     use_checkout,
@@ -123,13 +121,15 @@ class Stack(ClusterBase):
 
     dir_prefix = "hubctl-stack"
 
-    def __init__(self, kind: str, opts, tag: str, engines: int, connect: bool = True):
+    def __init__(self, kind: str, opts, tag: str, engines: int, connect: bool = True,
+                 controller_args=("--dictdb",)):
         super().__init__(kind, opts, tag)
         self.n_engines, self.connect = engines, connect
+        self.controller_args = list(controller_args)
 
     def _start(self) -> None:
         opts = self.opts
-        self.start_controller(["--dictdb"])
+        self.start_controller(self.controller_args)
         if self.connect:
             self.client = call_with_timeout(
                 lambda: make_client(self.kind, self.client_file, self.profile_dir, opts.start_timeout),
@@ -185,16 +185,13 @@ def _alive(pid: int) -> bool:
 
 
 # --------------------------------------------------------------------------- phases 1-4
-def phase_main(s: Stack, opts) -> dict:
-    rc = s.client
-    lview = rc.load_balanced_view()
-    out: dict = {}
-    # warm-up
+def lb_throughput(s: Stack, opts, label: str) -> dict:
+    """Warm up, then time ``opts.tasks`` load-balanced no-op ``apply_async`` (submit all, wait for all)."""
+    lview = s.client.load_balanced_view()
     get_all([lview.apply_async(noop) for _ in range(opts.warmup)], 60 + opts.warmup / 50, "warm-up")
-
-    # 1. LB throughput
     gc.collect()  # the other stack's Client from the phase before is freed now, not during a measurement
     a = s.snapshot()
+    cpu0 = s.controller.cpu_seconds()
     t0 = time.perf_counter()
     ars = [lview.apply_async(noop) for _ in range(opts.tasks)]
     t_sub = time.perf_counter() - t0
@@ -203,11 +200,21 @@ def phase_main(s: Stack, opts) -> dict:
     b = s.snapshot()
     del ars
     s.check_alive()
-    out["lb_tasks_per_s"] = opts.tasks / dt
-    out["lb_submit_per_s"] = opts.tasks / t_sub
-    out["background_cores"] = Stack.other_cores(a, b)
-    log(f"  {LABELS[s.kind]}: LB {out['lb_tasks_per_s']:.0f} tasks/s (submit {out['lb_submit_per_s']:.0f}/s), "
+    out = {"lb_tasks_per_s": opts.tasks / dt, "lb_submit_per_s": opts.tasks / t_sub,
+           "background_cores": Stack.other_cores(a, b),
+           "controller_cpu_ms_per_task": 1000 * (s.controller.cpu_seconds() - cpu0) / opts.tasks,
+           "stack_cpu_ms_per_task": 1000 * (b["own"] - a["own"]) / opts.tasks}
+    log(f"  {label}: LB {out['lb_tasks_per_s']:.0f} tasks/s (submit {out['lb_submit_per_s']:.0f}/s), "
+        f"controller {out['controller_cpu_ms_per_task']:.3f} ms CPU/task, "
         f"other load {out['background_cores']:.2f} cores")
+    return out
+
+
+def phase_main(s: Stack, opts) -> dict:
+    rc = s.client
+    lview = rc.load_balanced_view()
+    # 1. LB throughput
+    out = lb_throughput(s, opts, LABELS[s.kind])
 
     # 2. apply_sync latency on one engine
     dv = rc[rc.ids[0]]
@@ -438,6 +445,17 @@ def run(phase: str, kind: str, tag: str, fn, results: dict, failures: list) -> N
                          "log_dir": "(see above)"})
 
 
+def add_stack_options(p) -> None:
+    """The options a ``Stack`` and ``lb_throughput`` read (also used by the other benchmarks of stacks)."""
+    p.add_argument("--engines", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--ping", type=int, default=3000)
+    p.add_argument("--log-level", default="30")
+    p.add_argument("--start-timeout", type=float, default=60.0)
+    p.add_argument("--task-timeout", type=float, default=120.0)
+    p.add_argument("--json", metavar="OUT", help="also write every figure here")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -446,9 +464,7 @@ def parse_args(argv=None):
     p.add_argument("--only", choices=KINDS, help="one stack only")
     p.add_argument("--skip-128", action="store_true", help="skip the engine registration phase")
     p.add_argument("--skip-memory", action="store_true", help="skip the client memory phase")
-    p.add_argument("--json", metavar="OUT", help="also write every figure here")
-    p.add_argument("--engines", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=300)
+    add_stack_options(p)
     p.add_argument("--latency-calls", type=int, default=500)
     p.add_argument("--map-items", type=int, default=10000)
     p.add_argument("--push-mb", type=int, default=100)
@@ -456,10 +472,6 @@ def parse_args(argv=None):
     p.add_argument("--memory-tasks", type=int, default=100000)
     p.add_argument("--memory-batch", type=int, default=5000)
     p.add_argument("--many-engines", type=int, default=128)
-    p.add_argument("--ping", type=int, default=3000)
-    p.add_argument("--log-level", default="30")
-    p.add_argument("--start-timeout", type=float, default=60.0)
-    p.add_argument("--task-timeout", type=float, default=120.0)
     opts = p.parse_args(argv)
     opts.register_within = {"ours": 30.0, "ref": 60.0}
     return opts
@@ -468,8 +480,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     opts = parse_args(argv)
     kinds = [opts.only] if opts.only else list(KINDS)
-    env = environment()
-    log(f"{describe(env)} from {imported_from()}")
+    env = log_environment()
     results: dict = {}
     failures: list = []
 

@@ -9,6 +9,7 @@ from . import ops
 from .asyncresult import AsyncResult, CoalescedMessage, Message
 from .mapresult import AsyncMapResult
 from .partition import check_dist, joiner, part
+from .remotefunction import code_name, getname
 from .serialize import STAGE_MD, STAGE_MIN, STAGE_TYPE, oob_nbytes, serialize_call, stage_pieces
 from .views import View
 
@@ -35,7 +36,8 @@ class DirectView(View):
         client = self.client
         ids, single = self._ids_of(targets)
         bufs = serialize_call(f, args, kwargs)
-        md = dict(self._metadata(), stage_result=True) if stage_result else self._packed_metadata()
+        name = getname(f)
+        md = dict(self._metadata(name), stage_result=True) if stage_result else self._packed_metadata(name)
         track = self.track
         if stage and oob_nbytes(bufs) >= STAGE_MIN:
             futs = []
@@ -45,13 +47,13 @@ class DirectView(View):
                 for content, piece in stage_pieces(transfer, bufs):
                     client._send(b"m", client.session.serialize(STAGE_TYPE, content, metadata=STAGE_MD,
                                                                 buffers=[piece], idents=[uuid.encode()]))
-                staged_md = dict(self._metadata(), staged={"transfer": transfer, "count": len(bufs) - 1})
+                staged_md = dict(self._metadata(name), staged={"transfer": transfer, "count": len(bufs) - 1})
                 futs.append(client._submit(b"m", "apply_request", {}, staged_md, bufs[:1], ident=uuid, track=track))
         else:
             futs = [client._submit(b"m", "apply_request", {}, md, bufs, ident=client._uuid_of(t), track=track)
                     for t in ids]
         self._record(futs)
-        return AsyncResult(client, futs, fname=getattr(f, "__name__", "f"), single=single, targets=ids)
+        return AsyncResult(client, futs, fname=name, single=single, targets=ids)
 
     def _parallel_parts(self, n: int, chunksize) -> int:
         if chunksize is not None:
@@ -60,10 +62,10 @@ class DirectView(View):
             warnings.warn("`chunksize` is ignored unless load balancing", UserWarning, stacklevel=3)
         return len(self._ids_of()[0])
 
-    def _submit_parts(self, calls: list) -> list:
-        """``calls[i]`` (an ``(f, args)``) on the view's i-th engine."""
+    def _submit_parts(self, calls: list, name: Optional[str] = None) -> list:
+        """``calls[i]`` (an ``(f, args)``) on the view's i-th engine; ``name``: the tasks' name."""
         ids = self._ids_of()[0]
-        client, md, track = self.client, self._packed_metadata(), self.track
+        client, md, track = self.client, self._packed_metadata(name), self.track
         msgs = [client._submit(b"m", "apply_request", {}, md, serialize_call(f, args, {}), ident=client._uuid_of(t),
                                track=track) for (f, args), t in zip(calls, ids)]
         self._record(msgs)
@@ -81,7 +83,7 @@ class DirectView(View):
         error), as ipyparallel does; its values are ``ExecuteReply`` objects.
         """
         ids, single = self._ids_of(targets)
-        md = dict(self._metadata(), label=self.label if label is None else label)
+        md = dict(self._metadata(code_name(code)), label=self.label if label is None else label)
         content = {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False,
                    "store_history": not silent}
         client = self.client
@@ -222,10 +224,10 @@ class BroadcastView(DirectView):
         super().__init__(client, targets, **kw)
         self.is_coalescing = is_coalescing
 
-    def _send(self, msg_type: str, content: dict, bufs, fname: str, ids) -> AsyncResult:
+    def _send(self, msg_type: str, content: dict, bufs, fname: str, ids, name: Optional[str] = None) -> AsyncResult:
         client = self.client
         pairs = [[client._uuid_of(t), t] for t in ids]
-        md = dict(self._metadata(), targets=pairs, is_broadcast=True, is_coalescing=self.is_coalescing)
+        md = dict(self._metadata(name or fname), targets=pairs, is_broadcast=True, is_coalescing=self.is_coalescing)
         header = client.session.header(msg_type)
         orig = header["msg_id"]
         if self.is_coalescing:
@@ -252,14 +254,15 @@ class BroadcastView(DirectView):
     def _apply(self, f, args, kwargs, targets=None, stage: bool = False, stage_result: bool = False) -> AsyncResult:
         # one message for all targets, copied by the hub: no staging (the hub would copy the pieces)
         ids, _ = self._ids_of(targets)
-        return self._send("apply_request", {}, serialize_call(f, args, kwargs), getattr(f, "__name__", "f"), ids)
+        return self._send("apply_request", {}, serialize_call(f, args, kwargs), getname(f), ids)
 
     def execute(self, code: str, silent: bool = True, targets=None, block=None, label=None):
         content = {"code": code, "silent": silent, "user_expressions": {}, "allow_stdin": False}
         ids, _ = self._ids_of(targets)
         coalescing, self.is_coalescing = self.is_coalescing, False
         try:
-            ar = self._send("execute_request", content, [], "execute", ids)
+            with self.temp_flags(**({} if label is None else {"label": label})):
+                ar = self._send("execute_request", content, [], "execute", ids, code_name(code))
         finally:
             self.is_coalescing = coalescing
         return self._executed(ar, block)

@@ -1,4 +1,5 @@
-"""The Client's questions to the hub: results and records, history, queues, purge, resubmit (ipyparallel's API)."""
+"""The Client's questions to the hub: results and records, history, queues, purge, resubmit (ipyparallel's API);
+engine metrics and the task stream (extensions of this hub)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,40 @@ class HubQueries:
 
     def health(self) -> dict:
         return self._hub("health_request", {})["content"]
+
+    def engine_metrics(self, targets=None, history: int = 0) -> dict:
+        """What our engines report of themselves, as kept by the hub (any thread may ask).
+
+        Returns ``{"interval": s, "engines": {id: {"latest": sample, "history": [sample, ...]}},
+        "hosts": {name: {"time", "load1", "cpus", "mem_total", "mem_used"}}}``: the hub's
+        reporting interval (0: off), for each engine (``targets``: an id or a list; None: all)
+        its latest sample (None for engines that report nothing, such as ipyparallel's) and up
+        to ``history`` earlier ones, oldest first, and the latest figures of their hosts.  A
+        sample is ``{"time", "cpu", "rss", "threads", "task", "task_name", "host", "pid"}``:
+        hub time (epoch s), CPU % (100 = one core), resident bytes, threads, the msg_id and
+        name of the running task (None when idle), and where the engine runs.
+        """
+        if isinstance(targets, int):
+            targets = [targets]
+        content = self._hub("engine_metrics_request", {"targets": targets, "history": history})["content"]
+        return {"interval": content["interval"],
+                "engines": {int(k): v for k, v in content["engines"].items()},
+                "hosts": content["hosts"]}
+
+    def task_stream(self, since: Optional[float] = None, limit: int = 5000) -> dict:
+        """Tasks submitted, sent to an engine, seen running or finished since ``since``
+        (any thread may ask).
+
+        Returns ``{"now": t, "tasks": [...], "truncated": bool}``; pass ``now`` back as
+        ``since`` next time to get exactly what changed in between (``since=None``: the latest
+        changes).  Each task is ``{"msg_id", "engine_id", "name", "label", "submitted",
+        "started", "completed", "state"}``, oldest change first, times in epoch seconds;
+        ``state`` is ``pending`` (waiting for an engine), ``queued`` (sent to one), ``running``
+        (an engine reported it), ``ok``, ``error`` or ``aborted``.  ``truncated``: more than
+        ``limit`` changed and only the newest ``limit`` are listed.
+        """
+        content = self._hub("task_stream_request", {"since": since, "limit": limit})["content"]
+        return {"now": content["now"], "tasks": content["tasks"], "truncated": content["truncated"]}
 
 
 __all__ = ["HubQueries", "msg_ids_of"]

@@ -20,6 +20,15 @@ def getname(f) -> str:
     return str(f)
 
 
+def code_name(code: str) -> str:
+    """What the hub's task stream calls an execute request: its code's first non-blank line."""
+    for line in code.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= 80 else line[:79] + "…"
+    return "execute"
+
+
 def interactive(f):
     """Mark a function defined in a module to run on engines as if typed there: its globals are the
     engine's namespace (names pushed or imported there), not its module's."""
@@ -111,7 +120,7 @@ class ParallelFunction(RemoteFunction):
                     continue
                 calls.append((ops.map_chunk, (self.func, *args)) if mapping else (self.func, tuple(args)))
                 chunks.append(size)
-            children = view._submit_parts(calls)
+            children = view._submit_parts(calls, getname(self.func))
         ar = AsyncMapResult(view.client, children, fname=getname(self.func), chunks=chunks, ordered=self.ordered,
                             return_exceptions=self.return_exceptions, joiner=joiner(self.dist))
         return view._finish(ar, block)

@@ -15,11 +15,13 @@ from typing import Any, Optional
 from . import ops
 from .asyncresult import AsyncResult, Message
 from .dependency import Dependency
-from .remotefunction import ParallelFunction, RemoteFunction
+from .remotefunction import ParallelFunction, RemoteFunction, getname
 from ..wire.session import pack
 from .serialize import SERIALIZER, serialize_call
 
 _MISSING = object()
+#: request metadata key naming the task for the hub's task stream (the function's name)
+NAME_KEY = "hubctl_name"
 
 
 class View:
@@ -160,8 +162,12 @@ class View:
         return len(self.client)
 
     # ------------------------------------------------------------------ metadata of requests
-    def _metadata(self) -> dict:
-        return {"serializer": SERIALIZER, "label": self.label}
+    def _metadata(self, name: Optional[str] = None) -> dict:
+        """Request metadata; ``name``: what the hub's task stream calls the task (its function)."""
+        md = {"serializer": SERIALIZER, "label": self.label}
+        if name:
+            md[NAME_KEY] = name
+        return md
 
     def _cached_packed(self, key, build):
         """``pack(build())``, reused while ``key`` (the flags it depends on) stays the same."""
@@ -172,11 +178,11 @@ class View:
         self._md_cache = (key, packed)
         return packed
 
-    def _packed_metadata(self):
+    def _packed_metadata(self, name: Optional[str] = None):
         label = self.label
         if label is None or type(label) is str:
-            return self._cached_packed(("direct", label), self._metadata)
-        return self._metadata()
+            return self._cached_packed(("direct", label, name), lambda: self._metadata(name))
+        return self._metadata(name)
 
 
 def _dep_ids(dep) -> Any:
@@ -242,7 +248,7 @@ class LoadBalancedView(View):
                 _dep_ids(flags[name])  # TypeError/ValueError for what is not a dependency
         return super().set_flags(**flags)
 
-    def _task_metadata(self) -> dict:
+    def _task_metadata(self, name: Optional[str] = None) -> dict:
         targets = self.targets
         uuids = [] if targets is None else [self.client._uuid_of(t) for t in self.client._resolve_targets(targets)]
         retries = self.retries
@@ -256,21 +262,23 @@ class LoadBalancedView(View):
             "after": _dep_ids(self.after),
             "follow": _dep_ids(self.follow),
             "timeout": self.timeout,
+            NAME_KEY: name,
         }
 
-    def _packed_task_metadata(self):
-        """``_task_metadata()``, packed once for as long as the flags keep their defaults."""
+    def _packed_task_metadata(self, name: Optional[str] = None):
+        """``_task_metadata(name)``, packed once for as long as the flags keep their defaults."""
         retries, label = self.retries, self.label
         if self.targets is None and not self.after and not self.follow and self.timeout is None \
                 and type(retries) is int and retries >= 0 and (label is None or type(label) is str):
-            return self._cached_packed(("task", retries, label), self._task_metadata)
-        return pack(self._task_metadata())
+            return self._cached_packed(("task", retries, label, name), lambda: self._task_metadata(name))
+        return pack(self._task_metadata(name))
 
     def _apply(self, f, args, kwargs) -> AsyncResult:
         bufs = serialize_call(f, args, kwargs)
-        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(), bufs, track=self.track)
+        name = getname(f)
+        fut = self.client._submit(b"t", "apply_request", {}, self._packed_task_metadata(name), bufs, track=self.track)
         self.history.append(fut.msg_id)
-        return AsyncResult(self.client, [fut], fname=getattr(f, "__name__", "f"), single=True)
+        return AsyncResult(self.client, [fut], fname=name, single=True)
 
     def _parallel_parts(self, n: int, chunksize) -> int:
         chunksize = 1 if chunksize is None else chunksize
@@ -278,9 +286,10 @@ class LoadBalancedView(View):
             raise ValueError("chunksize must be a positive int")
         return math.ceil(n / chunksize)
 
-    def _submit_parts(self, calls: list) -> list:
-        """One task per ``(f, args)`` of ``calls``, with the view's flags (metadata packed once)."""
-        md = self._packed_task_metadata()
+    def _submit_parts(self, calls: list, name: Optional[str] = None) -> list:
+        """One task per ``(f, args)`` of ``calls``, with the view's flags (metadata packed once);
+        ``name``: the tasks' name in the hub's task stream."""
+        md = self._packed_task_metadata(name)
         submit, track = self.client._submit, self.track
         msgs = [submit(b"t", "apply_request", {}, md, serialize_call(f, args, {}), track=track) for f, args in calls]
         self._record(msgs)
@@ -311,7 +320,7 @@ class LoadBalancedView(View):
                                           state), lambda: state.update(cancelled=True))
 
     def _imap(self, f, sequences, ordered, max_outstanding, return_exceptions, chunksize, state):
-        md = pack(self._task_metadata())
+        md = pack(self._task_metadata(getname(f)))
         its = zip(*sequences)
         window: deque = deque()
         exhausted = False

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from ..wire.session import parse_date, utcnow
-from .records import DATE_KEYS, RECORD_KEYS
+from .records import DATE_KEYS, RECORD_KEYS, task_name
+
+#: most tasks one task_stream_request may ask for
+MAX_STREAM_LIMIT = 100000
 
 def _convert_dates(query):
     """ISO date strings under date keys become datetimes (recursively in operator dicts)."""
@@ -81,6 +86,8 @@ class HubQueries:
                 "registered": ec.registered, "queue": len(ec.queue), "tasks": len(ec.tasks),
                 "completed": len(ec.completed),
                 "last_heartbeat": None if beat is None else now_wall - (now_mono - beat),
+                "metrics": self.metrics.latest(eid),
+                "host_metrics": self.metrics.host_of(eid),
             })
         self._reply(idents, "engines_reply", {"status": "ok", "engines": engines,
                                               "unassigned": len(self.unassigned)}, parent=msg.header)
@@ -146,6 +153,33 @@ class HubQueries:
                 }
                 buffers.extend(rec.get("result_buffers") or [])
         self._reply(idents, "result_reply", reply, parent=msg.header, buffers=buffers)
+
+    async def task_stream(self, idents, msg) -> None:
+        """Tasks submitted, sent to an engine, seen running or finished since ``since`` (the
+        ``now`` of an earlier reply; null: ever), by the Hub's change stamps (an extension)."""
+        content = msg.content
+        since = content.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
+                                  or not math.isfinite(since)):
+            raise TypeError("since must be a number (epoch seconds) or null")
+        limit = content.get("limit", 5000)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_STREAM_LIMIT:
+            raise ValueError(f"limit must be an int from 1 to {MAX_STREAM_LIMIT}")
+        now = self.stamp()
+        rows, truncated = await self.db.atask_stream(since, now, limit)
+        ids = self.engine_ids
+        tasks = [{
+            "msg_id": row["msg_id"],
+            "engine_id": ids.get(row["engine_uuid"]) if row["engine_uuid"] else None,
+            "name": row["name"] or "",
+            "label": row["label"],
+            "submitted": _epoch(row["submitted"]),
+            "started": _epoch(row["started"]),
+            "completed": _epoch(row["completed"]),
+            "state": _state(row),
+        } for row in reversed(rows)]  # oldest change first
+        self._reply(idents, "task_stream_reply", {"status": "ok", "now": now, "tasks": tasks, "truncated": truncated},
+                    parent=msg.header)
 
     async def get_history(self, idents, msg) -> None:
         history = await self.db.aget_history()
@@ -240,7 +274,7 @@ class HubQueries:
             new_rec = dict(rec)
             new_rec.update(msg_id=new_id, header=header, metadata=md, content=content, buffers=buffers,
                            submitted=now, queue="task", engine_uuid=None, resubmitted=None,
-                           label=md.get("label"))
+                           label=md.get("label"), name=task_name(header, md), changed=self.stamp())
             for key in ("started", "completed", "received", "result_header", "result_metadata",
                         "result_content", "result_buffers", "execute_input", "execute_result", "error"):
                 new_rec[key] = None
@@ -253,3 +287,19 @@ class HubQueries:
         for old_id, new_id in resubmitted.items():
             self._db_call("update_record", old_id, {"resubmitted": new_id})
 
+
+STATES = ("pending", "queued", "running", "ok", "error", "aborted")
+
+
+def _state(row: dict) -> str:
+    """A task's state in the task stream (one of STATES)."""
+    if row["completed"] is not None:
+        status = row["status"]
+        return status if status in ("ok", "error", "aborted") else "error"
+    if row["started"] is not None:
+        return "running"
+    return "queued" if row["engine_uuid"] else "pending"
+
+
+def _epoch(value):
+    return value.timestamp() if value is not None else None

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from ..wire.session import Msg, parse_date
-
-RECORD_KEYS = (
-    "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
-    "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
-    "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
-    "execute_result", "error", "stdout", "stderr", "label",
-)
+from .db.base import RECORD_KEYS
 
 DATE_KEYS = ("submitted", "started", "completed", "received")
+#: request metadata key in which our client names the task (the function's name)
+NAME_KEY = "hubctl_name"
+MAX_NAME = 200
+
+
+def task_name(header: dict, md: dict) -> str:
+    """The task's name for the task stream: what the client named it, else its message type."""
+    name = md.get(NAME_KEY)
+    if isinstance(name, str) and name:
+        return name[:MAX_NAME]
+    return str(header.get("msg_type") or "")[:MAX_NAME]
 
 
 def empty_record() -> dict:
@@ -60,4 +65,6 @@ def init_record(msg: Msg) -> dict:
         "stdout": "",
         "stderr": "",
         "label": md.get("label") if isinstance(md.get("label"), str) else None,
+        "name": task_name(header, md),
+        "changed": None,  # the Hub's stamp, set when it stores the record
     }

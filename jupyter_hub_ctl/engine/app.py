@@ -35,6 +35,11 @@ class EngineApp(Application):
         60.0, config=True,
         help="Seconds without a heartbeat from the controller after which the engine exits.")
     ident = Unicode("", config=True, help="Engine uuid (default: a new random id).")
+    metrics_interval = Float(
+        -1.0, config=True,
+        help="Seconds between this engine's reports of its CPU, memory, threads and running task to "
+        "the hub (0: none; -1: as the hub says in its registration reply, Hub.metrics_interval). "
+        "A hub that does not take reports (ipcontroller) gets none.")
 
     aliases = {
         "file": "EngineApp.url_file",
@@ -46,6 +51,7 @@ class EngineApp(Application):
         "timeout": "EngineApp.timeout",
         "controller-timeout": "EngineApp.controller_timeout",
         "ident": "EngineApp.ident",
+        "metrics-interval": "EngineApp.metrics_interval",
         "log-level": "Application.log_level",
     }
     flags = {
@@ -87,7 +93,8 @@ class EngineApp(Application):
 
         info = self.connection_info()
         session = make_session(info, self.ident or None)
-        engine = Engine(info, session, self.requested_id(), self.timeout, self.controller_timeout)
+        engine = Engine(info, session, self.requested_id(), self.timeout, self.controller_timeout,
+                        self.metrics_interval)
         try:
             engine.register()
         except RegistrationError as e:

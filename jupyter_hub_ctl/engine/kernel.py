@@ -18,6 +18,7 @@ from ..wire.session import MessageError, WireSession, frame_bytes, new_id, pack,
 from .executor import OK_CONTENT, Executor, error_content
 from ..wire.reader import recv_frames, send_frames
 from .iopub import IOPub, OutStream
+from .metrics import MetricsReporter
 
 log = logging.getLogger("jupyter_hub_ctl.engine")
 _OK = pack(OK_CONTENT)  # the executor's reply content for a successful apply, sent packed once
@@ -61,7 +62,8 @@ class Engine:
     """One engine process's runtime."""
 
     def __init__(self, info: dict, session: WireSession, requested_id: Optional[int] = None,
-                 registration_timeout: float = 5.0, controller_timeout: float = 60.0):
+                 registration_timeout: float = 5.0, controller_timeout: float = 60.0,
+                 metrics_interval: float = -1.0):
         self.info = info
         self.session = session
         self.uuid = session.session
@@ -73,6 +75,10 @@ class Engine:
         self.hb_period = 3.0
         self.ctx = zmq.Context()
         self.parent: Optional[dict] = None
+        self.task: Optional[tuple] = None  # (msg_id, name, started epoch) while a request runs
+        self.metrics_override = metrics_interval  # >= 0: used instead of the hub's interval
+        self.metrics_interval = 0.0
+        self.reporter: Optional[MetricsReporter] = None
         self.aborted: set = set()
         self.abort_all = False
         self.exiting = False
@@ -126,6 +132,24 @@ class Engine:
             raise RegistrationError(f"registration refused: {c.get('ename')}: {c.get('evalue')}")
         self.id = int(c["id"])
         self.hb_period = max(0.01, float(c.get("hb_period", 3000)) / 1000.0)
+        self._set_metrics_interval(c.get("metrics_interval"))
+
+    def _set_metrics_interval(self, hub_interval) -> None:
+        """Report metrics as often as the hub asks (or our override says); a hub that does not
+        name an interval in its registration reply takes no reports (e.g. ipcontroller)."""
+        if isinstance(hub_interval, bool) or not isinstance(hub_interval, (int, float)):
+            interval = 0.0
+        else:
+            interval = self.metrics_override if self.metrics_override >= 0 else max(0.0, float(hub_interval))
+        self.metrics_interval = interval
+        if self.reporter is not None:
+            self.reporter.interval = interval
+        elif interval > 0 and getattr(self, "shell", None) is not None:
+            self._start_reporter()
+
+    def _start_reporter(self) -> None:
+        self.reporter = MetricsReporter(self, self.metrics_interval)
+        self.reporter.start()
 
     def connect(self) -> None:
         ctx = self.ctx
@@ -153,6 +177,8 @@ class Engine:
         self.stderr = OutStream("stderr", self._publish_stream)
         self._flusher = threading.Thread(target=self._flush_loop, name="hubctl-flush", daemon=True)
         self._flusher.start()
+        if self.metrics_interval > 0:
+            self._start_reporter()
 
     # ------------------------------------------------------------------ output
     def _publish_stream(self, name: str, text: str) -> None:
@@ -308,6 +334,8 @@ class Engine:
             self._send(idents, reply_type, {"status": "aborted"}, parent, reply_md)
             return
         self.parent = msg.header
+        name = md.get("hubctl_name")
+        self.task = (msg.msg_id, name if isinstance(name, str) else msg_type, time.time())
         self.outputs = 0
         compat = md.get("serializer") != SERIALIZER  # a peer that waits for busy/idle
         if compat:
@@ -347,6 +375,7 @@ class Engine:
             reply_md["staged"] = {"transfer": msg.msg_id, "count": len(buffers) - 1}
             reply_md["nbuffers"] = 1
             buffers = buffers[:1]
+        self.task = None
         self._send(idents, reply_type, _OK if content is OK_CONTENT else content, parent, reply_md, buffers)
         self.parent = None
 
@@ -434,6 +463,8 @@ class Engine:
     def close(self) -> None:
         """Unregister, close this thread's sockets, let the others end, terminate the context."""
         self.exiting = True
+        if self.reporter is not None:
+            self.reporter.stop()
         for s in (getattr(self, "stdout", None), getattr(self, "stderr", None)):
             if s is not None:
                 s.flush()

@@ -12,7 +12,6 @@ and the tasks of one reply agree.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 
@@ -23,9 +22,6 @@ from .clients import connected, kernel_of, notification_endpoint
 from .handlers import HubCtlHandler
 from .models import iso, queues_model
 
-#: most task changes one dashboard reply may carry (the hub's own bound is larger)
-MAX_STREAM_LIMIT = 20_000
-DEFAULT_STREAM_LIMIT = 5_000
 EMPTY_QUEUES = {"engines": {}, "unassigned": 0, "totals": {"queue": 0, "tasks": 0, "completed": 0}}
 
 
@@ -35,7 +31,7 @@ class DashboardHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        since, limit = self._window()
+        since, limit = self.stream_window()
         stream, error = None, None
         queues = self.monitor.queues.get(hub_id) or EMPTY_QUEUES
         client = self.monitor.clients.get(hub_id)
@@ -43,35 +39,23 @@ class DashboardHandler(HubCtlHandler):
             error = "the hub is not running" if self.monitor.models[hub_id]["state"] != "running" \
                 else "the server is not connected to the hub yet"
         else:
-            status, stream = await asyncio.gather(asyncio.to_thread(lambda: client.queue_status()),
-                                                  asyncio.to_thread(lambda: client.task_stream(since, limit)),
+            status, stream = await asyncio.gather(asyncio.to_thread(self.bounded, client, "queue_status"),
+                                                  asyncio.to_thread(self.bounded, client, "task_stream", since, limit),
                                                   return_exceptions=True)
             if not isinstance(status, BaseException):
                 queues = queues_model(status)
-            if isinstance(stream, BaseException):  # e.g. a controller without the task stream
+            if isinstance(stream, BaseException):  # e.g. ipcontroller, which has no task stream
                 error = f"{type(stream).__name__}: {str(stream).splitlines()[0][:200] if str(stream) else ''}"
                 stream = None
         self.write_json({
             "time": iso(time.time()),
             "hub": self.monitor.models[hub_id],
             "engines": self.monitor.engines.get(hub_id, []),
+            "hosts": self.monitor.hosts.get(hub_id, {}),
             "queues": queues,
             "stream": stream,
             "stream_error": error,
         })
-
-    def _window(self) -> tuple:
-        raw_since = self.get_argument("since", "")
-        try:
-            since = float(raw_since) if raw_since else None
-            limit = int(self.get_argument("limit", str(DEFAULT_STREAM_LIMIT)))
-        except ValueError:
-            self.fail(400, "since must be a number and limit an integer")
-        if since is not None and not math.isfinite(since):
-            self.fail(400, "since must be a finite number")
-        if not 1 <= limit <= MAX_STREAM_LIMIT:
-            self.fail(400, f"limit must be from 1 to {MAX_STREAM_LIMIT}")
-        return since, limit
 
 
 class ClientsHandler(HubCtlHandler):

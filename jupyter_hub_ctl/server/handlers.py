@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 from jupyter_server.auth.decorator import authorized
@@ -16,10 +17,14 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from ..controller.queries import MAX_STREAM_LIMIT
 from .models import (MIN_ENGINES, BadRequest, check_n, check_name, check_options, check_profile, hub_model, iso,
                      launcher_schema)
 
 MAX_BODY = 64 * 1024
+
+#: task changes one task-stream or dashboard reply carries unless ``?limit=`` says otherwise
+DEFAULT_STREAM_LIMIT = 5000
 
 
 class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
@@ -63,6 +68,24 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
         if record is None or hub_id not in self.monitor.models:
             self.fail(404, f"no hub {hub_id!r}")
         return record
+
+    def stream_window(self) -> tuple:
+        """``?since=`` (epoch seconds, finite; absent: the latest changes) and ``?limit=`` of a task-stream request."""
+        try:
+            since = self.get_argument("since", "")
+            since = float(since) if since else None
+            limit = int(self.get_argument("limit", str(DEFAULT_STREAM_LIMIT)))
+        except ValueError:
+            self.fail(400, "since must be a number (epoch seconds) and limit an integer")
+        if (since is not None and not math.isfinite(since)) or not 1 <= limit <= MAX_STREAM_LIMIT:
+            self.fail(400, f"since must be finite and limit 1-{MAX_STREAM_LIMIT}")
+        return since, limit
+
+    def bounded(self, client, query: str, *args):
+        """``client.<query>(*args)``, its reply awaited no longer than the monitor's queries (worker thread):
+        dashboards ask every second, and a hung hub must not hold a thread for the client's default timeout."""
+        with client.query_time_limit(self.monitor.query_timeout):
+            return getattr(client, query)(*args)
 
     def write_json(self, data, status: int = 200) -> None:
         self.set_status(status)
@@ -173,7 +196,8 @@ class EnginesHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        self.write_json({"engines": self.monitor.engines.get(hub_id, []), "time": iso(time.time())})
+        self.write_json({"engines": self.monitor.engines.get(hub_id, []),
+                         "hosts": self.monitor.hosts.get(hub_id, {}), "time": iso(time.time())})
 
 
 class QueuesHandler(HubCtlHandler):
@@ -239,6 +263,26 @@ class TasksHandler(HubCtlHandler):
         self.write_json({"tasks": page, "total": len(records), "offset": offset, "limit": limit})
 
 
+class TaskStreamHandler(HubCtlHandler):
+    """Tasks submitted, sent to an engine, seen running or finished since ``?since=`` (the ``now``
+    of the previous answer; absent: the latest changes), at most ``?limit=`` (default 5000)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, hub_id):
+        await self.ext.ready()
+        self.hub_record(hub_id)
+        client = self.monitor.clients.get(hub_id)
+        if client is None:
+            self.fail(409, f"hub {hub_id!r} is not reachable")
+        since, limit = self.stream_window()
+        try:
+            stream = await asyncio.to_thread(self.bounded, client, "task_stream", since, limit)
+        except Exception as e:
+            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+        self.write_json(stream)
+
+
 class ConnectionHandler(HubCtlHandler):
     @web.authenticated
     @authorized
@@ -293,6 +337,7 @@ def handlers() -> list:
         (rf"/hubctl/api/hubs/{hub}/engines/?", EnginesHandler),
         (rf"/hubctl/api/hubs/{hub}/queues/?", QueuesHandler),
         (rf"/hubctl/api/hubs/{hub}/tasks/?", TasksHandler),
+        (rf"/hubctl/api/hubs/{hub}/tasks/stream/?", TaskStreamHandler),
         (rf"/hubctl/api/hubs/{hub}/connection/?", ConnectionHandler),
         (rf"/hubctl/api/hubs/{hub}/dashboard/?", DashboardHandler),
         (rf"/hubctl/api/hubs/{hub}/clients/?", ClientsHandler),

@@ -129,9 +129,43 @@ def engine_model(e: dict) -> dict:
         "tasks": e.get("tasks", 0),
         "completed": e.get("completed", 0),
         "last_heartbeat": iso(e.get("last_heartbeat")),
-        "metrics": e.get("metrics"),
-        "host_metrics": e.get("host_metrics"),
+        "metrics": metrics_model(e.get("metrics")),
     }
+
+
+METRICS_KEYS = ("time", "cpu", "rss", "threads", "task", "task_name")
+HOST_KEYS = ("time", "load1", "cpus", "mem_total", "mem_used")
+
+
+def metrics_model(sample) -> Optional[dict]:
+    """An engine's latest metrics as the hub reports them (None: it reports none): ``time``
+    (epoch s, hub clock), ``cpu`` (% of one core), ``rss`` (bytes), ``threads``, and the running
+    task's ``task`` (msg_id) and ``task_name`` (None while idle)."""
+    if not isinstance(sample, dict):
+        return None
+    return {key: sample.get(key) for key in METRICS_KEYS}
+
+
+#: engine events carry the engines' metrics only up to this many engines (REST always has them)
+EVENT_METRICS_ENGINES = 256
+
+
+def engines_event(hub_id: str, hub: dict, engines: list, hosts: dict) -> dict:
+    """The ``engines`` event: sent when a hub's engines change and when they report new metrics."""
+    if len(engines) > EVENT_METRICS_ENGINES:
+        engines = [dict(e, metrics=None) for e in engines]
+        hosts = {}
+    return {"action": "engines", "hub_id": hub_id, "hub": hub, "engines": engines, "hosts": hosts}
+
+
+def hosts_model(engines: list) -> dict:
+    """The latest figures of each host the engines (as the hub lists them) report from."""
+    hosts = {}
+    for e in engines:
+        figures = e.get("host_metrics")
+        if isinstance(figures, dict) and e.get("host"):
+            hosts[e["host"]] = {key: figures.get(key) for key in HOST_KEYS}
+    return hosts
 
 
 def queues_model(status: dict) -> dict:

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
-from .models import engine_model, health_model, hub_model, iso, queues_model
+from .models import engine_model, engines_event, health_model, hosts_model, hub_model, iso, queues_model
 
 log = logging.getLogger("jupyter_hub_ctl.server")
 
@@ -45,6 +45,7 @@ class HubMonitor:
         self.records: Dict[str, dict] = {}
         self.models: Dict[str, dict] = {}
         self.engines: Dict[str, list] = {}
+        self.hosts: Dict[str, dict] = {}  # hub id -> figures per host its engines report from
         self.queues: Dict[str, dict] = {}
         self.health: Dict[str, Optional[dict]] = {}  # hub id -> health_model (None: the hub did not say)
         self.clients: Dict[str, object] = {}
@@ -205,6 +206,7 @@ class HubMonitor:
         """Forget what a hub's queries told (it no longer runs)."""
         self._drop_client(hub_id)
         self.engines.pop(hub_id, None)
+        self.hosts.pop(hub_id, None)
         self.queues.pop(hub_id, None)
         self.health.pop(hub_id, None)
         self._silent_since.pop(hub_id, None)
@@ -239,13 +241,16 @@ class HubMonitor:
             return
         self._silent_since.pop(hub_id, None)
         self.health[hub_id] = health
+        self.hosts[hub_id] = hosts_model(engines)
         engines = [engine_model(e) for e in engines]
         queues = queues_model(status)
-        changed = [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in self.engines.get(hub_id, [])]
+        before = self.engines.get(hub_id, [])
+        changed = [(e["id"], e["uuid"]) for e in engines] != [(e["id"], e["uuid"]) for e in before]
+        reported = [e["metrics"] for e in engines] != [e["metrics"] for e in before]  # new metrics
         self.engines[hub_id] = engines
         self._publish(hub_id)
-        if changed:
-            self.emit({"action": "engines", "hub_id": hub_id, "hub": self.models[hub_id], "engines": engines})
+        if changed or reported:
+            self.emit(engines_event(hub_id, self.models[hub_id], engines, self.hosts[hub_id]))
         if queues != self.queues.get(hub_id):
             self.queues[hub_id] = queues
             self.emit({"action": "queues", "hub_id": hub_id, "queues": queues})

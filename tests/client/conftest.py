@@ -40,6 +40,15 @@ def hub(tmp_path_factory):
     h.stop()
 
 
+@pytest.fixture(scope="module")
+def live_hub(tmp_path_factory):
+    """Two engines reporting metrics every 0.2 s (the hub keeps 8 each), records in SQLite."""
+    h = Hub(tmp_path_factory.mktemp("live"), 2,
+            ["--Hub.metrics_interval=0.2", "--Hub.metrics_history=8", "--sqlitedb"]).start()
+    yield h
+    h.stop()
+
+
 @pytest.fixture
 def fresh_hub(tmp_path):
     """A hub of its own, for tests that kill engines or stop the hub."""

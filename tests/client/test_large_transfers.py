@@ -63,7 +63,7 @@ def test_engine_reports_a_push_whose_pieces_did_not_arrive(rc):
     dv = rc[rc.ids[0]]
     client = rc
     head = serialize.serialize_call(ops.push, ({"e": big(4, 1)},), {})[:1]
-    md = dict(dv._metadata(), staged={"transfer": "never-sent", "count": 1})
+    md = dict(dv._metadata("push"), staged={"transfer": "never-sent", "count": 1})
     fut = client._submit(b"m", "apply_request", {}, md, head, ident=client._uuid_of(rc.ids[0]))
     from jupyter_hub_ctl.client.asyncresult import AsyncResult
     from jupyter_hub_ctl.client.errors import RemoteError
@@ -213,7 +213,7 @@ def test_engine_answers_a_push_too_large_to_hold_with_a_clear_error(rc):
     rc._send(b"m", rc.session.serialize(serialize.STAGE_TYPE, piece, metadata=serialize.STAGE_MD,
                                         buffers=[b"x" * 2**20], idents=[uuid.encode()]))
     head = serialize.serialize_call(ops.push, ({"h": big(12, 1)},), {})[:1]
-    md = dict(dv._metadata(), staged={"transfer": "huge", "count": 1})
+    md = dict(dv._metadata("push"), staged={"transfer": "huge", "count": 1})
     fut = rc._submit(b"m", "apply_request", {}, md, head, ident=uuid)
     with pytest.raises(RemoteError, match="no memory for"):
         AsyncResult(rc, [fut], single=True).get(30)

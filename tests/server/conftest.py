@@ -40,14 +40,14 @@ def jp_base_url():
     return "/a%40b/"  # an awkward prefix, as hosted deployments have
 
 
-async def wait_api(jp_fetch, path, cond, timeout=60.0, what=""):
-    """Poll a GET until ``cond(json)`` is truthy."""
+async def wait_api(jp_fetch, path, cond, timeout=60.0, what="", **fetch):
+    """Poll a GET (``fetch``: more arguments of jp_fetch, e.g. ``params``) until ``cond(json)`` is truthy."""
     import asyncio
 
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        resp = await jp_fetch(*path, method="GET", raise_error=False)
+        resp = await jp_fetch(*path, method="GET", raise_error=False, **fetch)
         if resp.code == 200:
             last = json.loads(resp.body)
             if cond(last):

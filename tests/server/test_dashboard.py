@@ -64,7 +64,9 @@ async def test_dashboard_reply_carries_engines_queues_and_the_task_stream(api, j
     metrics = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "dash", "dashboard"),
                              lambda d: all(e["metrics"] for e in d["engines"]), what="engine metrics")
     sample = metrics["engines"][0]["metrics"]
-    assert sample["rss"] > 0 and sample["cpu"] >= 0 and sample["pid"] == metrics["engines"][0]["pid"]
+    assert sample["rss"] > 0 and sample["cpu"] >= 0 and set(sample) == {"time", "cpu", "rss", "threads", "task",
+                                                                         "task_name"}
+    assert set(metrics["hosts"]) == {metrics["engines"][0]["host"]}
     assert (await api("DELETE", "hubs", "dash")).code == 204
 
 

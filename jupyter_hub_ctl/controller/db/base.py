@@ -35,6 +35,8 @@ RECORD_KEYS = (
     "stdout",
     "stderr",
     "label",
+    "name",
+    "changed",
 )
 #: keys outside the schema that the hub may still write (IOPub display data)
 EXTRA_KEYS = ("display_data",)
@@ -200,3 +202,35 @@ class BaseDB(LoggingConfigurable):
 
     async def aflush(self) -> bool:
         return self.flush()
+
+    def task_stream(self, since, until: float, limit: int) -> tuple[list[dict], bool]:
+        """Records whose ``changed`` stamp lies in ``(since, until]`` (``since`` None: no lower
+        bound), newest change first, at most ``limit``; and whether more than ``limit`` matched.
+
+        Each is a dict of :data:`STREAM_KEYS` (``status``: the result's status, None while
+        unfinished).  This generic form filters ``find_records``; stores override it with
+        an index on ``changed``.
+        """
+        cond = {"$lte": until} if since is None else {"$gt": since, "$lte": until}
+        found = self.find_records({"changed": cond}, list(STREAM_KEYS[1:-1]) + ["result_content"])
+        found.sort(key=lambda rec: rec["changed"], reverse=True)
+        return [stream_row(rec) for rec in found[:limit]], len(found) > limit
+
+    async def atask_stream(self, since, until: float, limit: int) -> tuple[list[dict], bool]:
+        return self.task_stream(since, until, limit)
+
+
+#: what a store reports of a record in the task stream (``status`` from ``result_content``)
+STREAM_KEYS = ("msg_id", "engine_uuid", "name", "label", "submitted", "started", "completed", "changed", "status")
+
+
+def result_status(result_content):
+    """The status of a finished task's result content (None while there is none)."""
+    return result_content.get("status") if isinstance(result_content, dict) else None
+
+
+def stream_row(rec: dict) -> dict:
+    """The task-stream fields of a record."""
+    row = {key: rec.get(key) for key in STREAM_KEYS[:-1]}
+    row["status"] = result_status(rec.get("result_content"))
+    return row

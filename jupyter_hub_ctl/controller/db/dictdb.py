@@ -9,8 +9,9 @@ from itertools import islice
 
 from traitlets import Float, Integer, observe, validate
 
-from .base import BUFFER_KEYS, TIMESTAMP_KEYS, BaseDB, as_bytes, check_keys, to_utc
+from .base import BUFFER_KEYS, TIMESTAMP_KEYS, BaseDB, as_bytes, check_keys, stream_row, to_utc
 from .query import compile_query
+from .stream import ChangeOrder
 
 _UTC = timezone.utc
 
@@ -95,6 +96,7 @@ class DictDB(BaseDB):
         # normally arrive oldest first, so culling takes the first ones instead of sorting
         self._ordered = True
         self._last_age = (0, 0.0)
+        self._changes = ChangeOrder()  # the task stream's index
         self._limits_changed(None)
 
     @observe("record_limit", "size_limit", "cull_fraction")
@@ -141,6 +143,7 @@ class DictDB(BaseDB):
     def _forget(self, msg_id: str) -> None:
         self._records.pop(msg_id, None)
         self._total_bytes -= self._sizes.pop(msg_id, 0)
+        self._changes.discard(msg_id)
 
     def _remember_culled(self, msg_id: str) -> None:
         self._culled[msg_id] = None
@@ -215,6 +218,7 @@ class DictDB(BaseDB):
             else:
                 self._last_age = age
         records[msg_id] = rec
+        self._changes.touch(msg_id, rec.get("changed"))
         if self._culled:
             self._culled.pop(msg_id, None)
         size = _nbytes(rec)
@@ -243,6 +247,8 @@ class DictDB(BaseDB):
     def _update(self, msg_id, current: dict, update: dict) -> None:
         update.pop("msg_id", None)
         current.update(update)
+        if "changed" in update:
+            self._changes.touch(msg_id, update["changed"])
         if "submitted" in update:
             self._ordered = False
         if "buffers" in update or "result_buffers" in update:
@@ -314,6 +320,10 @@ class DictDB(BaseDB):
                 sub["msg_id"] = msg_id
                 found.append(sub)
         return found
+
+    def task_stream(self, since, until, limit):
+        found, truncated = self._changes.newest(self._records, since, until, limit)
+        return [stream_row(rec) for rec in found], truncated
 
     def get_history(self):
         dated = [

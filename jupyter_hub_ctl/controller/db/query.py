@@ -237,10 +237,12 @@ def _sql_param(kind: str, value):
     """The SQL parameter for ``value`` in a column of ``kind``, or raise TypeError.
 
     Only values whose SQL comparison provably agrees with the Python one are
-    translated: strings in text columns and datetimes in time columns.
+    translated: strings in text columns, datetimes in time columns, numbers in real ones.
     """
     if kind == "text" and isinstance(value, str):
         return value
+    if kind == "real" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
     if kind == "time" and isinstance(value, datetime):
         return iso_utc(value)
     raise TypeError(value)
@@ -296,7 +298,7 @@ def _sql_condition(col: str, kind: str, cond: Condition, json_each: bool):
 def to_sql(conds: list[Condition], kinds: dict[str, str], json_each: bool = True):
     """Translate conditions for a table whose columns have the given kinds.
 
-    ``kinds`` maps column names to ``"text"``, ``"time"``, ``"json"`` or
+    ``kinds`` maps column names to ``"text"``, ``"time"``, ``"real"``, ``"json"`` or
     ``"bufs"``.  Returns ``(where, params, rest)`` where ``rest`` are the
     conditions that must still be applied in Python to the selected rows.
     Raises KeyError for a key that is not a column.

@@ -1,6 +1,6 @@
 """How task records are laid out in SQLite: columns and value encoding.
 
-Dicts are JSON text; timestamps ISO-8601 UTC text in one fixed format (so
+Dicts are JSON text; the Hub's change stamps REAL (epoch seconds); timestamps ISO-8601 UTC text in one fixed format (so
 text order is time order); a list of buffers is one blob: a 4-byte
 little-endian count, then for each buffer an 8-byte little-endian length and
 its bytes.  Plain string columns are declared without a type, so values keep
@@ -43,10 +43,14 @@ COLUMNS = (
     ("stderr", "text"),
     ("label", "text"),
     ("display_data", "json"),
+    ("name", "text"),
+    ("changed", "real"),
 )
 KINDS = dict(COLUMNS)
-DECLARED = {"text": "", "time": "TEXT", "json": "TEXT", "bufs": "BLOB"}
-INDEXED = ("submitted", "completed", "engine_uuid", "client_uuid")
+#: columns added after the first layout: a table without them gets them (ALTER TABLE)
+ADDED = ("name", "changed")
+DECLARED = {"text": "", "time": "TEXT", "json": "TEXT", "bufs": "BLOB", "real": "REAL"}
+INDEXED = ("submitted", "completed", "engine_uuid", "client_uuid", "changed")
 _INT64 = 2**63
 
 
@@ -66,10 +70,18 @@ def table_sql(table: str) -> str:
     return f"CREATE TABLE {quote(table)} ({columns})"
 
 
-def table_matches(info: list) -> bool:
-    """Whether ``PRAGMA table_info`` rows describe our column layout."""
+def missing_columns(info: list):
+    """The columns to add (ALTER TABLE) to the table ``PRAGMA table_info`` rows describe:
+    ``[]`` if it has our layout, a list of ``(column, declared type)`` if it has an earlier one
+    (without some of :data:`ADDED`), None if it is some other table."""
     expected = [("msg_id", "TEXT", 1)] + [(c, DECLARED[k], 0) for c, k in COLUMNS[1:]]
-    return [(r[1], r[2].upper(), r[5]) for r in info] == expected
+    found = [(r[1], r[2].upper(), r[5]) for r in info]
+    if found != expected[: len(found)]:
+        return None
+    missing = expected[len(found):]
+    if any(c not in ADDED for c, _, _ in missing):
+        return None
+    return [(c, declared) for c, declared, _ in missing]
 
 
 def pack_buffers(bufs) -> bytes:
@@ -127,6 +139,8 @@ def encode_value(key: str, kind: str, value, log: logging.Logger):
                 except ValueError:
                     return value
             return iso_utc(value)
+        if kind == "real":
+            return float(value)
         if isinstance(value, bool):
             return int(value)
         if isinstance(value, (str, float)):
@@ -143,7 +157,7 @@ def encode_value(key: str, kind: str, value, log: logging.Logger):
 
 def decode_value(key: str, kind: str, raw, log: logging.Logger):
     """The Python value of a stored SQL value; never raises."""
-    if raw is None or kind == "text":
+    if raw is None or kind in ("text", "real"):
         return raw
     try:
         if kind == "time":

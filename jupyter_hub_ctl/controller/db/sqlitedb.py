@@ -25,14 +25,15 @@ from traitlets import Float, Integer, Unicode, default, observe, validate
 from .base import BaseDB, DBOpenError, check_keys, iso_utc
 from .pending import DELETE, INSERT, UPDATE, DropMatching, PendingWrites
 from .query import Condition, match, parse_query, to_sql
+from .stream import sqlite_stream
 from .sqlformat import (
     COLUMNS,
     INDEXED,
     KINDS,
     decode_value,
     encode_value,
+    missing_columns,
     quote,
-    table_matches,
     table_sql,
 )
 
@@ -195,10 +196,13 @@ class SQLiteDB(BaseDB):
         for n in itertools.count():
             name = self.table if n == 0 else f"{self.table}_{n}"
             info = conn.execute(f"PRAGMA table_info({quote(name)})").fetchall()
-            if info and not table_matches(info):
+            missing = missing_columns(info) if info else []
+            if missing is None:
                 continue
             if not info:
                 conn.execute(table_sql(name))
+            for col, declared in missing:  # a table of an earlier version: add what it lacks
+                conn.execute(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(col)} {declared}".rstrip())
             for col in INDEXED:
                 conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {quote(f'{name}_{col}_idx')} "
@@ -618,6 +622,15 @@ class SQLiteDB(BaseDB):
 
     async def aget_history(self):
         return await self._acall(self._history)
+
+    def _stream_call(self, since, until, limit):
+        return lambda: sqlite_stream(self._conn, self._active_table, self._json_each, since, until, limit)
+
+    def task_stream(self, since, until, limit):
+        return self._call(self._stream_call(since, until, limit))
+
+    async def atask_stream(self, since, until, limit):
+        return await self._acall(self._stream_call(since, until, limit))
 
     def retain(self, older_than=None, max_records=0, max_bytes=0):
         return self._call(lambda: self._retain(older_than, max_records, max_bytes))
