@@ -1,7 +1,9 @@
 """What open hub dashboards cost the Jupyter server: CPU of the server process per dashboard.
 
-A real ``jupyter server`` with the extension, a hub started through its REST API, and a load
-generator (our client in a process of its own) keeping the hub's engines busy with short tasks.
+A real ``jupyter server`` with the extension, a hub of ``--engines`` real engines (64 by default)
+started through its REST API, and a load generator (our client in a process of its own) that
+first runs ``--finished`` short tasks (100,000 by default: the hub's history a dashboard must not
+pay for), then, with ``--load busy``, keeps the engines busy with short tasks while measuring.
 Each "dashboard" is a polling client doing exactly what the dashboard page does: one
 ``GET hubs/{id}/dashboard?since=<previous stream.now>&limit=10000`` a second. For 0, 1, 2, 4, ...
 dashboards in turn, the server process's CPU time (user + system of that process alone; the hub
@@ -10,7 +12,7 @@ increase over no dashboard, divided by the number of dashboards. Target: < 5 % o
 dashboard. ipyparallel has no dashboard to compare with; the figures are absolute.
 
     python benchmarks/dashboard_server_cost.py
-    python benchmarks/dashboard_server_cost.py --engines 4 --dashboards 0,1,2,4,8 --seconds 30
+    python benchmarks/dashboard_server_cost.py --engines 4 --finished 1000 --dashboards 0,1,2,4,8 --seconds 30
     python benchmarks/dashboard_server_cost.py --load idle
 """
 
@@ -44,17 +46,22 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     use_checkout,
 )
 
-#: the load generator: short tasks, one map after the other, counting what finished
+#: the load generator: the history first (argv[3] tasks, then "filled"), then, unless argv[4] is
+#: "idle", short tasks one map after the other, counting what finished
 LOAD = """
 import sys, time
 from jupyter_hub_ctl import Client
 rc = Client(sys.argv[1])
-rc.wait_for_engines(int(sys.argv[2]), timeout=120)
+rc.wait_for_engines(int(sys.argv[2]), timeout=300)
 lview = rc.load_balanced_view()
 def work(x):
     return x
+history = int(sys.argv[3])
+for first in range(0, history, 10000):
+    lview.map_sync(work, range(first, min(history, first + 10000)))
+print("filled", history, flush=True)
 done, started = 0, time.monotonic()
-while True:
+while sys.argv[4] != "idle":
     lview.map_sync(work, range(500))
     done += 500
     print(f"{done} {time.monotonic() - started:.3f}", flush=True)
@@ -141,12 +148,16 @@ def measure(server: Server, hub_id: str, dashboards: int, seconds: float, load) 
     pollers = [Dashboard(server, hub_id, stop) for _ in range(dashboards)]
     for p in pollers:
         p.start()
-    time.sleep(2.0)  # every poller past its first (largest) reply
-    done_before = load.done() if load else 0
+    deadline = time.monotonic() + 60
+    while any(len(p.latencies) < 2 for p in pollers):  # every poller past its first (largest) reply
+        if time.monotonic() > deadline or any(p.errors for p in pollers):
+            raise Failure(f"dashboards got no replies: {[e for p in pollers for e in p.errors][:3]}")
+        time.sleep(POLL)
+    done_before = load.done()
     cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
     time.sleep(seconds)
     cpu, wall = server.cpu_seconds() - cpu_before, time.monotonic() - wall_before
-    done = (load.done() - done_before) if load else 0
+    done = load.done() - done_before
     stop.set()
     for p in pollers:
         p.join(10)
@@ -164,21 +175,28 @@ def measure(server: Server, hub_id: str, dashboards: int, seconds: float, load) 
 class Load:
     """The load generator process, and how many tasks it has finished."""
 
-    def __init__(self, connection_file: str, engines: int, root: str, env: dict):
-        self.proc = Managed("load", [sys.executable, "-u", "-c", LOAD, connection_file, str(engines)], env, root,
-                            f"{root}/load.log")
+    def __init__(self, connection_file: str, engines: int, history: int, load: str, root: str, env: dict):
+        self.proc = Managed("load", [sys.executable, "-u", "-c", LOAD, connection_file, str(engines), str(history),
+                                     load], env, root, f"{root}/load.log")
         self.log_path = f"{root}/load.log"
 
-    def done(self) -> int:
+    def lines(self) -> list:
         with open(self.log_path) as f:
-            lines = [line.split() for line in f if line.strip() and line.split()[0].isdigit()]
-        return int(lines[-1][0]) if lines else 0
+            return [line.split() for line in f if line.strip()]
+
+    def filled(self) -> bool:
+        return any(line[0] == "filled" for line in self.lines())
+
+    def done(self) -> int:
+        counts = [int(line[0]) for line in self.lines() if line[0].isdigit()]
+        return counts[-1] if counts else 0
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--engines", type=int, default=4, help="engines of the hub")
+    p.add_argument("--engines", type=int, default=64, help="engines of the hub")
+    p.add_argument("--finished", type=int, default=100_000, help="tasks run before measuring (the hub's history)")
     p.add_argument("--dashboards", default="0,1,2,4", help="numbers of open dashboards to measure, in turn")
     p.add_argument("--seconds", type=float, default=20.0, help="measuring time per number of dashboards")
     p.add_argument("--load", choices=["busy", "idle"], default="busy",
@@ -202,12 +220,14 @@ def main(argv=None) -> int:
         server = Server(root)
         server.wait(lambda: server.request("GET", "version")[0], 60, "the server")
         server.request("POST", "hubs", {"name": "bench", "n": opts.engines})
-        server.wait(lambda: server.request("GET", "hubs/bench")[0]["engines"] == opts.engines, 120,
+        server.wait(lambda: server.request("GET", "hubs/bench")[0]["engines"] == opts.engines, 600,
                     f"{opts.engines} engines")
-        load = None
+        connection = server.request("GET", "hubs/bench/connection")[0]["connection_file"]
+        load = Load(connection, opts.engines, opts.finished, opts.load, root, server.env)
+        began = time.monotonic()
+        server.wait(load.filled, 3600, f"{opts.finished} finished tasks")
+        log(f"{opts.finished} tasks finished in {time.monotonic() - began:.0f} s")
         if opts.load == "busy":
-            connection = server.request("GET", "hubs/bench/connection")[0]["connection_file"]
-            load = Load(connection, opts.engines, root, server.env)
             server.wait(lambda: load.done() > 0, 60, "the first tasks of the load")
         for k in counts:
             log(f"measuring {k} dashboard(s) for {opts.seconds:g} s")
@@ -216,7 +236,8 @@ def main(argv=None) -> int:
 
     interrupted = run_stopping_all(run)
     base = next((r["server_cpu_pct"] for r in results if r["dashboards"] == 0), None)
-    print(f"\nserver CPU with open dashboards ({opts.engines} engines, load {opts.load}, {opts.seconds:g} s each)")
+    print(f"\nserver CPU with open dashboards ({opts.engines} engines, {opts.finished} finished tasks before, "
+          f"load {opts.load}, {opts.seconds:g} s each)")
     print(f"{'dashboards':>10} {'server CPU':>11} {'per dashboard':>14} {'tasks/s':>8} {'latency p50':>12} "
           f"{'reply':>9} {'changes/reply':>14}")
     for r in results:

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..wire.connection import connection_file_paths, read_connection_file
 from . import processes, state
+from .lifecycle import MIN_ENGINES
 from .errors import ClusterError, ControllerExited, EngineStartFailed, HubNotRunning, HubStopping, RegistrationTimeout
 from .supervision import LIVE
 
@@ -186,8 +187,8 @@ class EngineOpsMixin:
         return self._sync(self._op(self._scale(n)))
 
     async def _scale(self, n: int) -> list:
-        if n < 0:
-            raise ValueError("cannot scale to a negative number of engines")
+        if n < MIN_ENGINES:
+            raise ValueError(f"cannot scale to fewer than {MIN_ENGINES} engines")
         await self._ensure_running()
         current = self._live_count()
         if self._attached:

@@ -119,8 +119,10 @@ class HubMagics(Magics):
         cl = cfg.Cluster
         n = args.n if args.n is not None else self.default_n
         if n is not None:
-            if n < 0:
-                raise UsageError("%hub start: -n must be 0 or more")
+            from ..cluster.lifecycle import MIN_ENGINES
+
+            if n < MIN_ENGINES:
+                raise UsageError(f"%hub start: -n must be {MIN_ENGINES} or more")
             cl.n = n
         cl.engine_launcher = args.launcher or self.default_launcher
         if args.profile:

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
+from ..cluster.lifecycle import MIN_ENGINES
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STATES = ("stopped", "starting", "running", "stopping", "failed")
@@ -238,9 +240,6 @@ def check_profile(value: Any) -> str:
     return value
 
 
-#: the fewest engines a hub may be started or scaled with, everywhere (REST, panel, magic, CLI):
-#: 0 runs the controller alone (engines are added later by scaling, or started elsewhere)
-MIN_ENGINES = 0
 
 
 def check_n(value: Any, max_engines: int) -> int:
