@@ -69,6 +69,14 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(404, f"no hub {hub_id!r}")
         return record
 
+    def hub_client(self, hub_id: str):
+        """The server's client of a listed hub; 409 when it has none (the hub does not run or answer)."""
+        self.hub_record(hub_id)
+        client = self.monitor.clients.get(hub_id)
+        if client is None:
+            self.fail(409, f"hub {hub_id!r} is not reachable")
+        return client
+
     def stream_window(self) -> tuple:
         """``?since=`` (epoch seconds, finite; absent: the latest changes) and ``?limit=`` of a task-stream request."""
         try:
@@ -219,10 +227,7 @@ class TasksHandler(HubCtlHandler):
     @authorized
     async def get(self, hub_id):
         await self.ext.ready()
-        self.hub_record(hub_id)
-        client = self.monitor.clients.get(hub_id)
-        if client is None:
-            self.fail(409, f"hub {hub_id!r} is not reachable")
+        client = self.hub_client(hub_id)
         try:
             limit = int(self.get_argument("limit", "50"))
             offset = int(self.get_argument("offset", "0"))
@@ -271,10 +276,7 @@ class TaskStreamHandler(HubCtlHandler):
     @authorized
     async def get(self, hub_id):
         await self.ext.ready()
-        self.hub_record(hub_id)
-        client = self.monitor.clients.get(hub_id)
-        if client is None:
-            self.fail(409, f"hub {hub_id!r} is not reachable")
+        client = self.hub_client(hub_id)
         since, limit = self.stream_window()
         try:
             stream = await asyncio.to_thread(self.bounded, client, "task_stream", since, limit)

@@ -191,7 +191,9 @@ def test_dashboard_from_the_panel_follows_500_tasks_on_3_engines(page, themed_la
             break
     assert tooltip.is_visible() and "work" in tooltip.inner_text()
     assert dataset(page, stream).get("paused") == "true"  # the bar under the pointer holds still
-    screenshot(page.locator(f"{DASHBOARD} .jp-HubCtl-dashStream"), f"{theme}-task-stream-hover")
+    screenshot(page.locator(DASHBOARD), f"{theme}-task-stream-hover")  # the tooltip reaches past the chart
+    tip, area = tooltip.bounding_box(), page.locator(DASHBOARD).bounding_box()
+    assert area["y"] <= tip["y"] and tip["y"] + tip["height"] <= area["y"] + area["height"]  # not cut off
     page.mouse.down()
     page.mouse.up()
     pinned = page.locator(tid("hubctl-task-pinned"))

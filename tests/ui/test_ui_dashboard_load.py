@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from support.procs import WaitTimeout
+
 from .lab import SERVER_EXTENSION_MISSING, wait_for
 from .ui_helpers import open_lab, open_panel, tid
 
@@ -28,6 +30,10 @@ FRAME_GAPS_JS = """() => new Promise(done => {
   const step = t => { gaps.push(t - last); last = t; if (t < end) requestAnimationFrame(step); else done(gaps); };
   requestAnimationFrame(step);
 })"""
+
+
+#: every data-* attribute of an element
+DATASET_JS = "sel => Object.assign({}, document.querySelector(sel).dataset)"
 
 
 def figures(page) -> dict:
@@ -79,7 +85,11 @@ def test_dashboard_of_64_engines_and_100000_tasks_stays_responsive(page, big_lab
     assert "seconds" in done, "the 100,000 tasks did not finish"
 
     row = page.locator(".jp-HubCtl-progressRow").first
-    wait_for(lambda: row.get_attribute("data-done") == str(TASKS), 60, "every task counted")
+    try:
+        wait_for(lambda: row.get_attribute("data-done") == str(TASKS), 60, "every task counted")
+    except WaitTimeout:
+        raise AssertionError(f"counted done={row.get_attribute('data-done')} of total={row.get_attribute('data-total')};"
+                             f" dashboard {page.evaluate(DATASET_JS, DASHBOARD)}; while the tasks ran: {during}")
     assert row.get_attribute("data-total") == str(TASKS)
     after = figures(page)
     gaps = sorted(page.evaluate(FRAME_GAPS_JS))

@@ -14,8 +14,19 @@ import { DashboardStore } from './store';
 /** How often (ms) a visible dashboard asks the server. */
 export const FEED_INTERVAL = 1000;
 
-/** Most task changes one reply may carry. */
-export const STREAM_LIMIT = 10_000;
+/**
+ * Most task changes the first reply carries: the latest of the hub's history,
+ * as much as the task stream's window shows.
+ */
+export const FIRST_LIMIT = 10_000;
+
+/**
+ * Most task changes a later reply carries: the hub's own maximum, so that a
+ * burst (100,000 tasks submitted at once) is taken in whole, once, and every
+ * task is counted; only more changes than this between two replies leave some
+ * out (the dashboard then says so).
+ */
+export const STREAM_LIMIT = 100_000;
 
 /** Ingest times kept for the responsiveness figures. */
 const INGEST_SAMPLES = 120;
@@ -83,7 +94,11 @@ export class DashboardFeed {
 
   private async _tick(): Promise<void> {
     try {
-      const snapshot = await this._api.dashboard(this.hubId, this.store.since, STREAM_LIMIT);
+      const snapshot = await this._api.dashboard(
+        this.hubId,
+        this.store.since,
+        this.store.since === null ? FIRST_LIMIT : STREAM_LIMIT
+      );
       const started = performance.now();
       this.store.ingest(snapshot, started);
       this._ingestMs.push(performance.now() - started);

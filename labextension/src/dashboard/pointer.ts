@@ -110,9 +110,26 @@ export class TaskStreamPointer {
     const width = this._chart.node.clientWidth;
     const left = x + 12 + this.tooltip.offsetWidth > width ? x - 12 - this.tooltip.offsetWidth : x + 12;
     this.tooltip.style.left = `${Math.max(0, left)}px`;
-    this.tooltip.style.top = `${y + 12}px`;
+    this.tooltip.style.top = `${this._tooltipTop(y)}px`;
     this._chart.canvas.style.cursor = 'pointer';
   };
+
+  /**
+   * Below the pointer, or above it where the dashboard's visible area ends
+   * first (a notebook output, a short main-area tab), never above that area.
+   */
+  private _tooltipTop(y: number): number {
+    const height = this.tooltip.offsetHeight;
+    const area = this._chart.node.closest('.jp-HubCtl-dashboard')?.getBoundingClientRect();
+    if (!area) {
+      return y + 12;
+    }
+    const box = this._chart.node.getBoundingClientRect();
+    if (box.top + y + 12 + height <= area.bottom) {
+      return y + 12;
+    }
+    return Math.max(area.top - box.top, y - 12 - height);
+  }
 
   private _onLeave = (): void => {
     this._chart.hold = null;
