@@ -14,19 +14,18 @@ import { DashboardStore } from './store';
 /** How often (ms) a visible dashboard asks the server. */
 export const FEED_INTERVAL = 1000;
 
-/**
- * Most task changes the first reply carries: the latest of the hub's history,
- * as much as the task stream's window shows.
- */
+/** Most task changes the first reply carries: the latest of the hub's history. */
 export const FIRST_LIMIT = 10_000;
 
 /**
- * Most task changes a later reply carries: the hub's own maximum, so that a
- * burst (100,000 tasks submitted at once) is taken in whole, once, and every
- * task is counted; only more changes than this between two replies leave some
- * out (the dashboard then says so).
+ * Most task changes a later reply carries. The hub keeps the newest changes
+ * of a reply that would carry more; the older ones of that interval are not
+ * sent again (the dashboard then says changes were skipped, and its counts
+ * miss those tasks). Larger replies after a burst (100,000 tasks submitted at
+ * once) took the hub longer than the server's query timeout, and a dashboard
+ * that asks again from the same point never caught up.
  */
-export const STREAM_LIMIT = 100_000;
+export const STREAM_LIMIT = 10_000;
 
 /** Ingest times kept for the responsiveness figures. */
 const INGEST_SAMPLES = 120;

@@ -79,6 +79,8 @@ export class DashboardStore {
   readonly groups = new Map<string, IGroup>();
   /** Hub time of the last reply that left changes out (more changed than one reply carries). */
   truncatedAt: number | null = null;
+  /** How many replies left changes out. */
+  truncatedReplies = 0;
   /** Why the task stream is not available (null while it is). */
   streamError: string | null = null;
   /** How far (ms) this browser's clock runs ahead of the server's. */
@@ -118,6 +120,7 @@ export class DashboardStore {
     if (snapshot.stream) {
       if (snapshot.stream.truncated) {
         this.truncatedAt = now;
+        this.truncatedReplies++;
       }
       for (const task of snapshot.stream.tasks) {
         this._take(task, now);

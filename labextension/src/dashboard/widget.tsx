@@ -106,6 +106,7 @@ export class DashboardWidget extends ReactWidget {
   private _onData(): void {
     this.node.dataset.status = this.feed.status;
     this.node.dataset.ingestMs = this.feed.ingestMs.toFixed(2);
+    this.node.dataset.truncatedReplies = String(this.store.truncatedReplies);
     this.node.dataset.ingestP50 = quantile([...this.feed.ingestTimes], 0.5).toFixed(2);
     this.node.dataset.ingestP95 = quantile([...this.feed.ingestTimes], 0.95).toFixed(2);
     this._pointer.refresh();
