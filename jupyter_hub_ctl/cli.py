@@ -49,8 +49,10 @@ def _build_config(args):
         cfg.merge(loader_cls(os.path.basename(path), os.path.dirname(path)).load_config())
     c = cfg.Cluster
     if args.n is not None:
-        if args.n < 0:
-            raise CLIError("-n must be 0 or more", USAGE)
+        from .cluster.lifecycle import MIN_ENGINES
+
+        if args.n < MIN_ENGINES:
+            raise CLIError(f"-n must be {MIN_ENGINES} or more", USAGE)
         c.n = args.n
     for opt, trait in (("launcher", "engine_launcher"), ("profile", "profile"), ("profile_dir", "profile_dir"),
                        ("ip", "controller_ip"), ("location", "controller_location"), ("db", "db"),

@@ -72,7 +72,8 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
                          config=True)
     profile = Unicode("default", config=True, help="Profile name (directory profile_<name> in the IPython dir).")
     profile_dir = Unicode(config=True, help="Profile directory (default: <IPYTHONDIR>/profile_<profile>).")
-    n = Integer(None, allow_none=True, config=True, help="Engines to start with the hub (default: CPU count).")
+    n = Integer(None, allow_none=True, min=lifecycle.MIN_ENGINES, config=True,
+                help="Engines to start with the hub (default: CPU count; 0: the controller alone).")
     engine_launcher = Unicode("local", config=True,
                               help="Engine launcher: a name from the jupyter_hub_ctl.launchers entry points "
                                    "(local, mpi, ssh, slurm, pbs, sge, lsf) or an import string.")

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..wire.connection import connection_file_paths, read_connection_file
 from . import processes, state
+from .lifecycle import MIN_ENGINES
 from .errors import ClusterError, ControllerExited, EngineStartFailed, HubNotRunning, HubStopping, RegistrationTimeout
 from .supervision import LIVE
 
@@ -186,13 +187,14 @@ class EngineOpsMixin:
         return self._sync(self._op(self._scale(n)))
 
     async def _scale(self, n: int) -> list:
-        if n < 0:
-            raise ValueError("cannot scale to a negative number of engines")
+        if n < MIN_ENGINES:
+            raise ValueError(f"cannot scale to fewer than {MIN_ENGINES} engines")
         await self._ensure_running()
         current = self._live_count()
         if self._attached:
             current += sum(e.get("count", 1) for e in self._foreign_engines())
         self.n = n
+        self._commit(n=n)  # the requested count shows at once (the panel: "scaling 2 → 3", not "3/2")
         if n > current:
             await self._add_engines(n - current)
         elif n < current:

@@ -21,6 +21,11 @@ from typing import Optional
 from . import state
 from .errors import HubNotFound, HubNotRunning, HubStopping
 
+#: the fewest engines a hub may be started or scaled with, everywhere (Cluster, REST and panel,
+#: ``%hub start``, ``jupyter hubctl start``): 0 runs the controller alone, and engines come later
+#: by scaling or are started elsewhere
+MIN_ENGINES = 0
+
 
 def request_stop(hub_id: str) -> Optional[dict]:
     """Ask the hub's owner to stop it; the record as written, None if the hub has no state file."""
@@ -49,8 +54,8 @@ def request_scale(hub_id: str, n: int) -> dict:
 
     HubNotFound without a state file; HubStopping or HubNotRunning when the hub cannot be scaled.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError("n must be a non-negative int")
+    if not isinstance(n, int) or isinstance(n, bool) or n < MIN_ENGINES:
+        raise ValueError(f"n must be an int, {MIN_ENGINES} or more")
 
     def change(record):
         refusal = scale_refusal(record)

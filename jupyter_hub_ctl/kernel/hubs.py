@@ -102,6 +102,16 @@ class HubConnection:
         view.start()
         return self._keep(view)
 
+    def dashboard(self):
+        """The hub's live dashboard (task stream, throughput, engines, progress) as a notebook output.
+
+        JupyterLab 4 and Notebook 7 draw it from the Jupyter server, live while cells run;
+        other frontends show a snapshot.
+        """
+        from .dashboard import Dashboard
+
+        return Dashboard(self.id, self.client)
+
     def wait_for_engines(self, n: int, timeout: Optional[float] = None) -> list:
         from .widgets import wait_for_engines
 

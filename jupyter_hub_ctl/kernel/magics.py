@@ -24,7 +24,7 @@ _registries: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _hub_parser() -> _Parser:
     p = _Parser(prog="%hub", description="Start, find, inspect and stop hubs from this kernel.")
-    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,connect,status,engines,results}",
+    sub = p.add_subparsers(dest="command", metavar="{start,stop,list,connect,status,engines,results,dashboard}",
                            parser_class=_Parser)
     s = sub.add_parser("start", help="start a hub (in the background) and connect to it",
                        description="Start a hub owned by a background process, wait for its engines, connect.")
@@ -46,7 +46,8 @@ def _hub_parser() -> _Parser:
     c.add_argument("id")
     c.add_argument("--name", default=None, help="variable to bind the connection to (default: hub)")
     for name, text in (("status", "a live status widget of a hub"), ("engines", "the engines of a hub"),
-                       ("results", "a browser of a hub's task records")):
+                       ("results", "a browser of a hub's task records"),
+                       ("dashboard", "a hub's live dashboard: task stream, throughput, engines, progress")):
         q = sub.add_parser(name, help=f"{text} (default: the connected one)")
         q.add_argument("id", nargs="?", default=None)
     return p
@@ -102,7 +103,7 @@ class HubMagics(Magics):
         except ValueError as e:
             raise UsageError(f"%hub: {e}") from None
         if not argv:
-            raise UsageError("%hub needs a command: start, stop, list, connect, status, engines or results\n"
+            raise UsageError("%hub needs a command: start, stop, list, connect, status, engines, results or dashboard\n"
                              + self.parser.format_usage().rstrip())
         try:
             args = self.parser.parse_args(argv)
@@ -118,8 +119,10 @@ class HubMagics(Magics):
         cl = cfg.Cluster
         n = args.n if args.n is not None else self.default_n
         if n is not None:
-            if n < 0:
-                raise UsageError("%hub start: -n must be 0 or more")
+            from ..cluster.lifecycle import MIN_ENGINES
+
+            if n < MIN_ENGINES:
+                raise UsageError(f"%hub start: -n must be {MIN_ENGINES} or more")
             cl.n = n
         cl.engine_launcher = args.launcher or self.default_launcher
         if args.profile:
@@ -258,6 +261,9 @@ class HubMagics(Magics):
 
     def _cmd_results(self, args):
         return self._conn(args.id, "results").results()
+
+    def _cmd_dashboard(self, args):
+        return self._conn(args.id, "dashboard").dashboard()
 
 
 class PxMagics(ParallelMagics):

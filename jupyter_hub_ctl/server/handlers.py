@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -18,10 +19,13 @@ from tornado import web
 
 from ..controller.queries import MAX_STREAM_LIMIT
 from ..wire.session import MessageError, unpack
-from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, BadRequest, check_n, check_name, check_options, check_profile,
-                     engines_page, hub_model, launcher_schema)
+from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, MIN_ENGINES, BadRequest, check_n, check_name, check_options,
+                     check_profile, engines_page, hub_model, iso, launcher_schema)
 
 MAX_BODY = 64 * 1024
+
+#: task changes one task-stream or dashboard reply carries unless ``?limit=`` says otherwise
+DEFAULT_STREAM_LIMIT = 5000
 
 
 class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
@@ -65,6 +69,32 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
         if record is None or hub_id not in self.monitor.models:
             self.fail(404, f"no hub {hub_id!r}")
         return record
+
+    def hub_client(self, hub_id: str):
+        """The server's client of a listed hub; 409 when it has none (the hub does not run or answer)."""
+        self.hub_record(hub_id)
+        client = self.monitor.clients.get(hub_id)
+        if client is None:
+            self.fail(409, f"hub {hub_id!r} is not reachable")
+        return client
+
+    def stream_window(self) -> tuple:
+        """``?since=`` (epoch seconds, finite; absent: the latest changes) and ``?limit=`` of a task-stream request."""
+        try:
+            since = self.get_argument("since", "")
+            since = float(since) if since else None
+            limit = int(self.get_argument("limit", str(DEFAULT_STREAM_LIMIT)))
+        except ValueError:
+            self.fail(400, "since must be a number (epoch seconds) and limit an integer")
+        if (since is not None and not math.isfinite(since)) or not 1 <= limit <= MAX_STREAM_LIMIT:
+            self.fail(400, f"since must be finite and limit 1-{MAX_STREAM_LIMIT}")
+        return since, limit
+
+    def bounded(self, client, query: str, *args):
+        """``client.<query>(*args)``, its reply awaited no longer than the monitor's queries (worker thread):
+        dashboards ask every second, and a hung hub must not hold a thread for the client's default timeout."""
+        with client.query_time_limit(self.monitor.query_timeout):
+            return getattr(client, query)(*args)
 
     def write_json(self, data, status: int = 200) -> None:
         self.set_status(status)
@@ -150,12 +180,19 @@ class HubHandler(HubCtlHandler):
     @web.authenticated
     @authorized("execute")
     async def delete(self, hub_id):
-        """Stop, whatever the hub is doing (a start is cancelled): 204 once its processes are gone."""
+        """Stop, whatever the hub is doing (a start is cancelled): 204 once its processes are gone.
+        ``?keep=true``: the hub stays listed as stopped until dismissed. An ended hub kept listed
+        is dismissed (forgotten)."""
         await self.ext.ready()
         self.check_id(hub_id)
+        if self.monitor.dismiss(hub_id):
+            self.set_status(204)
+            self.finish()
+            return
+        keep = self.get_argument("keep", "false").lower() in ("1", "true", "yes")
         self.monitor.stopping(hub_id)
         existed = await asyncio.to_thread(self.ext.stop_hub, hub_id)
-        self.monitor.removed(hub_id)
+        self.monitor.removed(hub_id, keep=keep)
         if not existed:
             self.fail(404, f"no hub {hub_id!r}")
         self.set_status(204)
@@ -179,7 +216,7 @@ class EnginesHandler(HubCtlHandler):
         if not (1 <= limit <= ENGINE_PAGE_MAX and offset >= 0):
             self.fail(400, f"limit must be 1-{ENGINE_PAGE_MAX} and offset non-negative")
         self.write_json(dict(engines_page(self.monitor.engines.get(hub_id, []), offset, limit),
-                             hosts=self.monitor.hosts.get(hub_id, {})))
+                             hosts=self.monitor.hosts.get(hub_id, {}), time=iso(time.time())))
 
 
 class QueuesHandler(HubCtlHandler):
@@ -201,10 +238,7 @@ class TasksHandler(HubCtlHandler):
     @authorized
     async def get(self, hub_id):
         await self.ext.ready()
-        self.hub_record(hub_id)
-        client = self.monitor.clients.get(hub_id)
-        if client is None:
-            self.fail(409, f"hub {hub_id!r} is not reachable")
+        client = self.hub_client(hub_id)
         try:
             limit = int(self.get_argument("limit", "50"))
             offset = int(self.get_argument("offset", "0"))
@@ -253,24 +287,10 @@ class TaskStreamHandler(HubCtlHandler):
     @authorized
     async def get(self, hub_id):
         await self.ext.ready()
-        self.hub_record(hub_id)
-        client = self.monitor.clients.get(hub_id)
-        if client is None:
-            self.fail(409, f"hub {hub_id!r} is not reachable")
+        client = self.hub_client(hub_id)
+        since, limit = self.stream_window()
         try:
-            since = self.get_argument("since", "")
-            since = float(since) if since else None
-            limit = int(self.get_argument("limit", "5000"))
-        except ValueError:
-            self.fail(400, "since must be a number (epoch seconds) and limit an integer")
-        if (since is not None and not math.isfinite(since)) or not 1 <= limit <= MAX_STREAM_LIMIT:
-            self.fail(400, f"since must be finite and limit 1-{MAX_STREAM_LIMIT}")
-        def ask():  # bounded like the monitor's queries: a dashboard asks every second
-            with client.query_time_limit(self.monitor.query_timeout):
-                return client.task_stream(since, limit)
-
-        try:
-            stream = await asyncio.to_thread(ask)
+            stream = await asyncio.to_thread(self.bounded, client, "task_stream", since, limit)
         except Exception as e:
             self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
         self.write_json(stream)
@@ -303,7 +323,9 @@ class LaunchersHandler(HubCtlHandler):
             except Exception:
                 continue
             out.append({"name": name, "description": description, "schema": schema})
-        self.write_json({"launchers": out, "default": self.ext.default_launcher})
+        self.write_json({"launchers": out, "default": self.ext.default_launcher,
+                         "engines": {"default": self.ext.default_n, "minimum": MIN_ENGINES,
+                                     "maximum": self.ext.max_engines}})
 
 
 class VersionHandler(HubCtlHandler):
@@ -319,6 +341,8 @@ class VersionHandler(HubCtlHandler):
 
 
 def handlers() -> list:
+    from .dashboard import ClientsHandler, DashboardHandler
+
     hub = r"(?P<hub_id>[^/]+)"
     return [
         (r"/hubctl/api/hubs/?", HubsHandler),
@@ -328,6 +352,8 @@ def handlers() -> list:
         (rf"/hubctl/api/hubs/{hub}/tasks/?", TasksHandler),
         (rf"/hubctl/api/hubs/{hub}/tasks/stream/?", TaskStreamHandler),
         (rf"/hubctl/api/hubs/{hub}/connection/?", ConnectionHandler),
+        (rf"/hubctl/api/hubs/{hub}/dashboard/?", DashboardHandler),
+        (rf"/hubctl/api/hubs/{hub}/clients/?", ClientsHandler),
         (r"/hubctl/api/launchers/?", LaunchersHandler),
         (r"/hubctl/api/version/?", VersionHandler),
     ]

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
 
+from ..cluster.lifecycle import MIN_ENGINES
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STATES = ("stopped", "starting", "running", "stopping", "failed")
@@ -85,6 +87,30 @@ def hub_model(record: dict, engines: Optional[int] = None, health: Optional[dict
         "profile": profile_name(record.get("profile_dir") or ""),
         "created": record.get("created"),
         "updated": record.get("updated"),
+        "ended": ended_model(record, error) if state in ("stopped", "failed") else None,
+    }
+
+
+#: most lines (and characters per line) of a log tail in a hub model
+LOG_TAIL_LINES = 20
+LOG_LINE_CHARS = 200
+
+
+def ended_model(record: dict, error) -> dict:
+    """How a stopped or failed hub ended, from its record: when, why (the error's first line), the
+    exit codes its processes left, and the log lines its error quotes."""
+    def code(process) -> Optional[int]:
+        exit_info = (process or {}).get("exit") if isinstance(process, dict) else None
+        return exit_info.get("code") if isinstance(exit_info, dict) else None
+
+    text = str(error or "")
+    tail = text.split("last log lines:", 1)[1].splitlines() if "last log lines:" in text else []
+    return {
+        "time": record.get("updated"),
+        "reason": _short(error),
+        "exit_codes": {"controller": code(record.get("controller")),
+                       "engines": [code(e) for e in record.get("engines") or () if code(e) is not None]},
+        "log_tail": [line.strip()[:LOG_LINE_CHARS] for line in tail if line.strip()][-LOG_TAIL_LINES:],
     }
 
 
@@ -93,7 +119,7 @@ def _short(error) -> Optional[str]:
     if not error:
         return None
     line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return re.sub(r"(/[^\s:'\"]+)+", "<path>", line)[:300]
+    return re.sub(r"(/[^\s:'\",()]+)+", "<path>", line)[:300]
 
 
 def engine_model(e: dict) -> dict:
@@ -175,26 +201,44 @@ def first_page_counts(queues: dict, engines: list) -> dict:
 
 
 # ---------------------------------------------------------------- launcher option schemas
+#: words of option names, as people write them in a label
+_LABEL_WORDS = {"cmd": "command", "args": "arguments", "dir": "directory", "regexp": "pattern", "mpi": "MPI",
+                "ssh": "SSH", "id": "ID", "ids": "IDs"}
+
+
+def option_title(name: str) -> str:
+    """A label for an option: ``engine_cmd`` -> "Engine command"."""
+    words = [_LABEL_WORDS.get(w, w) for w in name.split("_") if w]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def _scalar_schema(trait) -> Optional[dict]:
+    for kind, name in ((Bool, "boolean"), (Integer, "integer"), (Float, "number"), (Unicode, "string")):
+        if isinstance(trait, kind):
+            return {"type": name}
+    return None
+
+
 def _trait_schema(trait) -> Optional[dict]:
-    help_text = trait.help or ""
-    if isinstance(trait, Bool):
-        schema: dict = {"type": "boolean"}
-    elif isinstance(trait, Integer):
-        schema = {"type": "integer"}
-    elif isinstance(trait, Float):
-        schema = {"type": "number"}
-    elif isinstance(trait, Unicode):
-        schema = {"type": "string"}
-    elif isinstance(trait, List):
+    """The JSON schema of a launcher option for the create form: type, default, a label, the help,
+    and whether it is advanced (options not tagged ``basic=True`` are)."""
+    schema = _scalar_schema(trait)
+    if schema is None and isinstance(trait, List):
         schema = {"type": "array", "items": {"type": "string"}}
-    elif isinstance(trait, Dict):
-        schema = {"type": "object", "additionalProperties": {"type": "string"}}
-    else:
+    elif schema is None and isinstance(trait, Dict):
+        values = _scalar_schema(trait._value_trait) if trait._value_trait is not None else None
+        schema = {"type": "object", "additionalProperties": values or {"type": "string"}}
+    if schema is None:
         return None
     default = trait.default_value
     if isinstance(default, (bool, int, float, str, list, dict)) and not (isinstance(default, str) and os.sep in default):
         schema["default"] = default
-    schema["description"] = help_text
+    schema["title"] = trait.metadata.get("title") or option_title(trait.name)
+    schema["description"] = trait.help or ""
+    schema["advanced"] = not trait.metadata.get("basic", False)
+    if "example" in trait.metadata:
+        schema["examples"] = [trait.metadata["example"]]
     return schema
 
 
@@ -220,10 +264,19 @@ def check_profile(value: Any) -> str:
     return value
 
 
+
+
 def check_n(value: Any, max_engines: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= max_engines:
-        raise BadRequest(f"n must be an integer from 1 to {max_engines}")
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_ENGINES <= value <= max_engines:
+        raise BadRequest(f"n must be an integer from {MIN_ENGINES} to {max_engines}")
     return value
+
+
+_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
+
+
+def _is_json_type(value: Any, kind: str) -> bool:
+    return isinstance(value, _JSON_TYPES[kind]) and (kind == "boolean" or not isinstance(value, bool))
 
 
 def check_options(options: Any, cls) -> dict:
@@ -235,15 +288,20 @@ def check_options(options: Any, cls) -> dict:
     out = {}
     for key, value in options.items():
         trait = allowed.get(key)
-        if trait is None or _trait_schema(trait) is None:
+        schema = _trait_schema(trait) if trait is not None else None
+        if schema is None:
             raise BadRequest(f"unknown option {key!r} for this launcher")
-        try:
-            trait.validate(None, value) if not isinstance(trait, (List, Dict)) else None
-        except Exception:
-            raise BadRequest(f"option {key!r} has an invalid value") from None
-        if isinstance(trait, List) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise BadRequest(f"option {key!r} must be a list of strings")
-        if isinstance(trait, Dict) and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
-            raise BadRequest(f"option {key!r} must be an object of strings")
+        if schema["type"] == "array":
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise BadRequest(f"option {key!r} must be a list of strings")
+        elif schema["type"] == "object":
+            kind = schema["additionalProperties"]["type"]
+            if not (isinstance(value, dict) and all(_is_json_type(v, kind) for v in value.values())):
+                raise BadRequest(f"option {key!r} must be an object of {kind} values")
+        else:
+            try:
+                trait.validate(None, value)
+            except Exception:
+                raise BadRequest(f"option {key!r} has an invalid value") from None
         out[key] = value
     return out

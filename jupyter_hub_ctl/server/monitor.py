@@ -14,10 +14,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
-from .models import (engine_model, engines_event, first_page_counts, health_model, hosts_model, hub_model,
+from .models import (engine_model, engines_event, first_page_counts, health_model, hosts_model, hub_model, iso,
                      queues_model)
 
 log = logging.getLogger("jupyter_hub_ctl.server")
+
+#: most ended hubs kept listed until dismissed (past it, the ones that ended first go)
+MAX_ENDED = 50
 
 
 class HubMonitor:
@@ -28,6 +31,10 @@ class HubMonitor:
     dead or hung hub delays no other and is shown as not answering.  A hub whose processes
     are gone is shown failed at the next listing; changes made through this server (a
     started or stopped hub) show at once.
+
+    A hub whose state file goes away (stopped by another tool, or here with ``keep``) stays
+    listed as ended, with what its last record said, until it is dismissed; so does a failed
+    hub, whose state file stays.
     """
 
     def __init__(self, emit: Callable[[dict], None], interval: float = 2.0, query_timeout: float = 3.0,
@@ -49,6 +56,7 @@ class HubMonitor:
         self._silent_since: Dict[str, float] = {}  # hub id -> when it last stopped answering
         self._polls: Dict[str, asyncio.Task] = {}  # hub id -> its query in progress
         self._changed_here: Dict[str, float] = {}  # hub id -> monotonic time this server started/stopped it
+        self.ended: Dict[str, float] = {}  # hub id -> when its state file was seen gone (listed until dismissed)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._task: Optional[asyncio.Task] = None
         self._wake: Optional[asyncio.Event] = None
@@ -106,6 +114,7 @@ class HubMonitor:
         model["state"] = "starting"
         hub_id = model["id"]
         self._changed_here[hub_id] = time.monotonic()
+        self.ended.pop(hub_id, None)  # a new hub under the name of an ended one
         self.records[hub_id] = record
         self.models[hub_id] = model
         self.emit({"action": "state", "hub_id": hub_id, "hub": model})
@@ -120,11 +129,18 @@ class HubMonitor:
             self.models[hub_id] = model = dict(model, state="stopping", engines=0, health=None)
             self.emit({"action": "state", "hub_id": hub_id, "hub": model})
 
-    def removed(self, hub_id: str) -> None:
-        """A hub this server stopped: gone from the listing at once."""
+    def removed(self, hub_id: str, keep: bool = False) -> None:
+        """A hub this server stopped: gone from the listing at once, or (``keep``) listed as ended."""
         self._changed_here[hub_id] = time.monotonic()
         if hub_id in self.models:
-            self._forget(hub_id)
+            self._end(hub_id) if keep else self._forget(hub_id)
+
+    def dismiss(self, hub_id: str) -> bool:
+        """Forget an ended hub kept listed; False if ``hub_id`` is not one."""
+        if self.ended.pop(hub_id, None) is None:
+            return False
+        self._forget(hub_id)
+        return True
 
     # ------------------------------------------------------------------ refresh
     async def refresh(self) -> None:
@@ -141,6 +157,7 @@ class HubMonitor:
             seen.add(hub_id)
             if self._changed_here.get(hub_id, 0.0) > began:
                 continue  # started or stopped here after this listing was read
+            self.ended.pop(hub_id, None)  # listed again: a new hub under an ended one's name
             self.records[hub_id] = record
             if record.get("alive") and record.get("state") == "running":
                 self._query_soon(hub_id)
@@ -148,8 +165,8 @@ class HubMonitor:
                 self._drop_live(hub_id)
             self._publish(hub_id)
         for hub_id in list(self.models):
-            if hub_id not in seen and self._changed_here.get(hub_id, 0.0) <= began:
-                self._forget(hub_id)
+            if hub_id not in seen and hub_id not in self.ended and self._changed_here.get(hub_id, 0.0) <= began:
+                self._end(hub_id)
         for hub_id, when in list(self._changed_here.items()):
             if when <= began:
                 del self._changed_here[hub_id]
@@ -167,9 +184,21 @@ class HubMonitor:
                 self.emit({"action": "state", "hub_id": hub_id, "hub": model})
         self._announce_health(hub_id)
 
+    def _end(self, hub_id: str) -> None:
+        """The hub's state file is gone: listed as ended (as its last record said) until dismissed."""
+        record = self.records.get(hub_id) or {"id": hub_id}
+        state = "failed" if record.get("state") == "failed" else "stopped"
+        self._drop_live(hub_id)
+        self.records[hub_id] = dict(record, state=state, status=state, alive=False, updated=iso(time.time()))
+        self.ended[hub_id] = time.time()
+        self._publish(hub_id)
+        for old in sorted(self.ended, key=self.ended.get)[:-MAX_ENDED]:
+            self.dismiss(old)
+
     def _forget(self, hub_id: str) -> None:
         self.models.pop(hub_id, None)
         self.records.pop(hub_id, None)
+        self.ended.pop(hub_id, None)
         self._announced_health.pop(hub_id, None)
         self._drop_live(hub_id)
         self.emit({"action": "removed", "hub_id": hub_id})

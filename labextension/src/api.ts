@@ -2,11 +2,13 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import {
+  IClients,
   ICreateHubRequest,
   IConnection,
-  IEnginePage,
+  IEngine,
   IHub,
-  ILauncher,
+  ILaunchers,
+  IDashboardSnapshot,
   IQueues,
   IVersion
 } from './types';
@@ -71,13 +73,35 @@ export class HubCtlAPI {
     });
   }
 
-  async stopHub(id: string): Promise<void> {
-    await this._request(hubPath(id), { method: 'DELETE' });
+  /**
+   * Stop a hub (or forget an ended one). With `keep`, the stopped hub stays
+   * listed, as stopped, until it is dismissed (another DELETE).
+   */
+  async stopHub(id: string, keep = false): Promise<void> {
+    await this._request(keep ? `${hubPath(id)}?keep=true` : hubPath(id), { method: 'DELETE' });
   }
 
-  /** A page of the hub's engines (the server's page size), from `offset`. */
-  engines(id: string, offset = 0): Promise<IEnginePage> {
-    return this._json(`${hubPath(id)}/engines?offset=${offset}`);
+  /** The engines; `time` is the server's clock (ISO) when it answered. */
+  engines(id: string): Promise<{ engines: IEngine[]; time?: string }> {
+    return this._json(`${hubPath(id)}/engines`);
+  }
+
+  /** The processes connected to the hub as clients. */
+  clients(id: string): Promise<IClients> {
+    return this._json(`${hubPath(id)}/clients`);
+  }
+
+  /**
+   * What a dashboard shows, in one reply: the hub, its engines with their
+   * metrics, queue counts, and the tasks that changed since `since` (the
+   * `stream.now` of an earlier reply; null: the latest changes).
+   */
+  dashboard(id: string, since: number | null, limit: number): Promise<IDashboardSnapshot> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (since !== null) {
+      query.set('since', String(since));
+    }
+    return this._json(`${hubPath(id)}/dashboard?${query}`);
   }
 
   queues(id: string): Promise<IQueues> {
@@ -88,7 +112,7 @@ export class HubCtlAPI {
     return this._json(`${hubPath(id)}/connection`);
   }
 
-  launchers(): Promise<{ launchers: ILauncher[] }> {
+  launchers(): Promise<ILaunchers> {
     return this._json('launchers');
   }
 

@@ -1,231 +1,139 @@
 import * as React from 'react';
 
-import { ICreateHubRequest, ILauncher, IOptionSchema } from './types';
-
-/** How an option of a launcher is edited. */
-type FieldKind = 'string' | 'enum' | 'integer' | 'number' | 'boolean' | 'list' | 'json';
-
-type FieldValue = string | boolean;
-
-interface IValues {
-  [name: string]: FieldValue;
-}
-
-interface IErrors {
-  [name: string]: string;
-}
-
-function schemaType(schema: IOptionSchema): string | undefined {
-  const type = schema.type;
-  if (Array.isArray(type)) {
-    return type.find(t => t !== 'null');
-  }
-  return type;
-}
-
-export function fieldKind(schema: IOptionSchema): FieldKind {
-  if (Array.isArray(schema.enum) && schema.enum.length > 0) {
-    return 'enum';
-  }
-  switch (schemaType(schema)) {
-    case 'string':
-      return 'string';
-    case 'integer':
-      return 'integer';
-    case 'number':
-      return 'number';
-    case 'boolean':
-      return 'boolean';
-    case 'array':
-      return schema.items && schemaType(schema.items) === 'string' ? 'list' : 'json';
-    default:
-      return 'json';
-  }
-}
-
-/** The form's starting values: each option's default, as the form shows it. */
-export function defaultValues(schema: IOptionSchema | undefined): IValues {
-  const values: IValues = {};
-  for (const [name, prop] of Object.entries(schema?.properties ?? {})) {
-    const kind = fieldKind(prop);
-    const value = prop.default;
-    if (kind === 'boolean') {
-      values[name] = value === true;
-    } else if (value === undefined || value === null) {
-      values[name] = '';
-    } else if (kind === 'list' && Array.isArray(value)) {
-      values[name] = value.join(', ');
-    } else if (kind === 'json') {
-      values[name] = JSON.stringify(value);
-    } else {
-      values[name] = String(value);
-    }
-  }
-  return values;
-}
-
-/**
- * Turn the form's values into launcher options, checking them against the
- * schema. Empty fields are left out, so the server applies its defaults.
- */
-export function collectOptions(
-  schema: IOptionSchema | undefined,
-  values: IValues
-): { options: { [name: string]: unknown }; errors: IErrors } {
-  const options: { [name: string]: unknown } = {};
-  const errors: IErrors = {};
-  const required = new Set(schema?.required ?? []);
-  for (const [name, prop] of Object.entries(schema?.properties ?? {})) {
-    const kind = fieldKind(prop);
-    const raw = values[name];
-    if (kind === 'boolean') {
-      options[name] = raw === true;
-      continue;
-    }
-    const text = typeof raw === 'string' ? raw.trim() : '';
-    if (text === '') {
-      if (required.has(name)) {
-        errors[name] = 'required';
-      }
-      continue;
-    }
-    switch (kind) {
-      case 'enum': {
-        const match = (prop.enum ?? []).find(v => String(v) === text);
-        if (match === undefined) {
-          errors[name] = 'not one of the choices';
-        } else {
-          options[name] = match;
-        }
-        break;
-      }
-      case 'integer':
-      case 'number': {
-        const number = Number(text);
-        if (!Number.isFinite(number) || (kind === 'integer' && !Number.isInteger(number))) {
-          errors[name] = kind === 'integer' ? 'a whole number' : 'a number';
-        } else if (prop.minimum !== undefined && number < prop.minimum) {
-          errors[name] = `at least ${prop.minimum}`;
-        } else if (prop.maximum !== undefined && number > prop.maximum) {
-          errors[name] = `at most ${prop.maximum}`;
-        } else {
-          options[name] = number;
-        }
-        break;
-      }
-      case 'list':
-        options[name] = text
-          .split(',')
-          .map(item => item.trim())
-          .filter(item => item !== '');
-        break;
-      case 'json':
-        try {
-          options[name] = JSON.parse(text);
-        } catch {
-          errors[name] = 'not valid JSON';
-        }
-        break;
-      default:
-        options[name] = text;
-    }
-  }
-  return { options, errors };
-}
-
-/** Parse the requested engine count; empty means the server's default. */
-export function parseCount(text: string): number | undefined | null {
-  const trimmed = text.trim();
-  if (trimmed === '') {
-    return undefined;
-  }
-  const n = Number(trimmed);
-  return Number.isInteger(n) && n >= 1 ? n : null;
-}
-
-function preferredLauncher(launchers: readonly ILauncher[]): string {
-  const local = launchers.find(l => l.name === 'local');
-  return (local ?? launchers[0])?.name ?? '';
-}
+import {
+  checkForm,
+  defaultValues,
+  FieldValue,
+  fieldKind,
+  helpPieces,
+  IErrors,
+  IValues,
+  preferredLauncher
+} from './options';
+import { ICreateHubRequest, IEngineLimits, ILauncher, IOptionSchema } from './types';
 
 export interface ICreateFormProps {
   launchers: readonly ILauncher[] | null;
   launchersError: string | null;
+  /** The server's default launcher. */
+  defaultLauncher?: string;
+  limits: IEngineLimits;
+  /** Names of hubs that are starting or running (a new hub cannot take them). */
+  activeNames: ReadonlySet<string>;
   busy: boolean;
   onSubmit: (request: ICreateHubRequest) => void;
   onCancel: () => void;
 }
 
-/** The form that starts a new hub; options come from the launcher's schema. */
+/**
+ * The form that starts a new hub. Fields are checked as the user types (a
+ * field's problem shows next to it once it was edited, or after a submit);
+ * options most people leave alone are folded under "Advanced options".
+ */
 export function CreateForm(props: ICreateFormProps): JSX.Element {
   const launchers = props.launchers ?? [];
   const [name, setName] = React.useState('');
   const [count, setCount] = React.useState('');
   const [launcherName, setLauncherName] = React.useState(() =>
-    preferredLauncher(launchers)
+    preferredLauncher(launchers, props.defaultLauncher)
   );
   const launcher = launchers.find(l => l.name === launcherName);
-  const [values, setValues] = React.useState<IValues>(() =>
-    defaultValues(launcher?.schema)
-  );
-  const [errors, setErrors] = React.useState<IErrors>({});
+  const [values, setValues] = React.useState<IValues>(() => defaultValues(launcher?.schema));
+  const [touched, setTouched] = React.useState<ReadonlySet<string>>(new Set());
+  const [submitted, setSubmitted] = React.useState(false);
 
   // Launchers may arrive after the form opened.
   React.useEffect(() => {
     if (!launcherName && launchers.length > 0) {
-      const first = preferredLauncher(launchers);
+      const first = preferredLauncher(launchers, props.defaultLauncher);
       setLauncherName(first);
       setValues(defaultValues(launchers.find(l => l.name === first)?.schema));
     }
   }, [props.launchers]);
 
+  const { errors, request } = checkForm(
+    { name, count, launcher, values },
+    props.limits,
+    props.activeNames
+  );
+  const shown: IErrors = {};
+  for (const [key, error] of Object.entries(errors)) {
+    if (submitted || touched.has(key)) {
+      shown[key] = error;
+    }
+  }
+  const touch = (key: string): void => {
+    if (!touched.has(key)) {
+      setTouched(new Set([...touched, key]));
+    }
+  };
+
   const chooseLauncher = (next: string): void => {
     setLauncherName(next);
     setValues(defaultValues(launchers.find(l => l.name === next)?.schema));
-    setErrors({});
+    setTouched(new Set([...touched].filter(key => !key.startsWith('option:'))));
   };
 
   const submit = (event: React.FormEvent): void => {
     event.preventDefault();
-    const collected = collectOptions(launcher?.schema, values);
-    const n = parseCount(count);
-    const found: IErrors = {};
-    for (const [key, error] of Object.entries(collected.errors)) {
-      found[`option:${key}`] = error;
+    setSubmitted(true);
+    if (Object.keys(errors).length === 0) {
+      props.onSubmit(request);
     }
-    if (n === null) {
-      found['n'] = 'a whole number, at least 1';
-    }
-    setErrors(found);
-    if (Object.keys(found).length > 0) {
-      return;
-    }
-    const request: ICreateHubRequest = {};
-    if (name.trim()) {
-      request.name = name.trim();
-    }
-    if (launcher) {
-      request.launcher = launcher.name;
-    }
-    if (typeof n === 'number') {
-      request.n = n;
-    }
-    if (Object.keys(collected.options).length > 0) {
-      request.options = collected.options;
-    }
-    props.onSubmit(request);
   };
 
   const properties = Object.entries(launcher?.schema?.properties ?? {});
+  const basic = properties.filter(([, prop]) => !prop.advanced);
+  const advanced = properties.filter(([, prop]) => prop.advanced);
+  const optionField = ([key, prop]: [string, IOptionSchema]): JSX.Element => (
+    <OptionField
+      key={`${launcherName}:${key}`}
+      name={key}
+      schema={prop}
+      value={values[key]}
+      error={shown[`option:${key}`]}
+      onChange={value => {
+        setValues({ ...values, [key]: value });
+        touch(`option:${key}`);
+      }}
+    />
+  );
+  const advancedErrors = advanced.some(([key]) => shown[`option:${key}`]);
+  const { limits } = props;
   return (
-    <form className="jp-HubCtl-createForm" data-testid="hubctl-form" onSubmit={submit}>
-      <Field label="Name">
+    <form className="jp-HubCtl-createForm" data-testid="hubctl-form" onSubmit={submit} noValidate>
+      <Field label="Name" error={shown['name']} help="Optional; a random id is used without one.">
         <input
           className="jp-mod-styled"
           data-testid="hubctl-form-name"
-          placeholder="optional"
+          placeholder="e.g. analysis"
           value={name}
-          onChange={e => setName(e.target.value)}
+          aria-invalid={!!shown['name']}
+          onChange={e => {
+            setName(e.target.value);
+            touch('name');
+          }}
+        />
+      </Field>
+      <Field
+        label="Engines"
+        error={shown['n']}
+        help={
+          `${limits.minimum} to ${limits.maximum}; ${limits.default} when left empty. ` +
+          (limits.minimum === 0 ? '0 starts only the controller: scale up later.' : '')
+        }
+      >
+        <input
+          className="jp-mod-styled"
+          data-testid="hubctl-form-n"
+          inputMode="numeric"
+          placeholder={`${limits.default} (default)`}
+          value={count}
+          aria-invalid={!!shown['n']}
+          onChange={e => {
+            setCount(e.target.value);
+            touch('n');
+          }}
         />
       </Field>
       {props.launchers === null && !props.launchersError && (
@@ -233,12 +141,12 @@ export function CreateForm(props: ICreateFormProps): JSX.Element {
       )}
       {props.launchersError && (
         <div className="jp-HubCtl-note" data-testid="hubctl-launchers-error">
-          Launchers could not be listed ({props.launchersError}); the server's
-          default launcher will be used.
+          Launchers could not be listed ({props.launchersError}); the server's default launcher
+          will be used.
         </div>
       )}
       {launchers.length > 0 && (
-        <Field label="Launcher" help={launcher?.description}>
+        <Field label="Where engines run" help={launcher?.description}>
           <select
             className="jp-mod-styled"
             data-testid="hubctl-form-launcher"
@@ -253,28 +161,17 @@ export function CreateForm(props: ICreateFormProps): JSX.Element {
           </select>
         </Field>
       )}
-      <Field label="Engines" error={errors['n']}>
-        <input
-          className="jp-mod-styled"
-          data-testid="hubctl-form-n"
-          type="number"
-          min={1}
-          step={1}
-          placeholder="server default"
-          value={count}
-          onChange={e => setCount(e.target.value)}
-        />
-      </Field>
-      {properties.map(([key, prop]) => (
-        <OptionField
-          key={`${launcherName}:${key}`}
-          name={key}
-          schema={prop}
-          value={values[key]}
-          error={errors[`option:${key}`]}
-          onChange={value => setValues({ ...values, [key]: value })}
-        />
-      ))}
+      {basic.map(optionField)}
+      {advanced.length > 0 && (
+        <details
+          className="jp-HubCtl-advanced"
+          data-testid="hubctl-form-advanced"
+          open={advancedErrors || undefined}
+        >
+          <summary>Advanced options ({advanced.length})</summary>
+          <div className="jp-HubCtl-advancedFields">{advanced.map(optionField)}</div>
+        </details>
+      )}
       <div className="jp-HubCtl-formButtons">
         <button
           type="submit"
@@ -297,6 +194,17 @@ export function CreateForm(props: ICreateFormProps): JSX.Element {
   );
 }
 
+/** Help text with its code spans (``x``) shown as code, never as raw markup. */
+export function HelpText({ text }: { text: string }): JSX.Element {
+  return (
+    <>
+      {helpPieces(text).map((piece, i) =>
+        piece.code ? <code key={i}>{piece.text}</code> : <React.Fragment key={i}>{piece.text}</React.Fragment>
+      )}
+    </>
+  );
+}
+
 function Field(props: {
   label: string;
   help?: string;
@@ -307,10 +215,29 @@ function Field(props: {
     <label className={`jp-HubCtl-field${props.error ? ' jp-mod-error' : ''}`}>
       <span className="jp-HubCtl-fieldLabel">{props.label}</span>
       {props.children}
-      {props.error && <span className="jp-HubCtl-fieldError">{props.error}</span>}
-      {props.help && <span className="jp-HubCtl-fieldHelp">{props.help}</span>}
+      {props.error && (
+        <span className="jp-HubCtl-fieldError" data-testid="hubctl-field-error" role="alert">
+          {props.error}
+        </span>
+      )}
+      {props.help && (
+        <span className="jp-HubCtl-fieldHelp">
+          <HelpText text={props.help} />
+        </span>
+      )}
     </label>
   );
+}
+
+function placeholderOf(schema: IOptionSchema, kind: string): string {
+  const example = schema.examples?.[0];
+  if (example !== undefined) {
+    return typeof example === 'string' ? example : JSON.stringify(example);
+  }
+  if (kind === 'list') {
+    return 'comma separated';
+  }
+  return kind === 'json' ? 'JSON' : '';
 }
 
 function OptionField(props: {
@@ -338,7 +265,9 @@ function OptionField(props: {
           />
           <span className="jp-HubCtl-fieldLabel">{label}</span>
           {schema.description && (
-            <span className="jp-HubCtl-fieldHelp">{schema.description}</span>
+            <span className="jp-HubCtl-fieldHelp">
+              <HelpText text={schema.description} />
+            </span>
           )}
         </label>
       );
@@ -359,28 +288,15 @@ function OptionField(props: {
         </select>
       );
       break;
-    case 'integer':
-    case 'number':
-      input = (
-        <input
-          className="jp-mod-styled"
-          data-testid={testid}
-          type="number"
-          step={kind === 'integer' ? 1 : 'any'}
-          min={schema.minimum}
-          max={schema.maximum}
-          value={text}
-          onChange={e => props.onChange(e.target.value)}
-        />
-      );
-      break;
     default:
       input = (
         <input
           className="jp-mod-styled"
           data-testid={testid}
-          placeholder={kind === 'list' ? 'comma separated' : kind === 'json' ? 'JSON' : ''}
+          inputMode={kind === 'integer' || kind === 'number' ? 'decimal' : undefined}
+          placeholder={placeholderOf(schema, kind)}
           value={text}
+          aria-invalid={!!props.error}
           onChange={e => props.onChange(e.target.value)}
         />
       );

@@ -3,11 +3,12 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { describe, HubCtlAPI } from './api';
+import { DashboardWidget } from './dashboard/widget';
 import { hubIcon } from './icons';
 import { DEFAULT_POLL_INTERVAL, HubCtlModel, SnippetStyle } from './model';
 import { HubCtlPanel } from './panel';
@@ -20,6 +21,7 @@ namespace CommandIDs {
   export const create = 'hubctl:create-hub';
   export const refresh = 'hubctl:refresh';
   export const insertSnippet = 'hubctl:insert-snippet';
+  export const openDashboard = 'hubctl:open-dashboard';
 }
 
 const CATEGORY = 'Parallel Hubs';
@@ -69,9 +71,49 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(notebook.id);
     };
 
+    const dashboards = new WidgetTracker<MainAreaWidget<DashboardWidget>>({
+      namespace: 'hubctl-dashboard'
+    });
+    const openDashboard = (hubId: string): MainAreaWidget<DashboardWidget> => {
+      const open = dashboards.find(widget => widget.content.hubId === hubId);
+      if (open) {
+        app.shell.activateById(open.id);
+        return open;
+      }
+      const content = new DashboardWidget({ api, hubId });
+      const widget = new MainAreaWidget({ content });
+      widget.id = `hubctl-dashboard-${hubId}`;
+      widget.title.label = `Hub ${hubId}`;
+      widget.title.caption = `Dashboard of hub ${hubId}: task stream, throughput, engines, progress`;
+      widget.title.icon = hubIcon;
+      widget.title.closable = true;
+      void dashboards.add(widget);
+      app.shell.add(widget, 'main');
+      app.shell.activateById(widget.id);
+      return widget;
+    };
+    commands.addCommand(CommandIDs.openDashboard, {
+      label: args => (args['hubId'] ? `Open Dashboard of Hub ${args['hubId']}` : 'Open Hub Dashboard'),
+      caption: 'Task stream, throughput, queue depth, engine load and progress of a hub',
+      icon: hubIcon,
+      isEnabled: args => !!(args['hubId'] ?? model.selectedId),
+      execute: args => {
+        const hubId = (args['hubId'] as string | undefined) ?? model.selectedId;
+        if (hubId) {
+          return openDashboard(hubId);
+        }
+      }
+    });
+    void restorer?.restore(dashboards, {
+      command: CommandIDs.openDashboard,
+      args: widget => ({ hubId: widget.content.hubId }),
+      name: widget => widget.content.hubId
+    });
+
     panel = new HubCtlPanel(model, {
       insertSnippet: id => void insertSnippet(id),
-      canInsert
+      canInsert,
+      openDashboard: hubId => void commands.execute(CommandIDs.openDashboard, { hubId })
     });
     app.shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, panel.id);

@@ -4,11 +4,14 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { describe, HubCtlAPI, HubCtlError } from './api';
+import { HubDetail } from './detail';
+import { FALLBACK_LIMITS } from './options';
 import {
   HUB_EVENT_SCHEMA_ID,
+  IClients,
   ICreateHubRequest,
   IEngine,
-  IEngineSummary,
+  IEngineLimits,
   IHub,
   IHubEvent,
   ILauncher,
@@ -37,6 +40,20 @@ const PENDING_GRACE = 60_000;
 /** How long to wait before re-listing hubs after an event without a model. */
 const EVENT_REFRESH_DELAY = 250;
 
+/** How long (ms) a requested scaling is shown while the engine count has not reached it. */
+const SCALE_GRACE = 120_000;
+
+/** A scaling under way: from the registered count to the requested one. */
+export interface IScaling {
+  from: number;
+  to: number;
+  /** Date.now() after which it is no longer shown. */
+  until: number;
+}
+
+/** States of a hub that runs or is on its way (it can be scaled, stopped, connected to). */
+export const ACTIVE_STATES: ReadonlySet<string> = new Set(['starting', 'running']);
+
 /**
  * The state behind the hubs panel: the hub list, the selected hub's engines
  * and queues, and the actions on hubs.
@@ -61,6 +78,12 @@ export class HubCtlModel implements IDisposable {
       options.events.stream.connect(this._onEvent, this);
       this._events = options.events;
     }
+    this._detail = new HubDetail({
+      api: this.api,
+      isActive: this._isActive,
+      changed: () => this._changed.emit(),
+      onGone: () => this._refreshList()
+    });
   }
 
   readonly api: HubCtlAPI;
@@ -91,6 +114,38 @@ export class HubCtlModel implements IDisposable {
     return this._launchersError;
   }
 
+  /** The server's default launcher (when it said). */
+  get defaultLauncher(): string | undefined {
+    return this._defaultLauncher;
+  }
+
+  /** How many engines a request may ask for. */
+  get engineLimits(): IEngineLimits {
+    return this._engineLimits;
+  }
+
+  /** Names of hubs that are starting or running. */
+  get activeNames(): ReadonlySet<string> {
+    return new Set(
+      this._hubs.filter(hub => ACTIVE_STATES.has(hub.state)).flatMap(hub => [hub.id, hub.name])
+    );
+  }
+
+  /** The scaling under way on a hub, if any. */
+  scaling(id: string): IScaling | null {
+    const scaling = this._scaling.get(id);
+    if (!scaling) {
+      return null;
+    }
+    const hub = this._hubs.find(h => h.id === id);
+    const reached = hub && hub.engines === scaling.to && hub.n === scaling.to;
+    if (!hub || !ACTIVE_STATES.has(hub.state) || reached || Date.now() > scaling.until) {
+      this._scaling.delete(id);
+      return null;
+    }
+    return scaling;
+  }
+
   get selectedId(): string | null {
     return this._selectedId;
   }
@@ -101,67 +156,21 @@ export class HubCtlModel implements IDisposable {
 
   /** Engines of the selected hub, or null until they are known. */
   get engines(): readonly IEngine[] | null {
-    return this._engines;
-  }
-
-  /** How many engines the selected hub has (`engines` holds the pages read so far). */
-  get engineTotal(): number {
-    return this._engineTotal;
-  }
-
-  /** All the selected hub's engines added up, or null until known. */
-  get engineSummary(): IEngineSummary | null {
-    return this._engineSummary;
-  }
-
-  /** Show one more page of the selected hub's engines (kept across refreshes). */
-  async showMoreEngines(): Promise<void> {
-    this._wanted = (this._engines?.length ?? 0) + this._pageSize;
-    await this._fillEngines();
-  }
-
-  /** Read the pages after those held until `_wanted` engines (or all) are shown. */
-  private async _fillEngines(): Promise<void> {
-    const id = this._selectedId;
-    let shown = this._engines;
-    try {
-      while (
-        id &&
-        shown &&
-        shown.length < Math.min(this._wanted, this._engineTotal)
-      ) {
-        const page = await this.api.engines(id, shown.length);
-        if (id !== this._selectedId || this._engines !== shown || !page.engines.length) {
-          break; // another selection or a refresh took over
-        }
-        shown = [...shown, ...page.engines];
-        this._setEngines(page, shown);
-      }
-    } catch (reason) {
-      this._detailError = describe(reason);
-    }
-    this._changed.emit();
-  }
-
-  /** A first page of engines (a refresh or an event): keep showing as many as were asked for. */
-  private _takeFirstPage(
-    page: { total?: number; summary?: IEngineSummary; limit?: number },
-    engines: IEngine[]
-  ): void {
-    this._pageSize = page.limit ?? this._pageSize;
-    this._setEngines(page, engines);
-    if (this._wanted > engines.length && engines.length < this._engineTotal) {
-      void this._fillEngines();
-    }
+    return this._detail.engines;
   }
 
   /** Queue counts of the selected hub, or null until they are known. */
   get queues(): IQueues | null {
-    return this._queues;
+    return this._detail.queues;
   }
 
   get detailError(): string | null {
-    return this._detailError;
+    return this._detail.error;
+  }
+
+  /** How far (ms) this browser's clock runs ahead of the server's. */
+  get clockSkew(): number {
+    return this._detail.skew;
   }
 
   /** The last failed action (create, scale, stop, snippet), until dismissed. */
@@ -214,7 +223,7 @@ export class HubCtlModel implements IDisposable {
     if (!(await this._refreshList())) {
       return;
     }
-    const loads: Promise<void>[] = [this._loadDetail()];
+    const loads: Promise<void>[] = [this._detail.load()];
     if (this._launchers === null) {
       loads.push(this._loadLaunchers());
     }
@@ -226,10 +235,9 @@ export class HubCtlModel implements IDisposable {
     if (id === this._selectedId) {
       return;
     }
-    this._clearSelection();
     this._selectedId = id;
+    this._detail.select(id);
     this._changed.emit();
-    void this._loadDetail();
   }
 
   openForm(): void {
@@ -263,17 +271,53 @@ export class HubCtlModel implements IDisposable {
     return hub;
   }
 
+  /** Scale a hub; it shows as scaling (from its registered count to `n`) from the request on. */
   async scale(id: string, n: number): Promise<void> {
+    const from = this._hubs.find(h => h.id === id)?.engines ?? 0;
+    this._scaling.set(id, { from, to: n, until: Date.now() + SCALE_GRACE });
     const hub = await this._act(id, () => this.api.scaleHub(id, n));
     if (hub) {
       this._upsert(hub);
+    } else {
+      this._scaling.delete(id);
+    }
+    this._changed.emit();
+  }
+
+  /**
+   * The processes connected to a hub as clients, or null when the server
+   * cannot tell (then a stop should still be confirmed).
+   */
+  async connectedClients(id: string): Promise<IClients | null> {
+    try {
+      const clients = await this.api.clients(id);
+      return clients.count === null ? null : clients;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Forget a stopped or failed hub the server keeps listed. */
+  async dismiss(id: string): Promise<void> {
+    const done = await this._act(id, async () => {
+      try {
+        await this.api.stopHub(id);
+      } catch (reason) {
+        if (!(reason instanceof HubCtlError && reason.status === 404)) {
+          throw reason;
+        }
+      }
+      return true;
+    });
+    if (done) {
+      this._remove(id);
       this._changed.emit();
     }
   }
 
   async stop(id: string): Promise<void> {
     const done = await this._act(id, async () => {
-      await this.api.stopHub(id);
+      await this.api.stopHub(id, true);
       return true;
     });
     if (done) {
@@ -309,6 +353,7 @@ export class HubCtlModel implements IDisposable {
     this._isDisposed = true;
     this._events?.stream.disconnect(this._onEvent, this);
     this._poll.dispose();
+    this._detail.dispose();
     window.clearTimeout(this._eventRefreshTimer);
     window.clearTimeout(this._detailLoadTimer);
     Signal.clearData(this);
@@ -381,42 +426,13 @@ export class HubCtlModel implements IDisposable {
 
   private async _loadLaunchers(): Promise<void> {
     try {
-      const { launchers } = await this.api.launchers();
-      this._launchers = launchers;
+      const reply = await this.api.launchers();
+      this._launchers = reply.launchers;
+      this._defaultLauncher = reply.default;
+      this._engineLimits = reply.engines ?? FALLBACK_LIMITS;
       this._launchersError = null;
     } catch (reason) {
       this._launchersError = describe(reason);
-    }
-    this._changed.emit();
-  }
-
-  private async _loadDetail(): Promise<void> {
-    const id = this._selectedId;
-    if (!id) {
-      return;
-    }
-    try {
-      const [engines, queues] = await Promise.all([
-        this.api.engines(id),
-        this.api.queues(id)
-      ]);
-      if (id !== this._selectedId) {
-        return;
-      }
-      this._takeFirstPage(engines, engines.engines);
-      this._queues = queues;
-      this._detailError = null;
-    } catch (reason) {
-      if (id !== this._selectedId) {
-        return;
-      }
-      this._detailError = describe(reason);
-      if (reason instanceof HubCtlError && reason.status === 404) {
-        // The hub is gone, or not quite there yet: the list decides (and
-        // drops the selection if it is gone). Its next event reloads this.
-        await this._refreshList();
-        return;
-      }
     }
     this._changed.emit();
   }
@@ -466,20 +482,18 @@ export class HubCtlModel implements IDisposable {
         break;
       case 'state':
         known = !!event.hub;
-        if (id === this._selectedId && (this._detailError || this._engines === null)) {
+        if (id === this._selectedId && (this.detailError || this.engines === null)) {
           this._scheduleDetailLoad();
         }
         break;
       case 'engines':
         if (id === this._selectedId && Array.isArray(event.engines)) {
-          this._takeFirstPage(event, event.engines);
-          this._detailError = null;
+          this._detail.setEngines(event.engines);
         }
         break;
       case 'queues':
         if (id === this._selectedId && event.queues) {
-          this._queues = event.queues;
-          this._detailError = null;
+          this._detail.setQueues(event.queues);
         }
         break;
       case 'health':
@@ -506,7 +520,7 @@ export class HubCtlModel implements IDisposable {
   private _scheduleDetailLoad(): void {
     window.clearTimeout(this._detailLoadTimer);
     this._detailLoadTimer = window.setTimeout(
-      () => void this._loadDetail(),
+      () => void this._detail.load(),
       EVENT_REFRESH_DELAY
     );
   }
@@ -540,23 +554,9 @@ export class HubCtlModel implements IDisposable {
     }
   }
 
-  private _setEngines(
-    page: { total?: number; summary?: IEngineSummary },
-    engines: IEngine[]
-  ): void {
-    this._engines = engines;
-    this._engineTotal = page.total ?? engines.length;
-    this._engineSummary = page.summary ?? null;
-  }
-
   private _clearSelection(): void {
     this._selectedId = null;
-    this._engines = null;
-    this._engineTotal = 0;
-    this._engineSummary = null;
-    this._wanted = 0;
-    this._queues = null;
-    this._detailError = null;
+    this._detail.select(null);
   }
 
   private _changed = new Signal<this, void>(this);
@@ -565,14 +565,11 @@ export class HubCtlModel implements IDisposable {
   private _hubs: IHub[] = [];
   private _launchers: ILauncher[] | null = null;
   private _launchersError: string | null = null;
+  private _defaultLauncher: string | undefined = undefined;
+  private _engineLimits: IEngineLimits = FALLBACK_LIMITS;
+  private _scaling = new Map<string, IScaling>();
   private _selectedId: string | null = null;
-  private _engines: IEngine[] | null = null;
-  private _engineTotal = 0;
-  private _engineSummary: IEngineSummary | null = null;
-  private _wanted = 0; // engines the user asked to see ("Show more"); 0: the first page
-  private _pageSize = 200; // the server's page of engines, as its last page said
-  private _queues: IQueues | null = null;
-  private _detailError: string | null = null;
+  private _detail: HubDetail;
   private _actionError: string | null = null;
   private _formOpen = false;
   private _busy = new Set<string>();

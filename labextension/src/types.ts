@@ -41,6 +41,44 @@ export interface IHub {
   updated: string;
   /** Null while the hub is not running or has not said. */
   health?: IHealth | null;
+  /**
+   * How a stopped or failed hub ended; the server keeps such hubs listed
+   * until they are dismissed (DELETE).
+   */
+  ended?: IHubEnd | null;
+}
+
+export interface IHubEnd {
+  /** ISO time the hub was seen to end. */
+  time: string | null;
+  /** Why, in a sentence (null for a requested stop). */
+  reason: string | null;
+  /** Exit codes of the controller and of the engines (null: unknown). */
+  exit_codes: { controller: number | null; engines: (number | null)[] };
+  /** The last lines of the hub's log. */
+  log_tail: string[];
+}
+
+/** The engine counts a request may ask for. */
+export interface IEngineLimits {
+  /** Engines of a new hub when the request does not say. */
+  default: number;
+  minimum: number;
+  maximum: number;
+}
+
+/** The processes connected to a hub as clients (kernels, scripts). */
+export interface IClients {
+  /** Null when the server cannot tell. */
+  count: number | null;
+  clients: IClientInfo[];
+}
+
+export interface IClientInfo {
+  pid: number | null;
+  host: string;
+  /** A notebook or console of this Jupyter server, when the client is one of its kernels. */
+  kernel: { id: string; name: string; path: string | null } | null;
 }
 
 export interface IEngine {
@@ -53,6 +91,53 @@ export interface IEngine {
   tasks: number;
   completed: number;
   last_heartbeat: string | null;
+  /** The engine's latest report of itself (null: it reports nothing, e.g. ipyparallel's). */
+  metrics?: IEngineSample | null;
+}
+
+/** What an engine reports of itself every metrics interval. */
+export interface IEngineSample {
+  /** Hub time, epoch seconds. */
+  time: number;
+  /** CPU percent (100 = one core). */
+  cpu: number;
+  /** Resident memory, bytes. */
+  rss: number;
+  threads: number;
+  /** msg_id of the running task, null when idle. */
+  task: string | null;
+  task_name: string | null;
+}
+
+export interface IHostSample {
+  time: number;
+  load1: number;
+  cpus: number;
+  mem_total: number;
+  mem_used: number;
+}
+
+export type TaskState = 'pending' | 'queued' | 'running' | 'ok' | 'error' | 'aborted';
+
+/** One task as the task stream reports it (times in epoch seconds, hub clock). */
+export interface IStreamTask {
+  msg_id: string;
+  engine_id: number | null;
+  name: string;
+  label: string | null;
+  submitted: number | null;
+  started: number | null;
+  completed: number | null;
+  state: TaskState;
+}
+
+export interface ITaskStream {
+  /** The hub's clock at the reply: pass it back as `since`. */
+  now: number;
+  /** Oldest change first. */
+  tasks: IStreamTask[];
+  /** More changed than the limit; only the newest are listed. */
+  truncated: boolean;
 }
 
 /** All of a hub's engines added up (the REST API pages the engines themselves). */
@@ -95,9 +180,36 @@ export interface IOptionSchema {
   enum?: unknown[];
   minimum?: number;
   maximum?: number;
+  /** Options most people leave alone; the form folds them away. */
+  advanced?: boolean;
+  /** An example of a value (for fields without a default). */
+  examples?: unknown[];
   items?: IOptionSchema;
+  additionalProperties?: IOptionSchema | boolean;
   properties?: { [name: string]: IOptionSchema };
   required?: string[];
+}
+
+/** One reply of `GET hubs/{id}/dashboard`. */
+export interface IDashboardSnapshot {
+  /** The server's clock (ISO) when it answered. */
+  time: string;
+  hub: IHub;
+  engines: IEngine[];
+  /** The latest figures of each host the engines report from, by host name. */
+  hosts?: { [host: string]: IHostSample };
+  queues: IQueues;
+  /** Null when the hub could not say (e.g. an ipcontroller without the task stream). */
+  stream: ITaskStream | null;
+  stream_error?: string | null;
+}
+
+export interface ILaunchers {
+  launchers: ILauncher[];
+  /** The launcher of a hub whose request names none. */
+  default?: string;
+  /** How many engines a request may ask for. */
+  engines?: IEngineLimits;
 }
 
 export interface ILauncher {

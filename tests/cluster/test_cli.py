@@ -69,6 +69,18 @@ def test_second_start_with_the_same_id_is_refused(hubenv):
     assert h.cli("stop", "dup").returncode == 0
 
 
+def test_no_engines_starts_the_controller_alone_and_fewer_is_a_usage_error(hubenv):
+    """-n 0 is allowed, as in %hub start, the REST API and the panel (cluster.lifecycle.MIN_ENGINES)."""
+    h = hubenv
+    info = start(h, "bare", 0)
+    assert info["state"] == "running" and info["engines"] == 0
+    assert h.cli_json("status", "bare")["registered"] == []
+    negative = h.cli("start", "-n", "-1", "--id", "neg")
+    assert negative.returncode == 2 and "-n must be 0 or more" in negative.stderr
+    assert [x["id"] for x in h.cli_json("list")] == ["bare"]
+    assert h.cli("stop", "bare").returncode == 0
+
+
 def test_stop_all_stops_every_hub(hubenv):
     h = hubenv
     start(h, "a", 1)

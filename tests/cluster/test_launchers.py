@@ -129,6 +129,20 @@ def test_batch_job_that_ends_at_once_fails_the_start(hubenv, fake_slurm):
     assert hubenv.processes() == []
 
 
+def test_a_refused_submission_says_what_the_scheduler_said(hubenv, fake_slurm):
+    """The scheduler's own message is in the error's first line (the one the panel, the CLI and
+    %hub show), not only 'failed with code 1'."""
+    _executable(fake_slurm / "sbatch", '#!/bin/sh\necho "sbatch: error: Batch job submission failed: '
+                'Invalid account or account/partition combination specified" >&2\nexit 1\n')
+    cluster = Cluster(n=1, engine_launcher="slurm", cluster_id="refused", controller_args=[FAST],
+                      launcher_options={"account": "nobody"})
+    with pytest.raises(LaunchFailed) as info:
+        cluster.start_sync()
+    first = str(info.value).splitlines()[0]
+    assert "failed with code 1" in first and "Invalid account or account/partition combination" in first, first
+    assert hubenv.processes() == []
+
+
 # ---------------------------------------------------------------- ssh
 def test_ssh_commands_keep_the_key_off_the_command_line():
     launcher = SSHEngineLauncher(profile_dir="/p", cluster_id="s1", engines={"alice@node1": 2, "node2": 1},

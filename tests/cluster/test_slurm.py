@@ -138,3 +138,14 @@ def test_engines_run_as_a_slurm_batch_job(hubenv, slurm):
         return res.stdout.strip() in ("", "COMPLETED", "CANCELLED")
     wait_for(job_gone, 30, "scancel to end the job", interval=0.5)
     wait_for(lambda: h.processes() == [], 30, "the job's engines to end")
+
+
+def test_a_refused_job_fails_the_start_with_sbatchs_own_message(hubenv, slurm):
+    h = hubenv
+    h.env["SLURM_CONF"] = slurm["SLURM_CONF"]
+    out = h.cli("start", "-n", "1", "--launcher", "slurm", "--id", "slbad", f"--controller-args={FAST}",
+                "--set", "SlurmEngineLauncher.queue=nosuchpartition", timeout=120)
+    assert out.returncode != 0
+    said = out.stdout + out.stderr
+    assert "failed with code" in said and "nvalid partition" in said, said
+    wait_for(lambda: h.processes() == [], 30, "the failed hub's processes to end")

@@ -17,6 +17,7 @@ from IPython.utils.capture import capture_output
 from support.procs import wait_for
 
 from jupyter_hub_ctl.cluster import get_hub, list_hubs, state
+from jupyter_hub_ctl.cluster.lifecycle import request_scale
 from jupyter_hub_ctl.kernel.hubs import HubConnection, HubStartFailed
 from jupyter_hub_ctl.kernel.px import PxError
 
@@ -62,6 +63,19 @@ def test_hub_start_binds_a_connection_px_runs_on_its_engines_and_stop_ends_it(ip
     assert hub.stopped
     with pytest.raises(UsageError, match="no hub connected"):
         px(ip, "1")
+
+
+def test_hub_start_with_no_engines_runs_the_controller_alone_and_scales_later(ip, hub_dirs):
+    """-n 0 is allowed, as in jupyter hubctl start, the REST API and the panel (cluster.lifecycle.MIN_ENGINES)."""
+    with capture_output():
+        hub_magic(ip, "start -n 0 --id bare")
+    hub = ip.user_ns["hub"]
+    assert hub.client.ids == [] and get_hub("bare")["status"] == "running"
+    request_scale("bare", 1)  # what the panel's scale does
+    wait_for(lambda: hub.client.ids == [0], 60, "the engine added by scaling")
+    with capture_output() as cap:
+        hub_magic(ip, "stop")
+    assert "hub bare stopped" in cap.stdout and list_hubs() == []
 
 
 def test_px_streams_each_engines_output_while_the_code_still_runs(ip, hub_dirs):

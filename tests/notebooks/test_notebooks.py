@@ -30,7 +30,14 @@ EXPECTED = {
                                ("HTMLModel", "resubmitted 1 task"),
                                ("ButtonModel", "ValueError: 3 is a multiple of 3"),
                                ("HTMLModel", "ValueError: 0 is a multiple of 3")],
+    "dashboard.ipynb": [("HTMLModel", "2 of 66 (state=failed"), ("HTMLModel", "ready:\u2007100%")],
     "scaling_out.ipynb": [("HTMLModel", "ready:\u2007100%")] if shutil.which("mpiexec") else [],
+}
+
+#: MIME types of outputs a notebook must have (outputs that are no widgets), with text their text/plain shows
+BUNDLES = {
+    "dashboard.ipynb": [("application/vnd.jupyter-hub-ctl.dashboard+json", "completed 0 "),
+                        ("application/vnd.jupyter-hub-ctl.dashboard+json", "completed 66 ")],
 }
 
 
@@ -90,3 +97,6 @@ def test_notebook_runs_top_to_bottom(path, fresh_dirs):
             assert any(text in json.dumps(m, ensure_ascii=False) for m in models), (model, text)
         else:
             assert any(m.get("value") == text for m in models), (model, text)
+    for mime, text in BUNDLES.get(path.name, ()):
+        assert any(mime in out.get("data", {}) and text in out["data"].get("text/plain", "")
+                   for _, out in _outputs(nb)), (mime, text)

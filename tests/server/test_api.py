@@ -24,6 +24,32 @@ async def test_version_and_launchers(api):
     assert launchers["local"]["schema"]["type"] == "object"
 
 
+async def test_launchers_describe_the_form(api):
+    """Labels for people, advanced options marked, examples, the engine limits of this server."""
+    data = json.loads((await api("GET", "launchers")).body)
+    assert data["engines"] == {"default": 2, "minimum": 0, "maximum": 8}
+    local = data["launchers"][[x["name"] for x in data["launchers"]].index("local")]["schema"]["properties"]
+    assert local["engine_cmd"]["title"] == "Engine command" and local["engine_cmd"]["advanced"] is True
+    assert local["work_dir"]["title"] == "Working directory" and local["work_dir"]["advanced"] is False
+    assert local["environment"]["examples"] == [{"OMP_NUM_THREADS": "1"}]
+    ssh = data["launchers"][[x["name"] for x in data["launchers"]].index("ssh")]["schema"]["properties"]
+    assert ssh["engines"]["additionalProperties"] == {"type": "integer"}
+    slurm = data["launchers"][[x["name"] for x in data["launchers"]].index("slurm")]["schema"]["properties"]
+    assert {k for k, v in slurm.items() if not v["advanced"]} >= {"queue", "account", "walltime"}
+
+
+async def test_zero_engines_starts_the_controller_alone_then_scales(api, jp_fetch):
+    """n=0 is allowed, as in the CLI and %hub start: a running hub without engines, scaled later."""
+    resp = await api("POST", "hubs", body={"name": "bare", "n": 0})
+    assert resp.code == 202, resp.body
+    hub = await wait_api(jp_fetch, ("hubctl", "api", "hubs", "bare"), lambda h: h["state"] == "running",
+                         what="hub running")
+    assert hub["engines"] == 0 and hub["n"] == 0
+    assert (await api("PATCH", "hubs", "bare", body={"n": 1})).code == 202
+    await wait_api(jp_fetch, ("hubctl", "api", "hubs", "bare"), lambda h: h["engines"] == 1, what="one engine")
+    assert (await api("DELETE", "hubs", "bare")).code == 204
+
+
 async def test_full_lifecycle(api, jp_fetch):
     resp = await api("POST", "hubs", body={"name": "life", "n": 2})
     assert resp.code == 202, resp.body
@@ -82,7 +108,7 @@ async def test_hub_started_by_the_cli_shows_up(api, jp_fetch):
 
 
 @pytest.mark.parametrize("body,code", [
-    ({"n": 0}, 400),
+    ({"n": -1}, 400),
     ({"n": 9}, 400),
     ({"n": "2"}, 400),
     ({"n": True}, 400),
@@ -92,6 +118,8 @@ async def test_hub_started_by_the_cli_shows_up(api, jp_fetch):
     ({"launcher": "nope"}, 400),
     ({"launcher": "local", "options": {"not_an_option": 1}}, 400),
     ({"launcher": "local", "options": "x"}, 400),
+    ({"launcher": "local", "options": {"environment": {"OMP_NUM_THREADS": 1}}}, 400),
+    ({"launcher": "ssh", "options": {"engines": {"node1": "4"}}}, 400),
     ({"surprise": 1}, 400),
 ])
 async def test_bad_create_bodies_are_refused_without_starting_anything(api, body, code):

@@ -121,6 +121,10 @@ async def test_patch_while_stopping_or_after_a_crash_is_refused(api, jp_fetch, t
     assert background.request_stop("st")
     resp = await api("PATCH", "hubs", "st", body={"n": 2})
     assert resp.code == 409 and "stopping" in resp.reason
+    # stopped elsewhere: listed as stopped until dismissed
+    await wait_api(jp_fetch, ("hubctl", "api", "hubs", "st"), lambda h: h["state"] == "stopped", what="the hub stopped")
+    assert (await api("PATCH", "hubs", "st", body={"n": 2})).code == 404
+    assert (await api("DELETE", "hubs", "st")).code == 204
     await wait_api(jp_fetch, ("hubctl", "api", "hubs"), lambda d: not d["hubs"], what="the hub gone")
 
     assert (await api("POST", "hubs", body={"name": "crash", "n": 1})).code == 202

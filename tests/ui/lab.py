@@ -21,6 +21,11 @@ from support.procs import wait_for  # noqa: F401  (re-exported for the UI tests)
 #: The lab extension's npm name, as `jupyter labextension list` shows it.
 LABEXTENSION = "jupyter-hub-ctl-labextension"
 
+#: Set to a built lab extension directory (e.g. a checkout's jupyter_hub_ctl/labextension) to make
+#: the labs load it instead of the installed one (a user data dir wins over sys-prefix).  CI installs
+#: the package with pip, which builds and installs the extension, and needs no such setting.
+LABEXTENSION_OVERRIDE = "HUBCTL_UI_LABEXTENSION"
+
 #: Why tests that need the REST API are skipped until the server extension exists.
 SERVER_EXTENSION_MISSING = "server extension jupyter_hub_ctl.server not available yet"
 
@@ -97,18 +102,22 @@ class LabServer:
         )
         for plugin, values in self.settings.items():
             self.write_settings(plugin, values)
-        # a lab extension built in a checkout but not installed (HUBCTL_UI_LABEXTENSION=<its directory>)
-        # is found before the installed one: its data dir comes first
-        built = os.environ.get("HUBCTL_UI_LABEXTENSION")
-        if built:
-            target = self.home / "data" / "labextensions" / LABEXTENSION
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                target.symlink_to(Path(built).resolve(), target_is_directory=True)
+        override = os.environ.get(LABEXTENSION_OVERRIDE)
+        if override:
+            self._link_labextension(Path(override))
         # the real server extension, whether or not the install enabled it (editable installs don't)
         (self.home / "config" / "jupyter_server_config.json").write_text(
             json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hub_ctl": True}}})
         )
+
+    def _link_labextension(self, built: Path):
+        if not (built / "package.json").is_file():
+            raise RuntimeError(f"{LABEXTENSION_OVERRIDE}={built} is not a built lab extension (no package.json)")
+        target = self.home / "data" / "labextensions" / LABEXTENSION
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.symlink_to(built.resolve(), target_is_directory=True)
 
     def write_settings(self, plugin: str, values: dict):
         """User settings of a lab plugin, read by the next page load."""

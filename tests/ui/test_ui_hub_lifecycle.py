@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -85,19 +86,25 @@ def run_lifecycle(page, lab, screenshot, timeout: float, real: bool):
 
     wait_count(page, ".jp-HubCtl-engineRow", 2, timeout)
     row.and_(page.locator('[data-state="running"]')).wait_for(timeout=timeout)
-    assert "2/2" in row.locator(".jp-HubCtl-hubEngines").inner_text()
+    assert row.locator(".jp-HubCtl-hubEngines").inner_text() == "2 engines"
     assert page.locator(tid("hubctl-queue-totals")).is_visible()
     screenshot(panel, "2-running")
 
-    # scale to three
+    # scale to three: the row says "scaling 2 → 3" until the third engine is there, and the
+    # input keeps the new count all along
     page.fill(tid("hubctl-scale-n"), "3")
     page.click(tid("hubctl-scale"))
+    counts = row.locator(".jp-HubCtl-hubEngines")
+    seen = set()
+    deadline = time.monotonic() + timeout / 1000
+    while time.monotonic() < deadline:
+        seen.add(counts.inner_text())
+        assert page.input_value(tid("hubctl-scale-n")) == "3"
+        if "3 engines" in seen:
+            break
+        page.wait_for_timeout(50)
+    assert seen <= {"2 engines", "scaling 2 → 3", "3 engines"} and "3 engines" in seen, seen
     wait_count(page, ".jp-HubCtl-engineRow", 3, timeout)
-    page.wait_for_function(
-        "sel => document.querySelector(sel)?.textContent === '3/3'",
-        arg=f'.jp-HubCtl-hubRow[data-hub-id="{hub_id}"] .jp-HubCtl-hubEngines',
-        timeout=timeout,
-    )
     assert len({engine_rows(page).nth(i).get_attribute("data-engine-id") for i in range(3)}) == 3
     screenshot(panel, "3-scaled")
 
@@ -134,16 +141,21 @@ def run_lifecycle(page, lab, screenshot, timeout: float, real: bool):
     assert first_line in cell_text(cells(page).first)
     screenshot(page, "5-dropped")
 
-    # stop it
+    # stop it: the notebook's kernel is connected, so the panel asks first and names it
     row.click()
     page.click(tid("hubctl-stop"))
+    question = page.locator(tid("hubctl-stop-question"))
+    question.wait_for(timeout=30_000)
+    assert NOTEBOOK in question.inner_text(), question.inner_text()
+    screenshot(page.locator(".jp-Dialog-content"), "6-stop-question")
+    page.click(".jp-Dialog-button.jp-mod-warn")
     page.wait_for_function(
         """sel => { const row = document.querySelector(sel);
                     return !row || row.dataset.state === 'stopped'; }""",
         arg=f'.jp-HubCtl-hubRow[data-hub-id="{hub_id}"]',
         timeout=timeout,
     )
-    screenshot(panel, "6-stopped")
+    screenshot(panel, "7-stopped")
     remaining = {hub["id"]: hub for hub in lab.get("hubctl/api/hubs").body["hubs"]}
     assert hub_id not in remaining or remaining[hub_id]["state"] == "stopped"
     assert page.locator(tid("hubctl-action-error")).count() == 0

@@ -150,8 +150,10 @@ class EngineLauncher(LoggingConfigurable):
         help="Command that runs one engine (program and leading arguments).")
     engine_args = List(Unicode(), config=True, help="Extra arguments appended to every engine command.")
     environment = Dict(value_trait=Unicode(), config=True,
-                       help="Extra environment variables for the engines.")
-    work_dir = Unicode("", config=True, help="Working directory of the engines (default: the current one).")
+                       help="Extra environment variables for the engines.").tag(
+        basic=True, title="Environment variables", example={"OMP_NUM_THREADS": "1"})
+    work_dir = Unicode("", config=True, help="Working directory of the engines (default: the current one)."
+                       ).tag(basic=True, title="Working directory")
 
     # context, set by the Cluster that owns the launcher
     profile_dir = Unicode("", help="Profile directory of the hub (set by the Cluster).")

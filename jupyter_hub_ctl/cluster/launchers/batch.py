@@ -34,6 +34,20 @@ wait
 """
 
 
+#: most characters of a scheduler command's own message put into an error's first line
+MAX_SAYS = 300
+
+
+def command_says(result: subprocess.CompletedProcess) -> str:
+    """What a failed command said, for the first line of an error (shown by the panel, the CLI
+    and %hub): its last lines of stderr (else stdout), joined; '(no output)' when it said nothing."""
+    for stream in (result.stderr, result.stdout):
+        lines = [line.strip() for line in stream.decode("utf8", "replace").splitlines() if line.strip()]
+        if lines:
+            return " / ".join(lines[-3:])[:MAX_SAYS]
+    return "(no output)"
+
+
 class BatchEngineLauncher(EngineLauncher):
     """Base class of batch-scheduler launchers (submit a rendered job script)."""
 
@@ -50,9 +64,10 @@ class BatchEngineLauncher(EngineLauncher):
                           help="Command that reports a job's state; '{job_id}' is its id (empty: do not poll).")
     running_regexp = Unicode("", config=True, help="Output of status_command matching this means the job is "
                                                    "queued or running; otherwise (or on a non-zero exit) it ended.")
-    queue = Unicode("", config=True, help="Queue / partition to submit to.")
-    account = Unicode("", config=True, help="Account / project to charge.")
-    walltime = Unicode("", config=True, help="Wall-clock limit in the scheduler's format (e.g. 01:00:00).")
+    queue = Unicode("", config=True, help="Queue / partition to submit to.").tag(basic=True, title="Queue / partition")
+    account = Unicode("", config=True, help="Account / project to charge.").tag(basic=True)
+    walltime = Unicode("", config=True, help="Wall-clock limit in the scheduler's format (e.g. 01:00:00)."
+                       ).tag(basic=True, title="Wall-clock limit", example="01:00:00")
     extra_directives = List(Unicode(), config=True, help="Extra directive lines, copied verbatim into the script.")
     job_name = Unicode("", config=True, help="Job name (default: hubctl-<hub id>).")
     python = Unicode(sys.executable, config=True, help="Python interpreter on the compute nodes.")
@@ -122,11 +137,12 @@ class BatchEngineLauncher(EngineLauncher):
         result = self._run(cmd, script.encode() if self.submit_via_stdin else b"")
         out = (result.stdout + result.stderr).decode("utf8", "replace")
         if result.returncode != 0:
-            raise LaunchFailed(f"{self.scheduler}: {' '.join(cmd)} failed with code {result.returncode}",
-                               log_tail=out)
+            raise LaunchFailed(f"{self.scheduler}: {' '.join(cmd)} failed with code {result.returncode}: "
+                               f"{command_says(result)}", log_tail=out)
         match = re.search(self.job_id_regexp, out)
         if not match:
-            raise LaunchFailed(f"{self.scheduler}: no job id in the output of {' '.join(cmd)}", log_tail=out)
+            raise LaunchFailed(f"{self.scheduler}: no job id in the output of {' '.join(cmd)}: {command_says(result)}",
+                               log_tail=out)
         es = EngineSet(slot=slots[0], count=len(slots), job_id=match.group(1), log=self.output_path(slots[0], generation),
                        generation=generation, host=self.scheduler)
         es._last_poll = time.monotonic()
@@ -163,9 +179,13 @@ class BatchEngineLauncher(EngineLauncher):
         if not es.job_id:
             return await super().stop(es, timeout)
         try:
-            self._run([a.format(job_id=es.job_id) for a in self.cancel_command])
+            result = self._run([a.format(job_id=es.job_id) for a in self.cancel_command])
         except LaunchFailed as e:
             self.log.warning("cancelling %s job %s: %s", self.scheduler, es.job_id, e)
+            return
+        if result.returncode != 0:
+            self.log.warning("cancelling %s job %s failed with code %s: %s", self.scheduler, es.job_id,
+                             result.returncode, command_says(result))
 
     def describe(self, es: EngineSet, returncode) -> dict:
         if es.job_id:
@@ -220,7 +240,8 @@ class SGEEngineLauncher(BatchEngineLauncher):
     """Engines as one (Son of / Univa) Grid Engine job (qsub)."""
 
     scheduler = "sge"
-    parallel_environment = Unicode("smp", config=True, help="SGE parallel environment for the engine slots.")
+    parallel_environment = Unicode("smp", config=True, help="SGE parallel environment for the engine slots."
+                                   ).tag(basic=True)
     batch_template = Unicode(
         "#!/bin/sh\n#$ -N {job_name}\n#$ -j y\n#$ -o {output}\n#$ -S /bin/sh\n{directives}\n"
         "cd {work_dir}\nexport IPP_CLUSTER_ID={cluster_id}\n" + _LOOP,

@@ -21,7 +21,8 @@ class MPIEngineLauncher(EngineLauncher):
                    help="The MPI launcher command (e.g. ['mpiexec'] or ['mpirun']).")
     mpi_args = List(Unicode(), config=True,
                     help="Extra arguments for mpiexec, before the engine command "
-                         "(e.g. ['--oversubscribe'], ['--hostfile', 'hosts']).")
+                         "(e.g. ['--oversubscribe'], ['--hostfile', 'hosts'])."
+                    ).tag(basic=True, title="mpiexec arguments", example=["--hostfile", "hosts"])
     export_flag = Unicode(
         "auto", config=True,
         help="mpiexec option that exports one environment variable to every rank, so ranks on other "

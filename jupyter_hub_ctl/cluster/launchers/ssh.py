@@ -49,9 +49,11 @@ class SSHEngineLauncher(EngineLauncher):
                     help="Arguments for ssh before the host name (e.g. ['-p', '2222', '-i', 'key']).")
     engines = Dict(value_trait=Integer(), config=True,
                    help="Engines per host, e.g. {'node1': 4, 'user@node2': 2}; slots fill hosts in this order "
-                        "and wrap around when more engines are asked for.")
+                        "and wrap around when more engines are asked for."
+                   ).tag(basic=True, title="Engines per host", example={"node1": 4, "user@node2": 2})
     remote_python = Unicode("python3", config=True,
-                            help="Python interpreter on the remote hosts (with jupyter_hub_ctl installed).")
+                            help="Python interpreter on the remote hosts (with jupyter_hub_ctl installed)."
+                            ).tag(basic=True, title="Python on the hosts")
     remote_work_dir = Unicode("", config=True, help="Directory the remote engines start in.")
     remote_shell = Unicode("sh", config=True, help="POSIX shell that runs the remote wrapper.")
 
