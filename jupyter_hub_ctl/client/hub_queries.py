@@ -206,7 +206,9 @@ class HubQueries:
         "started", "completed", "state"}``, oldest change first, times in epoch seconds;
         ``state`` is ``pending`` (waiting for an engine), ``queued`` (sent to one), ``running``
         (an engine reported it), ``ok``, ``error`` or ``aborted``.  ``truncated``: more than
-        ``limit`` changed and only the newest ``limit`` are listed.
+        ``limit`` changed; without ``since`` the newest ``limit`` are listed, after a ``since``
+        the oldest ``limit`` (and ``now`` is the last of them), so continuing from ``now``
+        still misses nothing: call again at once to read the rest.
         """
         content = self._hub("task_stream_request", {"since": since, "limit": limit})["content"]
         return {"now": content["now"], "tasks": content["tasks"], "truncated": content["truncated"]}

@@ -164,6 +164,9 @@ class HubQueries:
             raise ValueError(f"limit must be an int from 1 to {MAX_STREAM_LIMIT}")
         now = self.stamp()
         rows, truncated = await self.db.atask_stream(since, now, limit)
+        if truncated and since is not None and rows:
+            # the oldest changes after ``since`` came: the next request continues after the last of them
+            now = rows[0]["changed"]
         ids = self.engine_ids
         tasks = [{
             "msg_id": row["msg_id"],

@@ -49,7 +49,9 @@ def test_changes_in_a_window_newest_first(store):
     assert stream(store, 12.0, 100.0) == (["m3", "m1", "m4"], False)
     assert stream(store, 12.0, 20.0) == (["m1", "m4"], False)  # later changes: not yet
     assert stream(store, 21.0, 100.0) == ([], False)
-    assert stream(store, None, 100.0, limit=2) == (["m3", "m1"], True)
+    assert stream(store, None, 100.0, limit=2) == (["m3", "m1"], True)  # no since: the newest
+    assert stream(store, 12.0, 100.0, limit=2) == (["m1", "m4"], True)  # after a since: the oldest
+    assert stream(store, 20.0, 100.0, limit=2) == (["m3"], False)  # ... and from the last of them on
     assert stream(store, 12.0, 100.0, limit=3) == (["m3", "m1", "m4"], False)
     rows = {r["msg_id"]: r for r in store.task_stream(None, 100.0, 10)[0]}
     assert rows["m3"] == {"msg_id": "m3", "engine_uuid": None, "name": "f", "label": None, "submitted": T0,

@@ -204,8 +204,11 @@ class BaseDB(LoggingConfigurable):
         return self.flush()
 
     def task_stream(self, since, until: float, limit: int) -> tuple[list[dict], bool]:
-        """Records whose ``changed`` stamp lies in ``(since, until]`` (``since`` None: no lower
-        bound), newest change first, at most ``limit``; and whether more than ``limit`` matched.
+        """Records whose ``changed`` stamp lies in ``(since, until]``, at most ``limit``, newest
+        change first; and whether more than ``limit`` matched.  With ``since`` None (no lower
+        bound) they are the newest ``limit`` changes; with a ``since`` they are the *oldest*
+        ``limit`` after it, so that a caller that continues from the newest stamp it got misses
+        nothing when a burst of changes exceeds ``limit``.
 
         Each is a dict of :data:`STREAM_KEYS` (``status``: the result's status, None while
         unfinished).  This generic form filters ``find_records``; stores override it with
@@ -213,8 +216,9 @@ class BaseDB(LoggingConfigurable):
         """
         cond = {"$lte": until} if since is None else {"$gt": since, "$lte": until}
         found = self.find_records({"changed": cond}, list(STREAM_KEYS[1:-1]) + ["result_content"])
-        found.sort(key=lambda rec: rec["changed"], reverse=True)
-        return [stream_row(rec) for rec in found[:limit]], len(found) > limit
+        found.sort(key=lambda rec: rec["changed"], reverse=since is None)
+        rows = [stream_row(rec) for rec in found[:limit]]
+        return rows if since is None else rows[::-1], len(found) > limit
 
     async def atask_stream(self, since, until: float, limit: int) -> tuple[list[dict], bool]:
         return self.task_stream(since, until, limit)

@@ -57,13 +57,16 @@ class ChangeOrder:
         return list(self._ids)
 
     def newest(self, records: dict, since, until: float, limit: int) -> tuple[list[dict], bool]:
-        """Records (from ``records``, by msg_id) with ``since < changed <= until``, newest
-        first, at most ``limit``; and whether more matched."""
+        """Records (from ``records``, by msg_id) with ``since < changed <= until``, at most
+        ``limit``, newest first, and whether more matched: the newest ``limit`` without
+        ``since``, the oldest ``limit`` after it (see ``TaskStore.task_stream``)."""
         low = _NEG_INF if since is None else since
         if not self.in_order:
             found = [rec for rec in (records[m] for m in self._ids) if low < rec["changed"] <= until]
-            top = heapq.nlargest(limit + 1, found, key=lambda rec: rec["changed"])
-            return top[:limit], len(top) > limit
+            pick = heapq.nlargest if since is None else heapq.nsmallest
+            top = pick(limit + 1, found, key=lambda rec: rec["changed"])
+            chosen = top[:limit]
+            return chosen if since is None else chosen[::-1], len(top) > limit
         out = []
         for msg_id in reversed(self._ids):
             rec = records[msg_id]
@@ -72,22 +75,25 @@ class ChangeOrder:
                 continue  # changed while the request waited: the next request reports it
             if changed <= low:
                 break
-            if len(out) == limit:
+            if since is None and len(out) == limit:
                 return out, True
             out.append(rec)
+        if len(out) > limit:  # after ``since``: the oldest ``limit`` of them
+            return out[-limit:], True
         return out, False
 
 
 def sqlite_stream(conn, table: str, json_functions: bool, since, until: float, limit: int):
     """The task stream of an SQLite task table: one range scan of its ``changed`` index,
-    newest first, stopping after ``limit + 1`` rows."""
+    stopping after ``limit + 1`` rows (the newest without ``since``, the oldest after it;
+    see ``TaskStore.task_stream``), returned newest first."""
     status = "json_extract(result_content, '$.status')" if json_functions else "result_content"
     where, params = "changed <= ?", [until]
     if since is not None:
         where += " AND changed > ?"
         params.append(since)
     sql = (f"SELECT msg_id, engine_uuid, name, label, submitted, started, completed, changed, {status} "
-           f"FROM {quote(table)} WHERE {where} ORDER BY changed DESC LIMIT ?")
+           f"FROM {quote(table)} WHERE {where} ORDER BY changed {'DESC' if since is None else 'ASC'} LIMIT ?")
     rows = conn.execute(sql, (*params, limit + 1)).fetchall()
     out = []
     for row in rows[:limit]:
@@ -98,7 +104,7 @@ def sqlite_stream(conn, table: str, json_functions: bool, since, until: float, l
         if not json_functions:
             rec["status"] = _status_of_json(rec["status"])
         out.append(rec)
-    return out, len(rows) > limit
+    return out if since is None else out[::-1], len(rows) > limit
 
 
 def _parse_time(raw):

@@ -18,12 +18,11 @@ export const FEED_INTERVAL = 1000;
 export const FIRST_LIMIT = 10_000;
 
 /**
- * Most task changes a later reply carries. The hub keeps the newest changes
- * of a reply that would carry more; the older ones of that interval are not
- * sent again (the dashboard then says changes were skipped, and its counts
- * miss those tasks). Larger replies after a burst (100,000 tasks submitted at
- * once) took the hub longer than the server's query timeout, and a dashboard
- * that asks again from the same point never caught up.
+ * Most task changes a later reply carries. After a burst with more changes
+ * than that, the hub sends the oldest ones and the point they end at; the
+ * dashboard asks again at once from there until it has caught up, so its
+ * counts miss nothing. (Much larger replies after a burst of 100,000 tasks
+ * took the hub longer than the server's query timeout.)
  */
 export const STREAM_LIMIT = 10_000;
 
@@ -100,6 +99,10 @@ export class DashboardFeed {
       );
       const started = performance.now();
       this.store.ingest(snapshot, started);
+      if (snapshot.stream?.truncated) {
+        // more changes wait after this reply's end: read them now, not in a second
+        setTimeout(() => void this._poll.refresh(), 0);
+      }
       this._ingestMs.push(performance.now() - started);
       if (this._ingestMs.length > INGEST_SAMPLES) {
         this._ingestMs.shift();

@@ -77,9 +77,9 @@ export class DashboardStore {
   readonly throughput = new Map<number, [number, number]>();
   readonly queueSamples: IQueueSample[] = [];
   readonly groups = new Map<string, IGroup>();
-  /** Hub time of the last reply that left changes out (more changed than one reply carries). */
+  /** Hub time of the last reply that had more changes after it (a burst being caught up). */
   truncatedAt: number | null = null;
-  /** How many replies left changes out. */
+  /** How many replies had more changes after them. */
   truncatedReplies = 0;
   /** Why the task stream is not available (null while it is). */
   streamError: string | null = null;

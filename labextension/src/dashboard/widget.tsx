@@ -191,8 +191,8 @@ export class DashboardWidget extends ReactWidget {
         )}
         {store.truncatedAt !== null && (store.hubNow() ?? 0) - store.truncatedAt < TRUNCATED_NOTE && (
           <div className="jp-HubCtl-note" data-testid="hubctl-dash-truncated">
-            A burst of more than {STREAM_LIMIT.toLocaleString()} task changes in one second: the
-            task stream skipped some of them.
+            Catching up with a burst of more than {STREAM_LIMIT.toLocaleString()} task changes in
+            one second.
           </div>
         )}
         <section className="jp-HubCtl-dashSection jp-HubCtl-dashStream">
