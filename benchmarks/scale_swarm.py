@@ -27,7 +27,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -39,9 +38,10 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     ClusterBase, add_controller_options, call_with_timeout, describe, environment, imported_from, log, print_table,
     run_stopping_all, use_checkout,
 )
-from swarm import HUB_FDS_PER_ENGINE, Notifications, Swarm  # noqa: E402
+from swarm import HUB_FDS_PER_ENGINE, MAX_PER_PROCESS, Notifications, Swarm, fds_for  # noqa: E402
 
 use_checkout()
+from jupyter_hub_ctl.controller import limits  # noqa: E402
 from stack_vs_ipyparallel import close_client, get_all, make_client, wait_for_engines  # noqa: E402
 
 
@@ -304,13 +304,17 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the controllers
+    # inherited by the controllers: the hard limit too, where this process may raise it
+    want = max(opts.sizes_list) * HUB_FDS_PER_ENGINE + limits.RESERVE
+    raised = limits.raise_hard_limit(max(want, fds_for(MAX_PER_PROCESS)))
+    nofile = limits.raise_fd_limit()  # the soft limit, now the hard one
     kinds = [opts.only] if opts.only else list(KINDS)
     env = environment()
     log(f"{describe(env)} from {imported_from()}")
-    log(f"RLIMIT_NOFILE {hard} (hard): room for about {(hard - 200) // HUB_FDS_PER_ENGINE} engines in one "
-        f"controller process ({HUB_FDS_PER_ENGINE} connections each)")
+    log(f"RLIMIT_NOFILE {nofile}: room for about {(nofile - limits.RESERVE) // HUB_FDS_PER_ENGINE} engines in "
+        f"one controller process ({HUB_FDS_PER_ENGINE} connections each)")
+    if not raised and nofile < want:
+        log(f"  {max(opts.sizes_list)} engines need {want}; {limits.RAISE_HINT.format(n=want)}")
     results: dict = {}
 
     def measure():

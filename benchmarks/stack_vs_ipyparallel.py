@@ -16,6 +16,11 @@ Phases, each on a freshly started stack (controller ``--dictdb --ping=3000``):
    dropped, measured in a separate client process per stack;
 6. registration of 128 engines (ours within 30 s, the reference within 60 s for context).
 
+Every round also runs the phase-1 workload through ``concurrent.futures.ProcessPoolExecutor``
+with 2 workers (no hub at all: what a local pool costs per task), and a second table gives the
+cost-per-task targets from the same rounds: ours/ipyparallel and ours/pool no-op throughput, and
+the hub's CPU per load-balanced task (the controller process and its children, all threads).
+
 With ``--curve``, every round also runs phases 1-4 on stacks whose controller encrypts with
 CurveZMQ (ours ``--enable-curve``, the reference ``--IPController.enable_curve=True``; clients
 and engines follow the connection files), and a second table gives each stack's figures with
@@ -31,7 +36,9 @@ Run ``python benchmarks/stack_vs_ipyparallel.py --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
+import multiprocessing
 import json
 import os
 import signal
@@ -59,7 +66,11 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
 use_checkout()  # this process and every process it starts (controllers, engines, the memory client)
 
 KINDS = ("ref", "ours")
-LABELS = {"ref": "ipyparallel", "ours": "jupyter_hub_ctl"}
+POOL_WORKERS = 2
+POOL_LABEL = f"ProcessPoolExecutor({POOL_WORKERS})"
+#: the cost-per-task targets: ours/ipyparallel and ours/pool no-op throughput, the hub's CPU per task
+TARGET_VS_REF, TARGET_VS_POOL, TARGET_HUB_MS = 10.0, 0.5, 0.1
+LABELS = {"ref": "ipyparallel", "ours": "jupyter_hub_ctl", "pool": POOL_LABEL}
 CURVE_ARGS = {"ref": ["--IPController.enable_curve=True"], "ours": ["--enable-curve"]}
 ENGINE_CMD = {
     "ref": [sys.executable, "-m", "ipyparallel.engine"],
@@ -214,6 +225,38 @@ def lb_throughput(s: Stack, opts, label: str) -> dict:
         f"controller {out['controller_cpu_ms_per_task']:.3f} ms CPU/task, "
         f"other load {out['background_cores']:.2f} cores")
     return out
+
+
+def pool_throughput(opts) -> dict:
+    """The same no-op tasks through ``concurrent.futures.ProcessPoolExecutor(2)`` (submit all, wait for all)."""
+    ctx = multiprocessing.get_context("fork")  # the workers find ``noop`` in this process's __main__
+    with concurrent.futures.ProcessPoolExecutor(POOL_WORKERS, mp_context=ctx) as ex:
+        for f in [ex.submit(noop) for _ in range(opts.warmup)]:
+            f.result(timeout=60)
+        gc.collect()
+        a = _machine_snapshot(ex)
+        t0 = time.perf_counter()
+        futures = [ex.submit(noop) for _ in range(opts.tasks)]
+        deadline = time.monotonic() + opts.task_timeout + opts.tasks / 50
+        for f in futures:
+            f.result(timeout=max(0.1, deadline - time.monotonic()))
+        dt = time.perf_counter() - t0
+        b = _machine_snapshot(ex)
+    out = {"lb_tasks_per_s": opts.tasks / dt, "background_cores": Stack.other_cores(a, b)}
+    log(f"  {POOL_LABEL}: {out['lb_tasks_per_s']:.0f} tasks/s, other load {out['background_cores']:.2f} cores")
+    return out
+
+
+def _machine_snapshot(ex) -> dict:
+    """Like ``Stack.snapshot``, with the pool's worker processes as this stack's own."""
+    t = psutil.cpu_times()
+    own = sum(psutil.Process().cpu_times()[:2])
+    for pid in list(getattr(ex, "_processes", {}) or {}):
+        try:
+            own += sum(psutil.Process(pid).cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return {"time": time.monotonic(), "machine": sum(t) - t.idle - getattr(t, "iowait", 0.0), "own": own}
 
 
 def phase_main(s: Stack, opts) -> dict:
@@ -440,6 +483,29 @@ def summarize(results: dict, opts) -> list:
     return rows
 
 
+def summarize_cost(results: dict) -> list:
+    """The issue's cost-per-task targets, from the same rounds: the ratios and the hub's CPU per task."""
+    ours, ref = med(results, "main", "ours", "lb_tasks_per_s"), med(results, "main", "ref", "lb_tasks_per_s")
+    pool = med(results, "pool", "pool", "lb_tasks_per_s")
+    hub = {k: med(results, "main", k, "controller_cpu_ms_per_task") for k in KINDS}
+
+    def verdict(ok):
+        return "-" if ok is None else ("PASS" if ok else "MISS")
+
+    r_ref = ours / ref if ours and ref else None
+    r_pool = ours / pool if ours and pool else None
+    h = hub["ours"]
+    return [
+        ("LB no-op tasks/s (ref column: ipyparallel)", ref, ours, "{:.0f}", r_ref, f"ours/ref >= {TARGET_VS_REF:g}",
+         verdict(None if r_ref is None else r_ref >= TARGET_VS_REF)),
+        (f"LB no-op tasks/s (ref column: {POOL_LABEL})", pool, ours, "{:.0f}", r_pool,
+         f"ours/ref >= {TARGET_VS_POOL:g}", verdict(None if r_pool is None else r_pool >= TARGET_VS_POOL)),
+        ("hub CPU per LB task, ms (ref column: ipcontroller)", hub["ref"], h, "{:.3f}",
+         h / hub["ref"] if h is not None and hub["ref"] else None, f"ours <= {TARGET_HUB_MS:g} ms",
+         verdict(None if h is None else h <= TARGET_HUB_MS)),
+    ]
+
+
 CURVE_ROWS = (("LB no-op apply_async tasks/s", "lb_tasks_per_s", "{:.0f}"),
               ("apply_sync latency median (ms)", "latency_median_ms", "{:.2f}"),
               ("LB map, items/s", "map_items_per_s", "{:.0f}"),
@@ -490,6 +556,8 @@ def parse_args(argv=None):
     p.add_argument("--only", choices=KINDS, help="one stack only")
     p.add_argument("--skip-128", action="store_true", help="skip the engine registration phase")
     p.add_argument("--skip-memory", action="store_true", help="skip the client memory phase")
+    p.add_argument("--skip-pool", action="store_true",
+                   help=f"skip the {POOL_LABEL} no-op throughput run of each round")
     add_stack_options(p)
     p.add_argument("--curve", action="store_true", help="also run phases 1-4 with CurveZMQ encryption")
     p.add_argument("--latency-calls", type=int, default=500)
@@ -517,8 +585,12 @@ def main(argv=None) -> int:
 
     def measure():
         for r in range(opts.repeat):
+            if not opts.skip_pool and r % 2 == 1:
+                run("pool", "pool", f"round{r + 1}", lambda: pool_throughput(opts), results, failures)
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 run("main", kind, f"round{r + 1}", lambda: main_phase(kind, f"round{r + 1}"), results, failures)
+            if not opts.skip_pool and r % 2 == 0:
+                run("pool", "pool", f"round{r + 1}", lambda: pool_throughput(opts), results, failures)
                 if opts.curve:
                     run("curve", kind, f"round{r + 1}", lambda: main_phase(kind, f"curve{r + 1}", True),
                         results, failures)
@@ -537,6 +609,9 @@ def main(argv=None) -> int:
         print(f"CPU used by other processes on the machine during the LB throughput runs: "
               f"median {statistics.median(loads):.2f} cores, max {max(loads):.2f} cores.")
     print_table(rows, failures, LABELS)
+    cost = summarize_cost(results)
+    print(f"\nCost per task, same rounds (ref column as named; {opts.tasks} no-op tasks, submit all, wait for all):")
+    print_table(cost, [], {"ref": "reference", "ours": "jupyter_hub_ctl"})
     if opts.curve:
         print("\nWith CurveZMQ encryption (same rounds):")
         print_table(summarize_curve(results), [], LABELS)
@@ -544,7 +619,7 @@ def main(argv=None) -> int:
         doc = {"environment": env, "options": vars(opts), "results": results, "failures": failures,
                "interrupted": interrupted,
                "summary": [dict(zip(("measurement", "ref", "ours", "format", "ratio", "target", "result"), row))
-                           for row in rows]}
+                           for row in rows + cost]}
         with open(opts.json, "w") as f:
             json.dump(doc, f, indent=1, default=str)
         log(f"wrote {opts.json}")

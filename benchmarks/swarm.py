@@ -19,9 +19,10 @@ What one engine costs in file descriptors (RLIMIT_NOFILE), as ipyparallel 9's ``
   registration, shell, control, iopub, heart SUB, heart DEALER): 14 fds.  A real ipengine has more
   (its nanny's control connection and pipes, a kernel's stdin socket, the heart's monitor).
 
-Each worker raises its soft RLIMIT_NOFILE to the hard limit and sets its context's ZMQ_MAX_SOCKETS
-(libzmq's default is 1023 sockets per context) to 6 per engine; ``per_process`` defaults to what
-the hard limit allows.  Every worker process is stopped by pid when the swarm stops.
+The swarm first raises its own hard RLIMIT_NOFILE (which the workers inherit) to what 2,000
+engines per worker need, where the process may (root with CAP_SYS_RESOURCE); each worker raises
+its soft limit to the hard one and sets its context's ZMQ_MAX_SOCKETS (libzmq's default is 1023
+sockets per context) to 6 per engine; ``per_process`` defaults to what the hard limit allows.  Every worker process is stopped by pid when the swarm stops.
 """
 
 from __future__ import annotations
@@ -42,19 +43,33 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the checkout holding this file, for jupyter_hub_ctl.wire
 
+from jupyter_hub_ctl.controller.limits import raise_hard_limit  # noqa: E402
 from jupyter_hub_ctl.wire.session import MessageError, WireSession  # noqa: E402
 
 WORKER = os.path.join(HERE, "swarm_worker.py")
 HUB_FDS_PER_ENGINE = 8  # TCP connections per engine at the controller
 SWARM_FDS_PER_ENGINE = 14  # 8 connections + 6 socket mailboxes in the swarm
+MAX_PER_PROCESS = 2000  # engines one worker emulates at most (one event loop for all of them)
+WORKER_RESERVE_FDS = 300  # Python's own files in a worker
+
+
+def fds_for(engines: int, per_engine: int = SWARM_FDS_PER_ENGINE, reserve: int = WORKER_RESERVE_FDS) -> int:
+    return engines * per_engine + reserve
+
+
+def raise_worker_limit() -> bool:
+    """Raise this process's hard RLIMIT_NOFILE (inherited by the workers started later) so that a
+    worker can hold ``MAX_PER_PROCESS`` engines; False where that is not allowed (no
+    CAP_SYS_RESOURCE): the workers then take fewer engines each, and there are more of them."""
+    return raise_hard_limit(fds_for(MAX_PER_PROCESS))
 
 
 def default_per_process() -> int:
     """Engines per worker that its hard fd limit allows, with room for Python's own files."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard == resource.RLIM_INFINITY:
-        return 2000
-    return max(50, min(2000, (hard - 300) // SWARM_FDS_PER_ENGINE))
+        return MAX_PER_PROCESS
+    return max(50, min(MAX_PER_PROCESS, (hard - WORKER_RESERVE_FDS) // SWARM_FDS_PER_ENGINE))
 
 
 class SwarmError(RuntimeError):
@@ -68,6 +83,7 @@ class Swarm:
                  reg_timeout: float = 5.0, log_dir: Optional[str] = None, env: Optional[dict] = None):
         self.engine_file = engine_file
         self.n = n
+        raise_worker_limit()
         self.per_process = per_process or default_per_process()
         self.execute = execute
         self.reg_timeout = reg_timeout

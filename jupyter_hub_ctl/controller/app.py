@@ -272,7 +272,7 @@ class ControllerApp(Application):
             encrypted = factory.resolve_curve(self._saved_curve_keys(reused))
         except ValueError as e:
             raise SystemExit(f"controller: {e}") from None
-        limits.raise_fd_limit()  # every engine holds ~8 connections here
+        limits.raise_fd_limit(limits.wanted_fds())  # every engine holds ~8 connections here
         db = self.db = self._db()
         try:
             hub = factory.init_hub(loop, session, db, on_shutdown=self.stop, config=self.config)
@@ -313,6 +313,9 @@ class ControllerApp(Application):
                       "engines (open-file limit %d)", factory.client_url("registration"), self.profile_dir,
                       self.cluster_id, type(db).__name__, "encrypted (CurveZMQ)" if encrypted else "not encrypted",
                       hub.engine_capacity, limits.fd_limits()[0])
+        if limits.fd_limits()[1] < limits.wanted_fds():
+            self.log.info("the hard open-file limit (%d) leaves room for about %d engines; for more, %s",
+                          limits.fd_limits()[1], limits.engine_capacity(), limits.RAISE_HINT.format(n=limits.wanted_fds()))
         await self._stopped.wait()
         if hub.dask is not None:
             await hub.dask.stop()

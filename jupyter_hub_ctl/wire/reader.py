@@ -98,6 +98,7 @@ class SocketReader:
         self.name = name or repr(sock)
         self._scheduled = False
         self._closed = False
+        self._draining = False  # in drain(), whose next receive re-checks the socket anyway
         self._fd = sock.getsockopt(zmq.FD)
         loop.add_reader(self._fd, self._on_ready)
         self.kick()
@@ -113,6 +114,13 @@ class SocketReader:
         handler = self.handler
         copy = self.copy
         small_only = copy == "small"
+        self._draining = True
+        try:
+            self._drain(sock, handler, copy, small_only)
+        finally:
+            self._draining = False
+
+    def _drain(self, sock, handler, copy, small_only) -> None:
         for _ in range(self.batch):
             try:
                 frames = recv_frames(sock, False if small_only else copy)
@@ -144,11 +152,13 @@ class SocketReader:
 
         Sending may consume the FD's edge; if input is already waiting, drain it soon.
         Otherwise the next arrival raises a new edge, so no extra loop turn is needed.
+        While this socket is being drained (a handler answering on the socket it read
+        from), the drain's next receive does that check.
         """
         try:
             send_frames(self.sock, frames, copy)
         finally:
-            if _get(self.sock, EVENTS) & POLLIN:
+            if not self._draining and _get(self.sock, EVENTS) & POLLIN:
                 self.kick()
 
     def close(self) -> None:

@@ -81,8 +81,11 @@ def json_depth(data: bytes) -> int:
 
 
 def _check_depth(data: bytes) -> None:
-    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
+    if len(data) > MAX_JSON_DEPTH and data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and json_depth(data) > MAX_JSON_DEPTH:
         raise MessageError("too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+_EMPTY = b"{}"  # most parent headers, metadata and contents of requests
 
 
 def _loads(text: str) -> Any:
@@ -100,6 +103,8 @@ def unpack(data, max_bytes: Optional[int] = None) -> Any:
     or UTF-8, NaN/Infinity, nesting deeper than MAX_JSON_DEPTH, more than ``max_bytes`` bytes."""
     if type(data) is not bytes:
         data = bytes(data)
+    elif data == _EMPTY:
+        return {}
     if max_bytes is not None and len(data) > max_bytes:
         raise MessageError("too-large", f"{len(data)} bytes of JSON where at most {max_bytes} are accepted")
     _check_depth(data)  # (within it the C scanner cannot hit the recursion limit)
@@ -210,6 +215,9 @@ class WireSession:
         except AttributeError:
             raise ValueError(f"unknown hash {digest!r} in signature scheme") from None
         self._auth = hmac.new(key, digestmod=digestmod) if key else None
+        # the OpenSSL HMAC object inside (copying it skips hmac.HMAC's Python layer); hmac.HMAC
+        # falls back to a pure-Python digest where OpenSSL lacks the hash: then use it as it is
+        self._mac = getattr(self._auth, "_hmac", None) or self._auth
         self.session = session or new_id()
         self.username = username
         self._counter = count()
@@ -237,11 +245,10 @@ class WireSession:
 
     # --- signing -------------------------------------------------------
     def sign(self, parts: Sequence[bytes]) -> bytes:
-        if self._auth is None:
+        if self._mac is None:
             return b""
-        h = self._auth.copy()
-        for p in parts:
-            h.update(p)
+        h = self._mac.copy()
+        h.update(b"".join(parts))  # one call: the parts of a small message cost more as calls than as a copy
         return h.hexdigest().encode("ascii")
 
     # --- building --------------------------------------------------------
@@ -299,6 +306,13 @@ class WireSession:
     @staticmethod
     def split(frames: Sequence) -> tuple:
         """(idents, rest) around the delimiter; raises MessageError."""
+        if type(frames) is list:  # the delimiter received as bytes is found in C
+            try:
+                i = frames.index(DELIM, 0, 16)
+            except ValueError:
+                pass
+            else:
+                return frames[:i], frames[i + 1:]
         for i in range(min(len(frames), 16)):
             if frame_bytes(frames[i]) == DELIM:
                 return list(frames[:i]), list(frames[i + 1:])
@@ -325,7 +339,9 @@ class WireSession:
             parts = list(frames)
         if len(parts) < 5:
             raise MessageError("short", f"{len(parts)} frames after delimiter")
-        raw = [frame_bytes(p) for p in parts[:5]]
+        raw = parts[:5]
+        if not all(type(p) is bytes for p in raw):
+            raw = [frame_bytes(p) for p in raw]
         if self._auth is not None:
             self._verify(raw)
         header = unpack(raw[1], MAX_HEADER_BYTES)
