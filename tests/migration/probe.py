@@ -30,14 +30,9 @@ KNOWN_FAILURES = {
         "dv.sync_imports(local=False)": "ipyparallel: 'remote-only imports not yet implemented'",
         "await AsyncResult": "ipyparallel's AsyncResult is a concurrent Future, not awaitable (ours is both)",
     },
-    "ours": {
-        "dv.clear": "the engine's control thread dies in clear_request (fixed with the engine control-channel "
-                    "work of the same issue)",
-        "execute after clear": "follows from the clear failure",
-        "apply after abort and clear": "an abort with nothing queued also aborts the next task the engine "
-                                       "receives (engine side, same work)",
-    },
+    "ours": {},
 }
+
 SIGNATURE_WORDS = ("unexpected keyword", "positional argument", "is not callable", "not subscriptable",
                    "not iterable", "has no len", "object is not", "missing 1 required", "takes no arguments")
 

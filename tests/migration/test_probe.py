@@ -12,3 +12,5 @@ def test_documented_cases_pass(stack):
     failing = {name: detail for name, (outcome, detail) in results.items() if outcome != "pass"}
     unexpected = {name: detail for name, detail in failing.items() if name not in KNOWN_FAILURES[stack.kind]}
     assert not unexpected, unexpected
+    fixed = set(KNOWN_FAILURES[stack.kind]) - set(failing)
+    assert not fixed, f"known failures that pass now (take them off the list): {sorted(fixed)}"
