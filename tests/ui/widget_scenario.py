@@ -116,9 +116,9 @@ def switch_to_dark(page):
     page.wait_for_timeout(1000)  # the theme's stylesheet applies after the attribute flips
 
 
-def read_while_blocked(page, sleeper) -> list:
+def read_while_blocked(page, sleeper, after_read=lambda n: None) -> list:
     """Read the widgets every 1.5 s while ``sleeper`` runs (up to 8 times): (time, progress done,
-    status clock, status completed, engine metrics)."""
+    status clock, status completed, engine metrics); ``after_read(n)`` after the n-th read."""
     reads = []
     while running(sleeper) and len(reads) < 8:
         progress = page.locator(f"{PROGRESS} .hubctl-progress").inner_text()
@@ -126,6 +126,7 @@ def read_while_blocked(page, sleeper) -> list:
         clock = page.locator(f"{STATUS} [data-figure='clock']").inner_text()
         completed = int(page.locator(f"{STATUS} [data-figure='completed'] b").inner_text())
         reads.append((time.monotonic(), int(done.group(1)) if done else None, clock, completed, engine_metrics(page)))
+        after_read(len(reads))
         page.wait_for_timeout(1500)
     assert running(sleeper), "the sleeping cell ended before the widgets were read 8 times"
     return reads
@@ -157,7 +158,9 @@ def widgets_stay_live_and_readable(page, server, screenshot, open_notebook, fore
 
     # a cell blocks in time.sleep(15): the widgets keep moving
     sleeper = start_cell(page, 3)
-    reads = read_while_blocked(page, sleeper)
+    # a picture of the status while the engines work: their CPU, memory and task
+    reads = read_while_blocked(page, sleeper,
+                               lambda n: n == 2 and screenshot(page.locator(STATUS).first, "light-status-busy"))
     assert len(reads) >= 5
     counts = [r[1] for r in reads]
     assert None not in counts and counts == sorted(counts) and counts[-1] > counts[0], reads
@@ -195,6 +198,10 @@ def widgets_stay_live_and_readable(page, server, screenshot, open_notebook, fore
     detail = wait_for(lambda: (text := page.locator(f"{BROWSER} .hubctl-detail").inner_text()) and "failed" in text
                       and text, 30, "the failed task's details")
     assert "ValueError: no 7" in detail and "map_chunk" not in detail and "jupyter_hub_ctl" not in detail
+
+    # the status widget has seen the second failure too: nothing the two theme checks read changes any more
+    # (a failed result among the latest results adds its error text)
+    page.locator(f"{STATUS} [data-figure='errors']", has_text="2 failed").wait_for(timeout=30_000)
 
     # readable in both themes; a picture of each widget in each
     checked = check_contrast(page, "light")
