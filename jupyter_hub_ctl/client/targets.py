@@ -34,11 +34,12 @@ class Targets:
 
     def wait_for_engines(self, n: int, timeout: Optional[float] = None, interactive: Optional[bool] = None,
                          widget: Optional[bool] = None, *, block: bool = True):
-        """Block until at least ``n`` engines are registered (``timeout`` None or -1: for ever).
+        """Block until at least ``n`` engines are registered (``timeout`` None or -1: for ever) and
+        return the ids of all registered engines (ipyparallel's returns None).
 
         TimeoutError says how many came.  ``interactive`` (default: inside IPython, as ipyparallel
-        does) shows a progress bar while waiting, a widget in a notebook (``widget=False``: text).
-        ``block=False`` returns a Future of the engine ids instead.
+        does) shows a progress bar while waiting, a widget in a notebook (``widget=False``: text);
+        it returns the ids as well.  ``block=False`` returns a Future of the engine ids instead.
         """
         if not block:
             fut: Future = Future()

@@ -43,18 +43,23 @@ def _msg_types(sock) -> list:
     return out
 
 
+def _start_our_engine(hub) -> ManagedProcess:
+    """One of our engines on ``hub`` (next to its ipyparallel engines); stopped with the hub's."""
+    env = hub.base_env()
+    env.update(engine_env_additions())
+    proc = ManagedProcess("engine#ours", [sys.executable, "-m", "jupyter_hub_ctl.engine", f"--file={hub.engine_file}"],
+                          env, hub.log_dir / "engine-ours.log", cwd=hub.base_dir)
+    hub.engines.append(proc)
+    return proc
+
+
 def test_ipyparallel_engines_report_nothing_and_ipyparallel_clients_see_nothing_new(hub_factory):
     hub = hub_factory(n_engines=1, args=["--Hub.metrics_interval=0.2"])
     ipp_id = hub.admin.ids[0]
     ctx = zmq.Context()
     info = hub.connection_info("client")
     notes, iopub = _subscriber(ctx, info, "notification"), _subscriber(ctx, info, "iopub")
-    env = hub.base_env()
-    env.update(engine_env_additions())
-    ours_proc = ManagedProcess("engine#ours", [sys.executable, "-m", "jupyter_hub_ctl.engine",
-                                               f"--file={hub.engine_file}"],
-                               env, hub.log_dir / "engine-ours.log", cwd=hub.base_dir)
-    hub.engines.append(ours_proc)
+    ours_proc = _start_our_engine(hub)
     rc = Client(str(hub.client_file))
     try:
         rc.wait_for_engines(2, timeout=30)
@@ -90,3 +95,32 @@ def test_ipyparallel_engines_report_nothing_and_ipyparallel_clients_see_nothing_
         notes.close(0)
         iopub.close(0)
         ctx.destroy(0)
+
+
+def test_status_widget_shows_a_dash_for_ipyparallel_engines(hub_factory):
+    """HubStatus on a hub with an ipyparallel engine and ours: our engine's CPU and memory, a dash
+    for the ipyparallel engine's, and no error."""
+    from jupyter_hub_ctl.kernel.widgets import HubStatus
+
+    hub = hub_factory(n_engines=1, args=["--Hub.metrics_interval=0.2"])
+    ipp_id = hub.admin.ids[0]
+    _start_our_engine(hub)
+    rc = Client(str(hub.client_file))
+    try:
+        rc.wait_for_engines(2, timeout=30)
+        ours_id = next(e for e in rc.ids if e != ipp_id)
+        wait_for(lambda: rc.engine_metrics(ours_id)["engines"][ours_id]["latest"], 30, "our engine's first report")
+        view = HubStatus(rc)
+        view.refresh()
+        rows = {e["id"]: e for e in view.engines}
+        assert view.metrics and view.problem == "" and view.error == ""
+        assert (rows[ipp_id]["cpu"], rows[ipp_id]["rss"], rows[ipp_id]["task"]) == (None, None, None)
+        assert rows[ours_id]["rss"] > 0 and rows[ours_id]["cpu"] >= 0
+        html = view.html()
+        ipp_row = html.split(f'data-engine-id="{ipp_id}"')[1].split("</tr>")[0]
+        ours_row = html.split(f'data-engine-id="{ours_id}"')[1].split("</tr>")[0]
+        assert 'data-metric="cpu">-<' in ipp_row and 'data-metric="memory">-<' in ipp_row
+        assert 'data-metric="memory">-<' not in ours_row and "hubctl-meter" in ours_row
+        view.close()
+    finally:
+        rc.close()

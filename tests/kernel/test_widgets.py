@@ -120,6 +120,49 @@ def test_views_update_while_the_main_thread_blocks(start_hub, comms):
     assert comms.state(bar._bar.container.children[1].model_id)["bar_style"] == "success"
 
 
+def spin(seconds):
+    """Keep one core busy for ``seconds``."""
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
+    return seconds
+
+
+def test_status_widget_shows_engine_metrics_live(start_hub, comms):
+    """Our engines' CPU, memory and running task reach the status table while a task runs, and are
+    dropped (not kept stale) once the hub is gone."""
+    conn = start_hub(2)
+    view = HubStatus(conn.client, hub_id=conn.id, update_interval=0.3)
+    view.widget
+    assert view.start()
+
+    def rows():
+        return {e["id"]: e for e in view.engines}
+
+    wait_for(lambda: view.metrics and all((r["rss"] or 0) > 0 for r in rows().values()), 30,
+             "both engines' memory in the view")
+    for row in rows().values():
+        assert 10 * 2**20 < row["rss"] < 2**31 and row["cpu"] >= 0 and row["task"] is None
+    ar = conn.client[0].apply_async(spin, 6)
+    # how high the CPU figure goes depends on the machine's other load (tests/client/test_metrics.py
+    # checks that it rises); here: the spinning engine's figures reach the view
+    busy = wait_for(lambda: (r := rows()[0])["task"] == "spin" and r["cpu"] > 5 and r, 30,
+                    "engine 0 running spin in the view")
+    assert busy["task_id"] == ar.msg_ids[0] and rows()[1]["task"] is None
+    html = wait_for(lambda: re.search(r'data-metric="task" title="[^"]+">spin<',
+                                      h := comms.state(view._w_engines.model_id).get("value", "")) and h,
+                    10, "spin in the frontend's table")
+    assert re.search(r'data-metric="memory">\d+\.\d MB<', html), html
+    assert ar.get(30) == 6
+    wait_for(lambda: rows()[0]["task"] is None, 30, "engine 0 idle again in the view")
+    assert "memory" in view.text() and "spin" not in [r["task"] for r in view.engines]
+    conn.stop()
+    wait_for(lambda: view.ended, 30, "the view to see the hub stop")
+    assert all(r["rss"] is None and r["cpu"] is None and r["task"] is None for r in view.engines)
+
+
 def test_status_widget_stops_updating_when_the_hub_stops(start_hub, comms):
     from jupyter_hub_ctl.cluster import find_hub
 
@@ -244,6 +287,10 @@ def test_waits_show_progress_as_text_outside_notebooks(start_hub, capsys):
     background.request_scale(conn.id, 2)
     assert wait_for_engines(conn.client, 2, timeout=60, widget=False) == [0, 1]
     assert "2/2" in capsys.readouterr().err
+    # enough engines already: the ids at once, as documented, whether interactive or not
+    assert conn.client.wait_for_engines(2, -1, interactive=True, widget=False) == [0, 1]
+    assert conn.client.wait_for_engines(1, interactive=False) == [0, 1]
+    assert conn.client.wait_for_engines(2, interactive=True, widget=False, block=False).result(10) == [0, 1]
     with pytest.raises(TimeoutError, match="only 2 of 5"):
         wait_for_engines(conn.client, 5, timeout=0.5, widget=False)
     assert "only 2 of 5 after 0.5s" in capsys.readouterr().err

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from .lab import LabServer
+# the scenario the JupyterLab and Notebook 7 tests share asserts with pytest's detailed messages
+pytest.register_assert_rewrite("ui.widget_scenario")
+
+from .lab import LabServer  # noqa: E402
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -67,6 +70,8 @@ class PageLog:
 
     console_errors: list = field(default_factory=list)
     page_errors: list = field(default_factory=list)
+    #: the JavaScript stack of each page error, in the same order
+    page_error_stacks: list = field(default_factory=list)
     requests: list = field(default_factory=list)
     responses: dict = field(default_factory=dict)
 
@@ -94,7 +99,11 @@ def page(browser, request):
             log.console_errors.append((msg.text, msg.location.get("url", "")))
 
     page.on("console", on_console)
-    page.on("pageerror", lambda exc: log.page_errors.append(str(exc)))
+    def on_page_error(exc):
+        log.page_errors.append(str(exc))
+        log.page_error_stacks.append(getattr(exc, "stack", None) or "")
+
+    page.on("pageerror", on_page_error)
     page.on("request", lambda req: log.requests.append((req.method, req.url)))
     page.on("response", lambda resp: log.responses.__setitem__(resp.url, resp.status))
     page.hubctl_log = log

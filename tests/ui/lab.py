@@ -46,7 +46,8 @@ class Reply:
 
 @dataclass
 class LabServer:
-    """One ``jupyter lab`` in its own config, data, runtime and root directories."""
+    """One ``jupyter lab`` (or, with ``app="notebook"``, Notebook 7's ``jupyter notebook``) in its own
+    config, data, runtime and root directories."""
 
     root: Path
     base_url: str = "/"
@@ -54,6 +55,8 @@ class LabServer:
     port: int = field(default_factory=free_port)
     #: User settings to write before start: ``{"plugin-id": {...}}``.
     settings: dict = field(default_factory=dict)
+    #: The Jupyter application module to run: ``jupyterlab`` or ``notebook`` (Notebook 7).
+    app: str = "jupyterlab"
     proc: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -129,7 +132,7 @@ class LabServer:
     def start(self, timeout: float = 90) -> LabServer:
         self._write_config()
         cmd = [
-            sys.executable, "-m", "jupyterlab",
+            sys.executable, "-m", self.app,
             "--no-browser",
             "--ip=127.0.0.1",
             f"--port={self.port}",
@@ -149,9 +152,9 @@ class LabServer:
                 cmd, env=self.env(), cwd=str(self.notebooks),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )
-        wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout, "jupyter lab to answer")
+        wait_for(lambda: self.proc.poll() is not None or self._ready(), timeout, f"{self.app} to answer")
         if self.proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}")
+            raise RuntimeError(f"{self.app} exited with {self.proc.returncode}:\n{self.log_tail()}")
         return self
 
     def _ready(self) -> bool:

@@ -17,7 +17,7 @@ import jupyter_hub_ctl
 from support.procs import WaitTimeout, wait_for
 
 from .lab import SERVER_EXTENSION_MISSING, LabServer
-from .test_ui_widgets import switch_to_dark
+from .widget_scenario import switch_to_dark
 from .ui_helpers import open_lab, open_panel, tid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
