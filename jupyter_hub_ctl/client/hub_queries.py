@@ -7,7 +7,7 @@ import types
 from typing import Optional
 
 from ..wire.session import parse_date
-from .errors import collect_exceptions
+from .errors import RemoteError, collect_exceptions
 
 
 def msg_ids_of(jobs, history=(), allow_index: bool = True) -> list:
@@ -171,8 +171,26 @@ class HubQueries:
         self.history.clear()
 
     def engines_info(self) -> list:
-        """Registered engines: id, uuid, host, pid, queue/tasks/completed counts, last heartbeat (epoch s)."""
-        return self._hub("engines_request", {})["content"]["engines"]
+        """Registered engines: id, uuid, host, pid, queue/tasks/completed counts, last heartbeat (epoch s).
+
+        A hub that does not answer ``engines_request`` (ipcontroller) is asked for its queue status
+        instead: the same counts, with ``host``, ``pid`` and ``last_heartbeat`` unknown (None)."""
+        if getattr(self, "_engines_request_refused", False):
+            return self._engines_from_queue_status()
+        try:
+            return self._hub("engines_request", {})["content"]["engines"]
+        except RemoteError as e:
+            if "engines_request" not in str(e) and "Message Type" not in str(e):
+                raise
+            self._engines_request_refused = True
+            return self._engines_from_queue_status()
+
+    def _engines_from_queue_status(self) -> list:
+        counts = self.queue_status()
+        uuids = dict(self._engines)
+        return [{"id": eid, "uuid": uuids.get(eid), "host": None, "pid": None, "last_heartbeat": None,
+                 "queue": c.get("queue", 0), "tasks": c.get("tasks", 0), "completed": c.get("completed", 0)}
+                for eid, c in sorted((k, v) for k, v in counts.items() if isinstance(k, int))]
 
     def health(self) -> dict:
         return self._hub("health_request", {})["content"]

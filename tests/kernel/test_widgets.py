@@ -350,3 +350,37 @@ def test_task_progress_widget_is_built_for_an_async_result(start_hub, comms):
     bar = TaskProgress(ar, description="squares")
     bar.refresh()
     assert bar.outcome == "ok" and "squares" in bar.text()
+
+
+def test_status_widget_works_against_ipcontroller(tmp_path, comms):
+    """ipcontroller answers neither engines_request, health_request nor metrics: the status table
+    still lists its engines with their counts (from the queue status), with no error shown."""
+    pytest.importorskip("ipyparallel", minversion="9", reason="needs ipyparallel's controller")
+    from support.procs import Controller, Engines
+
+    from jupyter_hub_ctl import Client
+
+    c = Controller(tmp_path, [], module="ipyparallel.controller", ping=250)
+    c.start()
+    engines = Engines(c, str(tmp_path))
+    rc = view = None
+    try:
+        engines.start(2)
+        rc = Client(c.client_file)
+        rc.wait_for_engines(2, timeout=60)
+        rc[:].apply_sync(square, 3)
+        view = HubStatus(rc, update_interval=0.3)
+        view.widget
+        assert view.start()
+        wait_for(lambda: sorted(e["id"] for e in view.engines) == [0, 1] and view.polls >= 2, 30,
+                 "both engines listed")
+        assert not view.problem and not view.error
+        assert sum(e["completed"] for e in view.engines) == 2
+        assert all(e["rss"] is None and e["host"] == "" for e in view.engines)
+    finally:
+        if view is not None:
+            view.close()
+        if rc is not None:
+            rc.close()
+        engines.stop()
+        c.stop()
