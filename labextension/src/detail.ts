@@ -121,7 +121,8 @@ export class HubDetail {
 
   /**
    * Re-read the selected hub's engines and queues (never rejects): the first
-   * page, and the pages after it that are shown when `all` or when they were
+   * page, and the pages after it that are shown when `all`, when rows asked
+   * for are missing (a "Show more" this read took over) or when they were
    * read longer than LATER_PAGES_INTERVAL ago.
    */
   async load(all = true): Promise<void> {
@@ -143,7 +144,8 @@ export class HubDetail {
       this._error = null;
       const serverTime = page.time ? Date.parse(page.time) : NaN;
       this._skew = Number.isNaN(serverTime) ? 0 : Date.now() - serverTime;
-      if (all || Date.now() - this._laterPagesRead >= LATER_PAGES_INTERVAL) {
+      const missing = (this._engines?.length ?? 0) < Math.min(this._wanted, this._total);
+      if (all || missing || Date.now() - this._laterPagesRead >= LATER_PAGES_INTERVAL) {
         await this._readPages(id, page.engines.length, generation);
       }
     } catch (reason) {
@@ -174,7 +176,10 @@ export class HubDetail {
     this._total = page.total ?? page.engines.length;
     this._summary = page.summary ?? null;
     const keep = Math.min(this._wanted, this._total);
-    const tail = (this._engines ?? []).slice(page.engines.length, Math.max(keep, page.engines.length));
+    const first = new Set(page.engines.map(engine => String(engine.id)));
+    const tail = (this._engines ?? [])
+      .slice(page.engines.length, Math.max(keep, page.engines.length))
+      .filter(engine => !first.has(String(engine.id))); // engines went: the rows moved up a little
     this._engines = [...page.engines, ...tail];
   }
 
