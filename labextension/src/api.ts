@@ -5,7 +5,7 @@ import {
   IClients,
   ICreateHubRequest,
   IConnection,
-  IEngine,
+  IEnginePage,
   IHub,
   ILaunchers,
   IDashboardSnapshot,
@@ -81,9 +81,14 @@ export class HubCtlAPI {
     await this._request(keep ? `${hubPath(id)}?keep=true` : hubPath(id), { method: 'DELETE' });
   }
 
-  /** The engines; `time` is the server's clock (ISO) when it answered. */
-  engines(id: string): Promise<{ engines: IEngine[]; time?: string }> {
-    return this._json(`${hubPath(id)}/engines`);
+  /**
+   * A page of the hub's engines in id order, from `offset`, with the total
+   * and a summary of all of them; `time` is the server's clock (ISO) when it
+   * answered.
+   */
+  engines(id: string, offset: number, limit: number): Promise<IEnginePage> {
+    const query = new URLSearchParams({ offset: String(offset), limit: String(limit) });
+    return this._json(`${hubPath(id)}/engines?${query}`);
   }
 
   /** The processes connected to the hub as clients. */

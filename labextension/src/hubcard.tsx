@@ -1,10 +1,11 @@
 import * as React from 'react';
 
-import { engineActivity, engineLoad, formatAge, heartbeatAge, hubLoad } from './format';
+import { EngineTable } from './enginetable';
+import { hubLoad } from './format';
 import { HealthBadge, HealthReasons, StateBadge } from './hublist';
 import { ACTIVE_STATES, HubCtlModel } from './model';
 import { countError, parseCount } from './options';
-import { IEngine, IHub, IHubEnd, IQueueCounts, IQueues } from './types';
+import { IHub, IHubEnd, IQueues } from './types';
 
 /** What the hub card asks of the panel around it. */
 export interface IHubActions {
@@ -28,6 +29,7 @@ export function HubCard(props: { model: HubCtlModel; hub: IHub; actions: IHubAct
       <div className="jp-HubCtl-detailHeader">
         <span className="jp-HubCtl-detailName">{hub.name || hub.id}</span>
         <HealthBadge health={hub.health} />
+        <EncryptionBadge encrypted={hub.health?.encrypted} />
         <StateBadge state={hub.state} />
       </div>
       <HealthReasons health={hub.health} />
@@ -67,12 +69,35 @@ export function HubCard(props: { model: HubCtlModel; hub: IHub; actions: IHubAct
       {!ended && (
         <EngineTable
           engines={model.engines}
+          total={model.engineTotal}
+          summary={model.engineSummary}
           queues={model.queues}
           skew={model.clockSkew}
           active={active}
+          onMore={() => void model.showMoreEngines()}
         />
       )}
     </section>
+  );
+}
+
+/** Whether the hub's connections are encrypted; nothing while it has not said. */
+function EncryptionBadge({ encrypted }: { encrypted?: boolean }): JSX.Element | null {
+  if (typeof encrypted !== 'boolean') {
+    return null;
+  }
+  return (
+    <span
+      className={`jp-HubCtl-encryption jp-mod-${encrypted ? 'encrypted' : 'plaintext'}`}
+      data-testid="hubctl-encryption"
+      title={
+        encrypted
+          ? 'Every connection to this hub is encrypted (CurveZMQ)'
+          : 'Connections to this hub are not encrypted (the default for a hub that listens on loopback only)'
+      }
+    >
+      {encrypted ? 'encrypted' : 'plaintext'}
+    </span>
   );
 }
 
@@ -212,78 +237,5 @@ function QueueTotals({ queues }: { queues: IQueues | null }): JSX.Element | null
       <span data-count="unassigned">unassigned {load.unassigned}</span>
       <span data-count="completed">done {queues.totals.completed}</span>
     </div>
-  );
-}
-
-/** Re-render every second, so ages grow between reads. */
-function useNow(): number {
-  const [now, setNow] = React.useState(Date.now());
-  React.useEffect(() => {
-    const timer = window.setInterval(() => setNow(Date.now()), 1000);
-    return () => window.clearInterval(timer);
-  }, []);
-  return now;
-}
-
-function EngineTable(props: {
-  engines: readonly IEngine[] | null;
-  queues: IQueues | null;
-  skew: number;
-  active: boolean;
-}): JSX.Element {
-  const now = useNow();
-  if (props.engines === null) {
-    return <div className="jp-HubCtl-note">Loading engines…</div>;
-  }
-  if (props.engines.length === 0) {
-    return (
-      <div className="jp-HubCtl-note" data-testid="hubctl-no-engines">
-        {props.active ? 'No engines registered yet.' : 'No engines.'}
-      </div>
-    );
-  }
-  return (
-    <table className="jp-HubCtl-engines" data-testid="hubctl-engines">
-      <thead>
-        <tr>
-          <th title="engine id (hover for its host and pid)">id</th>
-          <th className="jp-HubCtl-hostColumn">host</th>
-          <th>state</th>
-          <th title="tasks running on the engine">run</th>
-          <th title="tasks waiting on the engine">queue</th>
-          <th title="tasks the engine completed">done</th>
-          <th title="time since the engine's last heartbeat">beat</th>
-        </tr>
-      </thead>
-      <tbody>
-        {props.engines.map(engine => {
-          const counts: IQueueCounts = props.queues?.engines[String(engine.id)] ?? engine;
-          const age = heartbeatAge(engine, now, props.skew);
-          const activity = engineActivity(counts, age);
-          const load = engineLoad(counts);
-          const where = [engine.host, engine.pid ? `pid ${engine.pid}` : ''].filter(Boolean).join(', ');
-          return (
-            <tr
-              key={String(engine.id)}
-              className="jp-HubCtl-engineRow"
-              data-engine-id={String(engine.id)}
-              data-state={activity}
-            >
-              <td title={where || undefined}>{String(engine.id)}</td>
-              <td className="jp-HubCtl-hostColumn" title={where || undefined}>
-                {engine.host}
-              </td>
-              <td>
-                <span className={`jp-HubCtl-activity jp-mod-${activity}`}>{activity}</span>
-              </td>
-              <td>{load.running}</td>
-              <td>{load.queued}</td>
-              <td>{counts.completed}</td>
-              <td data-age={age === null ? '' : age.toFixed(1)}>{formatAge(age)}</td>
-            </tr>
-          );
-        })}
-      </tbody>
-    </table>
   );
 }

@@ -12,6 +12,7 @@ import {
   ICreateHubRequest,
   IEngine,
   IEngineLimits,
+  IEngineSummary,
   IHub,
   IHubEvent,
   ILauncher,
@@ -154,9 +155,24 @@ export class HubCtlModel implements IDisposable {
     return this._hubs.find(hub => hub.id === this._selectedId) ?? null;
   }
 
-  /** Engines of the selected hub, or null until they are known. */
+  /** Engines of the selected hub read so far (pages of `engineTotal`), or null until they are known. */
   get engines(): readonly IEngine[] | null {
     return this._detail.engines;
+  }
+
+  /** How many engines the selected hub has in all. */
+  get engineTotal(): number {
+    return this._detail.total;
+  }
+
+  /** All the selected hub's engines added up, or null until the server said. */
+  get engineSummary(): IEngineSummary | null {
+    return this._detail.summary;
+  }
+
+  /** Show one more page of the selected hub's engines (kept across refreshes and events). */
+  showMoreEngines(): Promise<void> {
+    return this._detail.showMore();
   }
 
   /** Queue counts of the selected hub, or null until they are known. */
@@ -488,7 +504,7 @@ export class HubCtlModel implements IDisposable {
         break;
       case 'engines':
         if (id === this._selectedId && Array.isArray(event.engines)) {
-          this._detail.setEngines(event.engines);
+          this._detail.setEngines({ ...event, engines: event.engines });
         }
         break;
       case 'queues':
@@ -505,7 +521,7 @@ export class HubCtlModel implements IDisposable {
     if (event.hub && event.action !== 'removed') {
       this._upsert(event.hub);
     } else if (event.action === 'engines' && Array.isArray(event.engines)) {
-      this._setEngineCount(id, event.engines);
+      this._setEngineCount(id, event.summary ?? null, event.engines);
     }
     if (!known || (!this._hubs.some(hub => hub.id === id) && event.action !== 'removed')) {
       // Something about a hub this panel cannot fully place: re-list soon,
@@ -533,11 +549,15 @@ export class HubCtlModel implements IDisposable {
     );
   }
 
-  private _setEngineCount(id: string, engines: IEngine[]): void {
+  /** A hub's registered engines from an event without the hub: all of them when it has a summary. */
+  private _setEngineCount(id: string, summary: IEngineSummary | null, engines: IEngine[]): void {
     const hub = this._hubs.find(h => h.id === id);
     if (hub) {
-      const alive = engines.filter(e => !DEAD_ENGINE_STATES.has(e.state));
-      this._upsert({ ...hub, engines: alive.length });
+      const states: [string, number][] = summary
+        ? Object.entries(summary.states)
+        : engines.map(e => [e.state, 1]);
+      const alive = states.reduce((n, [state, count]) => (DEAD_ENGINE_STATES.has(state) ? n : n + count), 0);
+      this._upsert({ ...hub, engines: alive });
     }
   }
 

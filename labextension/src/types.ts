@@ -157,6 +157,10 @@ export interface IEnginePage {
   offset: number;
   limit: number;
   summary: IEngineSummary;
+  /** The hosts the engines report from (their latest figures), by host name. */
+  hosts?: { [host: string]: IHostSample };
+  /** The server's clock (ISO) when it answered. */
+  time?: string;
 }
 
 export interface IQueueCounts {

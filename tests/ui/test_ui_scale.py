@@ -25,6 +25,15 @@ from swarm import Swarm  # noqa: E402
 
 SWARM = 250
 PAGE = 200  # the server's page of engines
+JOINING = 5  # engines that join once all are shown
+
+#: Counts the panel's engine rows from now on and keeps the fewest seen (window.hubctlFewestRows).
+FEWEST_ROWS = """() => {
+  const count = () => document.querySelectorAll('.jp-HubCtl-engineRow').length;
+  window.hubctlFewestRows = count();
+  new MutationObserver(() => { window.hubctlFewestRows = Math.min(window.hubctlFewestRows, count()); })
+    .observe(document.querySelector('.jp-HubCtl-engines tbody'), { childList: true });
+}"""
 BUILD = Path(jupyter_hub_ctl.__file__).parent / "labextension"
 
 
@@ -98,8 +107,19 @@ def test_a_hub_of_hundreds_of_engines_shows_a_summary_and_one_page(page, scale_l
                 continue
         wait_for(lambda: reads(PAGE) > seconds, 30, "the second page to be read again after the first")
         page.wait_for_function("n => document.querySelectorAll('.jp-HubCtl-engineRow').length === n", arg=total)
-        switch_to_dark(page)
-        summary.scroll_into_view_if_needed()
-        screenshot(page, "dark-summary")
-        rows.nth(total - 1).scroll_into_view_if_needed()
-        screenshot(page, "dark-all")
+        # more engines join: their event replaces the first page and keeps the rows after it (the
+        # table never falls back to one page), and the next read shows the newcomers too ("Show
+        # more" asked for a page more than there were)
+        page.evaluate(FEWEST_ROWS)
+        with Swarm(engine_file, JOINING, log_dir=str(lab.root)):
+            total += JOINING
+            page.wait_for_function("n => document.querySelectorAll('.jp-HubCtl-engineRow').length === n",
+                                   arg=total, timeout=60_000)
+            assert page.evaluate("window.hubctlFewestRows") >= total - JOINING
+            assert summary.inner_text().startswith(f"{total} engines")
+            assert not more.is_visible()
+            switch_to_dark(page)
+            summary.scroll_into_view_if_needed()
+            screenshot(page, "dark-summary")
+            rows.nth(total - 1).scroll_into_view_if_needed()
+            screenshot(page, "dark-all")
