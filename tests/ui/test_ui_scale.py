@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,7 @@ def test_a_hub_of_hundreds_of_engines_shows_a_summary_and_one_page(page, scale_l
         screenshot(page, "light-summary")
         more.scroll_into_view_if_needed()
         screenshot(page, "light-more")
+        clicked = time.monotonic()
         more.click()
         page.wait_for_function("n => document.querySelectorAll('.jp-HubCtl-engineRow').length === n", arg=total)
         assert not more.is_visible()
@@ -97,7 +99,8 @@ def test_a_hub_of_hundreds_of_engines_shows_a_summary_and_one_page(page, scale_l
             return len([url for _, url in page.hubctl_log.requests if f"/hubs/big/engines?offset={part}&" in url])
 
         firsts, seconds = reads(0), reads(PAGE)
-        assert seconds == 1
+        # read for "Show more", then again only at the later pages' re-read period (5 s): never in a loop
+        assert 1 <= seconds <= 2 + int((time.monotonic() - clicked) / 5), seconds
         for _ in range(3):  # a click while the panel's own poll refreshes may be taken over by it
             page.click(tid("hubctl-refresh"))
             try:
