@@ -589,11 +589,11 @@ def main(argv=None) -> int:
                 run("pool", "pool", f"round{r + 1}", lambda: pool_throughput(opts), results, failures)
             for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 run("main", kind, f"round{r + 1}", lambda: main_phase(kind, f"round{r + 1}"), results, failures)
-            if not opts.skip_pool and r % 2 == 0:
-                run("pool", "pool", f"round{r + 1}", lambda: pool_throughput(opts), results, failures)
                 if opts.curve:
                     run("curve", kind, f"round{r + 1}", lambda: main_phase(kind, f"curve{r + 1}", True),
                         results, failures)
+            if not opts.skip_pool and r % 2 == 0:
+                run("pool", "pool", f"round{r + 1}", lambda: pool_throughput(opts), results, failures)
         if not opts.skip_memory:
             for kind in kinds[::-1]:
                 run("memory", kind, "memory", lambda: phase_memory(kind, opts), results, failures)
