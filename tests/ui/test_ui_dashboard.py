@@ -15,7 +15,7 @@ import pytest
 from .contrast import contrasts
 from .lab import SERVER_EXTENSION_MISSING, wait_for
 from .test_ui_hub_lifecycle import cells
-from .test_ui_widgets import run, running, start_cell
+from .widget_scenario import run, running, start_cell
 from .ui_helpers import PANEL, open_lab, open_panel, tid, wait_kernel_idle
 
 THEME_SETTINGS = {
