@@ -92,8 +92,14 @@ def test_durability_window_reregistration_reconnect_and_lost_tasks(tmp_path):
         gate = str(tmp_path / "gate")
         held_view = rc.load_balanced_view(targets=busy_ids)
         held = [held_view.apply_async(_gate_task(gate), i) for i in range(2)]  # one per busy engine (hwm 1)
-        wait_for(lambda: len(rc.result_status([h.msg_ids[0] for h in held])["pending"]) == 2
-                 and sum(e["tasks"] for e in rc.engines_info()) == 2, 10, "held tasks running")
+        def held_running():
+            try:
+                pending = rc.result_status([h.msg_ids[0] for h in held])["pending"]
+            except RemoteError:  # a query can overtake the submission it asks about: not recorded yet
+                return False
+            return len(pending) == 2 and sum(e["tasks"] for e in rc.engines_info()) == 2
+
+        wait_for(held_running, 10, "held tasks running")
         received: dict = {}
         start = time.monotonic()
         while len(received) < 300 or time.monotonic() - start < 1.5:
