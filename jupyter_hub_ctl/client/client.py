@@ -468,7 +468,10 @@ class Client(Targets, HubQueries, Control, DaskMixin):
             return
         c = msg.content
         if msg.msg_type == "registration_notification":
-            self._update_engines({int(c["id"]): c["uuid"]})
+            eid = int(c["id"])
+            if self._engines.get(eid) == c["uuid"]:
+                return  # known already (a query answered before the hub's announcement came): no news
+            self._update_engines({eid: c["uuid"]})
             event = dict(c, event="register")
         elif msg.msg_type == "unregistration_notification":
             eid = int(c["id"])

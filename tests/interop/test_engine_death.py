@@ -243,11 +243,12 @@ def test_engine_death_under_coalescing_broadcast_renders_as_ipyparallel_error(hu
     wait_for(lambda: client.db_query({"msg_id": survivor_part, "completed": {"$ne": None}}, ["msg_id"]), 10,
              "the survivor's part of the broadcast to finish")
 
+    victim_uuid = client._engines[victim_id]  # (the client forgets it once the death is announced)
     victim.send_signal(signal.SIGKILL)  # its nanny reports it: the coalesced reply comes at once
     with pytest.raises(error.RemoteError) as info:
         ar.get(timeout=scaled(DEATH_BOUND))
     err = info.value
     assert err.ename == "EngineError"
-    assert err.engine_info == {"engine_uuid": client._engines[victim_id], "engine_id": victim_id, "method": "apply"}
+    assert err.engine_info == {"engine_uuid": victim_uuid, "engine_id": victim_id, "method": "apply"}
     assert err.render_traceback()[0] == f"[{victim_id}:apply]"
     assert str(err).startswith(f"[{victim_id}:apply] EngineError: Engine {victim_id} died")
