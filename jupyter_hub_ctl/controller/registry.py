@@ -233,6 +233,8 @@ class HubRegistry:
         engines = {u: i for u, i in engines.items() if isinstance(i, int) and 0 <= i < MAX_ENGINE_ID}
         self.restore_engines = engines
         self.heartmonitor.known.update(u.encode() for u in engines)
+        if self.scheduler is not None:  # their tasks wait for them while they may still come back
+            self.scheduler.expect(engines, self.registration_timeout)
         self._next_id = min(max(next_id, max(engines.values(), default=-1) + 1), MAX_ENGINE_ID)
 
     def finish_registration(self, ec: EngineConnector) -> None:

@@ -141,6 +141,9 @@ class TaskScheduler(LoggingConfigurable):
         self._log = self.log
         self.engines: "OrderedDict[str, None]" = OrderedDict()  # uuids, least recently used first
         self.loads: dict = {}  # uuid -> outstanding count
+        # engines of the previous run a restarted controller expects back (uuids): a task that
+        # targets them waits for them instead of failing as impossible, until ``expect`` expires
+        self.expected: set = set()
         # engines with room for another task (load < hwm; all if no hwm), in the order they got
         # room: with hwm 1 and leastload or lru, a task without constraints takes the first one
         # (O(1) per task, whatever the number of engines)
@@ -303,10 +306,20 @@ class TaskScheduler(LoggingConfigurable):
             out.append(uuid)
         return out
 
+    def expect(self, uuids, seconds: float) -> None:
+        """After a restart: these engines may come back within ``seconds``; tasks may wait for them."""
+        self.expected = set(uuids)
+        if self.expected:
+            self.loop.call_later(seconds, self._expect_no_more)
+
+    def _expect_no_more(self) -> None:
+        self.expected = set()
+        self._fail_impossible()
+
     def _impossible(self, job: Job) -> Optional[str]:
         if job.targets:
-            live = (job.targets - job.blacklist).intersection(self.loads)
-            if not live:
+            allowed = job.targets - job.blacklist
+            if not allowed.intersection(self.loads) and not allowed.intersection(self.expected):
                 return "no allowed target engine is available"
         if job.follow and job.follow.all:
             followed = {u for u in self.engine_done if job.follow & (self.engine_done[u] | self.engine_failed[u])}
