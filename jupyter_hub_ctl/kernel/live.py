@@ -379,20 +379,20 @@ class LiveView(TextAndHtml, LoggingConfigurable):
         return bundle
 
 
-def _resend_tree(widget) -> None:
-    """Send the whole state of a widget tree again, attributed to the current request (see finish())."""
+def _each_widget(widget, action: str) -> None:
+    """Call ``widget.<action>()`` on every widget of a tree, children first (a failing one is skipped)."""
     for child in getattr(widget, "children", ()) or ():
-        _resend_tree(child)
+        _each_widget(child, action)
     try:
-        widget.send_state()
+        getattr(widget, action)()
     except Exception:
         pass
+
+
+def _resend_tree(widget) -> None:
+    """Send the whole state of a widget tree again, attributed to the current request (see finish())."""
+    _each_widget(widget, "send_state")
 
 
 def _close_tree(widget) -> None:
-    for child in getattr(widget, "children", ()) or ():
-        _close_tree(child)
-    try:
-        widget.close()
-    except Exception:
-        pass
+    _each_widget(widget, "close")
