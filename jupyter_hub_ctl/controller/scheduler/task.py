@@ -17,7 +17,7 @@ from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, WireSession, frame_bytes
 from ..errors import engine_died, error_content
-from ..intake import accept
+from ..intake import accept, reply_type
 from .dependency import Dependency, DependencyError
 from .prefetch import Durations, task_kind
 from .stall import StallWatch
@@ -503,7 +503,7 @@ class TaskScheduler(LoggingConfigurable):
         if msg is not None and job.client is not None:
             self.client_reader.send([*job.client, msg.idents[0], DELIM, *msg.frames])
         elif msg is None and job.client is not None:
-            frames = self.session.serialize("apply_reply", content, parent=job.header, metadata=md)
+            frames = self.session.serialize(reply_type(job.header), content, parent=job.header, metadata=md)
             self.client_reader.send([*job.client, uuid.encode(), *frames])
         self.monitor.save_task_result(job.msg_id, uuid, msg, content, md)
         self._finished(job.msg_id, status == "ok", uuid)
@@ -531,7 +531,7 @@ class TaskScheduler(LoggingConfigurable):
 
     def _answer(self, client, header: dict, content: dict) -> None:
         """A submission failed or refused by the controller (its error content says why)."""
-        self.client_reader.send([*client, *self.session.serialize("apply_reply", content, parent=header,
+        self.client_reader.send([*client, *self.session.serialize(reply_type(header), content, parent=header,
                                                                   metadata=ERROR_MD)])
 
     def _reply_error(self, client, header, ename, evalue, record=True, msg_id=None) -> None:
