@@ -61,9 +61,9 @@ class HubFactory(LoggingConfigurable):
     )
     connection_timeout = Float(
         15.0, config=True,
-        help="Seconds of silence after which the controller closes a connection (ZeroMQ heartbeats "
-        "every third of it; peers are told to give up after twice this). A peer that went away "
-        "frees its routing id this way, so its reconnect is accepted.",
+        help="Seconds after which the controller closes a connection whose peer's host stopped "
+        "answering (TCP keepalive probes from half of it on). A peer that went away frees its "
+        "routing id this way, so its reconnect is accepted.",
     )
     replay_window = Float(
         600.0, config=True,

@@ -2,10 +2,12 @@
 
 - ``MAXMSGSIZE``: libzmq refuses a larger message from its header on (the peer is
   disconnected) before any of it is buffered, so a huge frame from anyone costs nothing.
-- ZMTP heartbeats: the controller pings every connection; one silent for ``timeout``
-  seconds is closed, and peers are told (``HEARTBEAT_TTL``) to close theirs after twice
-  that.  A peer that really went away thus frees its routing id, and its reconnect finds it
-  free (ROUTER handover stays off: a new connection can never take a routing id in use).
+- TCP keepalive: the kernel probes a connection idle for half of ``timeout`` seconds and
+  closes it when the peer's host stops answering, about ``timeout`` seconds in.  A peer that
+  really went away thus frees its routing id, and its reconnect finds it free (ROUTER handover
+  stays off: a new connection can never take a routing id in use).  (ZeroMQ's own ZMTP
+  heartbeats would do the same from libzmq's I/O thread, at a cost that grows faster than the
+  number of connections: 40 % of a core with 1,000 idle engines at a 5 s interval.)
 - CurveZMQ: with a secret key every socket is a CURVE server; a peer without the
   server's public key cannot complete a connection.
 """
@@ -21,6 +23,8 @@ import zmq
 ROUTER_RCVHWM = 1000
 #: Heartbeat pongs and PUB subscriptions are a few bytes; nothing larger is accepted on them.
 TINY_MSGSIZE = 4096
+#: Unanswered keepalive probes after which the kernel closes a connection.
+KEEPALIVE_PROBES = 3
 
 
 class SocketPolicy:
@@ -28,15 +32,18 @@ class SocketPolicy:
 
     def __init__(self, maxmsgsize: int, timeout: float, curve_secretkey: Optional[bytes] = None):
         self.maxmsgsize = maxmsgsize
-        self.timeout_ms = max(1000, int(timeout * 1000))
+        timeout = max(3, int(timeout))
+        self.keepalive_idle = timeout // 2  # seconds idle before the first probe
+        self.keepalive_intvl = max(1, (timeout - self.keepalive_idle) // KEEPALIVE_PROBES)
         self.curve_secretkey = curve_secretkey
 
     def apply(self, sock: zmq.Socket, maxmsgsize: Optional[int] = None) -> zmq.Socket:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, maxmsgsize or self.maxmsgsize)
-        sock.setsockopt(zmq.HEARTBEAT_IVL, self.timeout_ms // 3)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.timeout_ms)
-        sock.setsockopt(zmq.HEARTBEAT_TTL, min(2 * self.timeout_ms, 6_553_500))
+        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, self.keepalive_idle)
+        sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, self.keepalive_intvl)
+        sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_PROBES)
         if self.curve_secretkey:
             sock.setsockopt(zmq.CURVE_SERVER, 1)
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve_secretkey)
