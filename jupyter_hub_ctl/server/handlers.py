@@ -19,8 +19,8 @@ from tornado import web
 
 from ..controller.queries import MAX_STREAM_LIMIT
 from ..wire.session import MessageError, unpack
-from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, MIN_ENGINES, BadRequest, check_n, check_name, check_options,
-                     check_profile, engines_page, hub_model, iso, launcher_schema)
+from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, MIN_ENGINES, NO_QUEUES, BadRequest, check_n, check_name,
+                     check_options, check_profile, engines_page, first_line, hub_model, iso, launcher_schema)
 
 MAX_BODY = 64 * 1024
 
@@ -139,7 +139,7 @@ class HubsHandler(HubCtlHandler):
             self.fail(409, str(e).split(" (")[0])
         except Exception as e:
             self.log.error("hubctl: starting a hub failed: %s", e)
-            self.fail(400, f"cannot start the hub: {str(e).splitlines()[0][:200]}")
+            self.fail(400, f"cannot start the hub: {first_line(e)[:200]}")
         model = self.monitor.started(started["record"] or {"id": started["id"], "state": "starting"})
         self.write_json(model, 202)
 
@@ -225,8 +225,7 @@ class QueuesHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        self.write_json(self.monitor.queues.get(hub_id) or {"engines": {}, "unassigned": 0,
-                                                             "totals": {"queue": 0, "tasks": 0, "completed": 0}})
+        self.write_json(self.monitor.queues.get(hub_id) or NO_QUEUES)
 
 
 class TasksHandler(HubCtlHandler):
@@ -267,7 +266,7 @@ class TasksHandler(HubCtlHandler):
         try:
             records = await asyncio.to_thread(client.db_query, query or {"msg_id": {"$ne": None}}, keys)
         except Exception as e:
-            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+            self.fail(409, f"hub {hub_id!r} could not answer: {first_line(e)[:200]}")
         if state == "failed":
             records = [r for r in records if (r.get("result_content") or {}).get("status") not in (None, "ok")]
         records.sort(key=lambda r: str(r.get("submitted") or ""), reverse=True)
@@ -292,7 +291,7 @@ class TaskStreamHandler(HubCtlHandler):
         try:
             stream = await asyncio.to_thread(self.bounded, client, "task_stream", since, limit)
         except Exception as e:
-            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+            self.fail(409, f"hub {hub_id!r} could not answer: {first_line(e)[:200]}")
         self.write_json(stream)
 
 
