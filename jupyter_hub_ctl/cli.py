@@ -189,7 +189,9 @@ def _request_stop(hub_id: str) -> None:
 
 
 def _report_started(args, record, daemon_pid, log) -> int:
-    conn = (record.get("connection_files") or {}).get("client", {}).get("path", "")
+    from .cluster.state import connection_file
+
+    conn = connection_file(record) or ""
     engines = sum(e.get("count", 1) for e in record.get("engines") or () if e.get("status") in ("starting", "running"))
     data = {"id": record["id"], "state": record["state"], "engines": engines, "connection_file": conn,
             "profile_dir": record.get("profile_dir"), "daemon_pid": daemon_pid,

@@ -333,8 +333,7 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         record = state.get_hub(self.cluster_id)
         if not record["alive"]:
             raise HubNotRunning(f"hub {self.cluster_id} is not running ({record.get('stale_reason') or record['status']})")
-        path = (record.get("connection_files") or {}).get("client", {}).get("path") or \
-            connection_file_paths(record["profile_dir"], self.cluster_id)[0]
+        path = state.connection_file(record) or connection_file_paths(record["profile_dir"], self.cluster_id)[0]
         try:
             return read_connection_file(path)
         except (OSError, ValueError) as e:

@@ -345,6 +345,12 @@ def claim(record: dict) -> None:
         _write(record)
 
 
+def connection_file(record: dict, role: str = "client") -> Optional[str]:
+    """The path of the hub's ``client`` or ``engine`` connection file its record names; None if it names none."""
+    entry = (record.get("connection_files") or {}).get(role)
+    return (entry.get("path") or None) if isinstance(entry, dict) else None
+
+
 def remove_connection_files(record: dict) -> list:
     removed = []
     for entry in (record.get("connection_files") or {}).values():

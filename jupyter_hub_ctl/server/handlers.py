@@ -17,6 +17,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from ..cluster.state import connection_file
 from ..controller.queries import MAX_STREAM_LIMIT
 from ..wire.session import MessageError, unpack
 from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, MIN_ENGINES, NO_QUEUES, BadRequest, check_n, check_name,
@@ -301,7 +302,7 @@ class ConnectionHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         record = self.hub_record(hub_id)
-        path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+        path = connection_file(record)
         self.write_json({
             "snippet": f"from jupyter_hub_ctl import Client\nrc = Client(hub_id={hub_id!r})\nrc.wait_for_engines(1)",
             "magic": f"%load_ext jupyter_hub_ctl\n%hub connect {hub_id}",
