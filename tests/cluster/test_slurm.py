@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 
 import pytest
+from support.procs import end_process
 
 from jupyter_hub_ctl import Client
 
@@ -31,16 +31,6 @@ def _tail(path, n=15) -> str:
         return "\n".join(open(path, errors="replace").read().splitlines()[-n:])
     except OSError:
         return ""
-
-
-def _end(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -110,7 +100,7 @@ def slurm(tmp_path, hubenv):
         yield env
     finally:
         for proc in reversed(procs):
-            _end(proc)
+            end_process(proc, 15)
         for f in logs:
             f.close()
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-from conftest import wait_api
-from support.procs import hub_processes, slow_engine_cmd
+from support.procs import end_process, hub_processes, slow_engine_cmd
 
 from jupyter_hub_ctl.cluster import list_hubs
 from jupyter_hub_ctl.server.app import EVENT_ID
@@ -93,13 +91,7 @@ class Server:
         raise TimeoutError(f"waiting for {path}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, 20, 5)
         self.log.close()
 
 

@@ -7,7 +7,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from support.procs import wait_for  # noqa: F401  (re-exported for the UI tests)
+from support.procs import end_process, wait_for  # noqa: F401  (wait_for: re-exported for the UI tests)
 
 #: The lab extension's npm name, as `jupyter labextension list` shows it.
 LABEXTENSION = "jupyter-hub-ctl-labextension"
@@ -174,12 +173,7 @@ class LabServer:
         except OSError:
             pass
         finally:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            end_process(self.proc, timeout, 10)
 
     def remove_runtime(self):
         """Remove the runtime directory, once the server is stopped for good."""
