@@ -37,8 +37,8 @@ class DashboardHandler(HubCtlHandler):
             error = "the hub is not running" if self.monitor.models[hub_id]["state"] != "running" \
                 else "the server is not connected to the hub yet"
         else:
-            status, stream = await asyncio.gather(asyncio.to_thread(self.bounded, client, "queue_status"),
-                                                  asyncio.to_thread(self.bounded, client, "task_stream", since, limit),
+            status, stream = await asyncio.gather(self.ask(client, "queue_status"),
+                                                  self.ask(client, "task_stream", since, limit),
                                                   return_exceptions=True)
             if not isinstance(status, BaseException):
                 queues = queues_model(status)

@@ -64,7 +64,7 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(400, str(e))
 
     def hub_record(self, hub_id: str) -> dict:
-        self.ext._ensure_monitor()
+        """The state record of a hub the monitor lists (after ``ext.ready()``); 404 otherwise."""
         self.check_id(hub_id)
         record = self.monitor.records.get(hub_id)
         if record is None or hub_id not in self.monitor.models:
@@ -91,11 +91,14 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(400, f"since must be finite and limit 1-{MAX_STREAM_LIMIT}")
         return since, limit
 
-    def bounded(self, client, query: str, *args):
-        """``client.<query>(*args)``, its reply awaited no longer than the monitor's queries (worker thread):
+    async def ask(self, client, query: str, *args):
+        """``client.<query>(*args)`` on a worker thread, its reply awaited no longer than the monitor's queries:
         dashboards ask every second, and a hung hub must not hold a thread for the client's default timeout."""
-        with client.query_time_limit(self.monitor.query_timeout):
-            return getattr(client, query)(*args)
+        def bounded():
+            with client.query_time_limit(self.monitor.query_timeout):
+                return getattr(client, query)(*args)
+
+        return await asyncio.to_thread(bounded)
 
     def write_json(self, data, status: int = 200) -> None:
         self.set_status(status)
@@ -290,7 +293,7 @@ class TaskStreamHandler(HubCtlHandler):
         client = self.hub_client(hub_id)
         since, limit = self.stream_window()
         try:
-            stream = await asyncio.to_thread(self.bounded, client, "task_stream", since, limit)
+            stream = await self.ask(client, "task_stream", since, limit)
         except Exception as e:
             self.fail(409, f"hub {hub_id!r} could not answer: {first_line(e)[:200]}")
         self.write_json(stream)
