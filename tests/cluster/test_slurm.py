@@ -11,19 +11,13 @@ import subprocess
 import sys
 
 import pytest
-from support.procs import end_process
+from support.procs import end_process, free_port
 
 from jupyter_hub_ctl import Client
 
 from .conftest import FAST, wait_for
 
 NEEDED = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel", "sinfo")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path, n=15) -> str:
@@ -56,7 +50,7 @@ def slurm(tmp_path, hubenv):
     conf = root / "slurm.conf"
     conf.write_text("\n".join([
         "ClusterName=hubctltest", f"SlurmctldHost={socket.gethostname().split('.')[0]}",
-        f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}", "SlurmUser=root", "SlurmdUser=root",
+        f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", "SlurmUser=root", "SlurmdUser=root",
         "AuthType=auth/munge", f"AuthInfo=socket={sock}", "CredType=cred/munge",
         f"StateSaveLocation={root}/state", f"SlurmdSpoolDir={root}/spool",
         f"SlurmctldPidFile={root}/slurmctld.pid", f"SlurmdPidFile={root}/slurmd.pid",

@@ -42,6 +42,13 @@ async def until(cond, timeout: float, what: str, interval: float = 0.02):
     return value
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free at the moment of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def end_process(proc: subprocess.Popen, grace: float, after_kill: "float | None" = None):
     """SIGTERM to ``proc`` if it still runs, ``grace`` seconds to exit, then SIGKILL (and up to
     ``after_kill`` seconds, None: as long as it takes, for it to go); its exit code."""
