@@ -323,6 +323,13 @@ def list_hubs() -> list:
     return hubs
 
 
+def not_running(record: dict) -> Optional[str]:
+    """Why the hub of an annotated record does not run ("hub X is not running (reason)"); None if it runs."""
+    if record.get("alive"):
+        return None
+    return f"hub {record.get('id')} is not running ({record.get('stale_reason') or record.get('status')})"
+
+
 def get_hub(hub_id: str) -> dict:
     """The annotated record of ``hub_id``; HubNotFound if it has no state file."""
     record = read_state(hub_id)
