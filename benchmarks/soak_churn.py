@@ -21,7 +21,6 @@ Every process started is stopped by pid at the end (also on Ctrl-C).
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import random
@@ -36,10 +35,11 @@ from controller_vs_ipcontroller import (  # noqa: E402  (process management shar
     POLL,
     Failure,
     Managed,
-    _raise_interrupt,
     log,
     log_environment,
+    print_table,
     ready_json,
+    run_stopping_all,
     use_checkout,
 )
 
@@ -187,34 +187,37 @@ def main(argv=None) -> int:
                    help="extra argument for our controller, e.g. --ours-arg=--retention-records=20000 (repeatable)")
     p.add_argument("--json", help="also write every sample here")
     opts = p.parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    atexit.register(Managed.stop_all)
     env = log_environment()
     results, failures = {}, []
-    for kind in ([opts.only] if opts.only else ["ours", "ref"]):
-        log(f"{LABEL[kind]}: {opts.minutes:g} min, {opts.engines} engines, one SIGKILLed every {opts.kill_every:g} s")
-        try:
-            results[kind] = soak(kind, opts)
-        except (Failure, TimeoutError) as e:
-            failures.append(f"{kind}: {e}")
-            log(f"  FAILED: {e}")
-    print()
-    print(f"{'':34}" + "".join(f"{LABEL[k]:>18}" for k in results) + ("   ratio ours/ref" if len(results) == 2 else ""))
-    for key, title in [("done", "tasks completed"), ("failed", "tasks failed (retries exhausted)"),
-                       ("kills", "engines killed"), ("tasks_per_s", "tasks/s"),
-                       ("rss_warm_mb", "controller RSS after warm-up, MB"), ("rss_end_mb", "controller RSS at end, MB"),
-                       ("rss_growth_mb_per_10k", "RSS growth per 10k tasks, MB")]:
-        vals = [results[k][key] for k in results]
-        row = f"{title:34}" + "".join(f"{v:>18.2f}" if isinstance(v, float) else f"{v:>18}" for v in vals)
-        if len(results) == 2 and results["ref"][key]:
-            row += f"   {results['ours'][key] / results['ref'][key]:.2f}"
-        print(row)
+
+    def measure():
+        for kind in ([opts.only] if opts.only else ["ours", "ref"]):
+            log(f"{LABEL[kind]}: {opts.minutes:g} min, {opts.engines} engines, one SIGKILLed every "
+                f"{opts.kill_every:g} s")
+            try:
+                results[kind] = soak(kind, opts)
+            except (Failure, TimeoutError) as e:
+                failures.append(f"{kind}: {e}")
+                log(f"  FAILED: {e}")
+
+    interrupted = run_stopping_all(measure)
+    rows = []
+    for key, title, fmt in [("done", "tasks completed", "{:.0f}"),
+                            ("failed", "tasks failed (retries exhausted)", "{:.0f}"),
+                            ("kills", "engines killed", "{:.0f}"), ("tasks_per_s", "tasks/s", "{:.2f}"),
+                            ("rss_warm_mb", "controller RSS after warm-up, MB", "{:.2f}"),
+                            ("rss_end_mb", "controller RSS at end, MB", "{:.2f}"),
+                            ("rss_growth_mb_per_10k", "RSS growth per 10k tasks, MB", "{:.2f}")]:
+        ref, ours = ((results.get(kind) or {}).get(key) for kind in ("ref", "ours"))
+        rows.append((title, ref, ours, fmt, ours / ref if ref and ours is not None else None, "(context)", "-"))
+    print_table(rows, [], LABEL)
     for f in failures:
         print("FAILED:", f)
     if opts.json:
         with open(opts.json, "w") as f:
-            json.dump({"env": env, "options": vars(opts), "results": results, "failures": failures}, f, indent=1)
-    return 1 if failures else 0
+            json.dump({"env": env, "options": vars(opts), "results": results, "failures": failures,
+                       "interrupted": interrupted}, f, indent=1)
+    return 130 if interrupted else (1 if failures else 0)
 
 
 if __name__ == "__main__":

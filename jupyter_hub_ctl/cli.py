@@ -189,7 +189,9 @@ def _request_stop(hub_id: str) -> None:
 
 
 def _report_started(args, record, daemon_pid, log) -> int:
-    conn = (record.get("connection_files") or {}).get("client", {}).get("path", "")
+    from .cluster.state import connection_file
+
+    conn = connection_file(record) or ""
     engines = sum(e.get("count", 1) for e in record.get("engines") or () if e.get("status") in ("starting", "running"))
     data = {"id": record["id"], "state": record["state"], "engines": engines, "connection_file": conn,
             "profile_dir": record.get("profile_dir"), "daemon_pid": daemon_pid,
@@ -345,9 +347,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_engines(args) -> int:
-    record = _hub(args.id)
-    if not record.get("alive"):
-        raise CLIError(f"hub {args.id} is not running ({record.get('stale_reason') or record.get('status')})")
+    record = _running_hub(args.id)
     client = _client(args.id)
     try:
         registered = client.ids
@@ -365,10 +365,19 @@ def cmd_engines(args) -> int:
     return OK
 
 
-def _with_client(hub_id, fn):
+def _running_hub(hub_id: str) -> dict:
+    """The annotated record of a hub that runs; CLIError saying why otherwise."""
+    from .cluster.state import not_running
+
     record = _hub(hub_id)
-    if not record.get("alive"):
-        raise CLIError(f"hub {hub_id} is not running ({record.get('stale_reason') or record.get('status')})")
+    reason = not_running(record)
+    if reason is not None:
+        raise CLIError(reason)
+    return record
+
+
+def _with_client(hub_id, fn):
+    _running_hub(hub_id)
     client = _client(hub_id)
     try:
         return fn(client)

@@ -330,11 +330,19 @@ class Cluster(EngineOpsMixin, SupervisionMixin, LoggingConfigurable):
         """The client connection dict of the running hub."""
         if self._client_info is not None and not self._attached:
             return dict(self._client_info)
+        return self._client_info_of(self._live_record())
+
+    def _live_record(self) -> dict:
+        """The hub's annotated state record; HubNotRunning if its processes are gone."""
         record = state.get_hub(self.cluster_id)
-        if not record["alive"]:
-            raise HubNotRunning(f"hub {self.cluster_id} is not running ({record.get('stale_reason') or record['status']})")
-        path = (record.get("connection_files") or {}).get("client", {}).get("path") or \
-            connection_file_paths(record["profile_dir"], self.cluster_id)[0]
+        reason = state.not_running(record)
+        if reason is not None:
+            raise HubNotRunning(reason)
+        return record
+
+    def _client_info_of(self, record: dict) -> dict:
+        """The client connection dict named by a running hub's record."""
+        path = state.connection_file(record) or connection_file_paths(record["profile_dir"], self.cluster_id)[0]
         try:
             return read_connection_file(path)
         except (OSError, ValueError) as e:

@@ -54,11 +54,9 @@ class EngineOpsMixin:
 
     async def _ensure_running(self) -> None:
         if self._attached and self._client is None:
-            record = state.get_hub(self.cluster_id)
-            if not record["alive"]:
-                raise HubNotRunning(f"hub {self.cluster_id} is not running ({record.get('stale_reason') or record['status']})")
-            self._client_info = self.client_connection_info()
-            self._engine_file = (record.get("connection_files") or {}).get("engine", {}).get("path") or \
+            record = self._live_record()
+            self._client_info = self._client_info_of(record)
+            self._engine_file = state.connection_file(record, "engine") or \
                 connection_file_paths(self.profile_dir, self.cluster_id)[1]
             self._engine_info = read_connection_file(self._engine_file)
             engines = record.get("engines") or ()

@@ -323,6 +323,13 @@ def list_hubs() -> list:
     return hubs
 
 
+def not_running(record: dict) -> Optional[str]:
+    """Why the hub of an annotated record does not run ("hub X is not running (reason)"); None if it runs."""
+    if record.get("alive"):
+        return None
+    return f"hub {record.get('id')} is not running ({record.get('stale_reason') or record.get('status')})"
+
+
 def get_hub(hub_id: str) -> dict:
     """The annotated record of ``hub_id``; HubNotFound if it has no state file."""
     record = read_state(hub_id)
@@ -343,6 +350,12 @@ def claim(record: dict) -> None:
             raise HubExists(f"a hub with id {record['id']!r} is already {existing.get('state')} "
                             f"(pid {ctl.get('pid')}, profile {existing.get('profile_dir')})")
         _write(record)
+
+
+def connection_file(record: dict, role: str = "client") -> Optional[str]:
+    """The path of the hub's ``client`` or ``engine`` connection file its record names; None if it names none."""
+    entry = (record.get("connection_files") or {}).get(role)
+    return (entry.get("path") or None) if isinstance(entry, dict) else None
 
 
 def remove_connection_files(record: dict) -> list:

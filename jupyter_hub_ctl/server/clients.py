@@ -17,6 +17,8 @@ from typing import Optional
 
 import psutil
 
+from ..cluster.state import connection_file
+
 #: how many ancestors of a client process are checked for a kernel of this server
 KERNEL_DEPTH = 4
 
@@ -24,7 +26,7 @@ KERNEL_DEPTH = 4
 def notification_endpoint(record: dict) -> Optional[tuple]:
     """``(host, port)`` of a hub's notification socket from its client connection file; None for
     a hub that does not listen on TCP (ipc transport) or has no readable file."""
-    path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+    path = connection_file(record)
     if not path:
         return None
     try:

@@ -20,9 +20,7 @@ from tornado import web
 
 from .clients import connected, kernel_of, notification_endpoint
 from .handlers import HubCtlHandler
-from .models import iso, queues_model
-
-EMPTY_QUEUES = {"engines": {}, "unassigned": 0, "totals": {"queue": 0, "tasks": 0, "completed": 0}}
+from .models import NO_QUEUES, first_line, iso, queues_model
 
 
 class DashboardHandler(HubCtlHandler):
@@ -33,19 +31,19 @@ class DashboardHandler(HubCtlHandler):
         self.hub_record(hub_id)
         since, limit = self.stream_window()
         stream, error = None, None
-        queues = self.monitor.queues.get(hub_id) or EMPTY_QUEUES
+        queues = self.monitor.queues.get(hub_id) or NO_QUEUES
         client = self.monitor.clients.get(hub_id)
         if client is None:
             error = "the hub is not running" if self.monitor.models[hub_id]["state"] != "running" \
                 else "the server is not connected to the hub yet"
         else:
-            status, stream = await asyncio.gather(asyncio.to_thread(self.bounded, client, "queue_status"),
-                                                  asyncio.to_thread(self.bounded, client, "task_stream", since, limit),
+            status, stream = await asyncio.gather(self.ask(client, "queue_status"),
+                                                  self.ask(client, "task_stream", since, limit),
                                                   return_exceptions=True)
             if not isinstance(status, BaseException):
                 queues = queues_model(status)
             if isinstance(stream, BaseException):  # e.g. ipcontroller, which has no task stream
-                error = f"{type(stream).__name__}: {str(stream).splitlines()[0][:200] if str(stream) else ''}"
+                error = f"{type(stream).__name__}: {first_line(stream)[:200]}"
                 stream = None
         self.write_json({
             "time": iso(time.time()),

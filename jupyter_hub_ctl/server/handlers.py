@@ -17,10 +17,11 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from ..cluster.state import connection_file
 from ..controller.queries import MAX_STREAM_LIMIT
 from ..wire.session import MessageError, unpack
-from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, MIN_ENGINES, BadRequest, check_n, check_name, check_options,
-                     check_profile, engines_page, hub_model, iso, launcher_schema)
+from .models import (ENGINE_PAGE, ENGINE_PAGE_MAX, MIN_ENGINES, NO_QUEUES, BadRequest, check_n, check_name,
+                     check_options, check_profile, engines_page, first_line, hub_model, iso, launcher_schema)
 
 MAX_BODY = 64 * 1024
 
@@ -63,7 +64,7 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(400, str(e))
 
     def hub_record(self, hub_id: str) -> dict:
-        self.ext._ensure_monitor()
+        """The state record of a hub the monitor lists (after ``ext.ready()``); 404 otherwise."""
         self.check_id(hub_id)
         record = self.monitor.records.get(hub_id)
         if record is None or hub_id not in self.monitor.models:
@@ -90,11 +91,14 @@ class HubCtlHandler(ExtensionHandlerMixin, APIHandler):
             self.fail(400, f"since must be finite and limit 1-{MAX_STREAM_LIMIT}")
         return since, limit
 
-    def bounded(self, client, query: str, *args):
-        """``client.<query>(*args)``, its reply awaited no longer than the monitor's queries (worker thread):
+    async def ask(self, client, query: str, *args):
+        """``client.<query>(*args)`` on a worker thread, its reply awaited no longer than the monitor's queries:
         dashboards ask every second, and a hung hub must not hold a thread for the client's default timeout."""
-        with client.query_time_limit(self.monitor.query_timeout):
-            return getattr(client, query)(*args)
+        def bounded():
+            with client.query_time_limit(self.monitor.query_timeout):
+                return getattr(client, query)(*args)
+
+        return await asyncio.to_thread(bounded)
 
     def write_json(self, data, status: int = 200) -> None:
         self.set_status(status)
@@ -139,7 +143,7 @@ class HubsHandler(HubCtlHandler):
             self.fail(409, str(e).split(" (")[0])
         except Exception as e:
             self.log.error("hubctl: starting a hub failed: %s", e)
-            self.fail(400, f"cannot start the hub: {str(e).splitlines()[0][:200]}")
+            self.fail(400, f"cannot start the hub: {first_line(e)[:200]}")
         model = self.monitor.started(started["record"] or {"id": started["id"], "state": "starting"})
         self.write_json(model, 202)
 
@@ -225,8 +229,7 @@ class QueuesHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         self.hub_record(hub_id)
-        self.write_json(self.monitor.queues.get(hub_id) or {"engines": {}, "unassigned": 0,
-                                                             "totals": {"queue": 0, "tasks": 0, "completed": 0}})
+        self.write_json(self.monitor.queues.get(hub_id) or NO_QUEUES)
 
 
 class TasksHandler(HubCtlHandler):
@@ -267,7 +270,7 @@ class TasksHandler(HubCtlHandler):
         try:
             records = await asyncio.to_thread(client.db_query, query or {"msg_id": {"$ne": None}}, keys)
         except Exception as e:
-            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+            self.fail(409, f"hub {hub_id!r} could not answer: {first_line(e)[:200]}")
         if state == "failed":
             records = [r for r in records if (r.get("result_content") or {}).get("status") not in (None, "ok")]
         records.sort(key=lambda r: str(r.get("submitted") or ""), reverse=True)
@@ -290,9 +293,9 @@ class TaskStreamHandler(HubCtlHandler):
         client = self.hub_client(hub_id)
         since, limit = self.stream_window()
         try:
-            stream = await asyncio.to_thread(self.bounded, client, "task_stream", since, limit)
+            stream = await self.ask(client, "task_stream", since, limit)
         except Exception as e:
-            self.fail(409, f"hub {hub_id!r} could not answer: {str(e).splitlines()[0][:200]}")
+            self.fail(409, f"hub {hub_id!r} could not answer: {first_line(e)[:200]}")
         self.write_json(stream)
 
 
@@ -302,7 +305,7 @@ class ConnectionHandler(HubCtlHandler):
     async def get(self, hub_id):
         await self.ext.ready()
         record = self.hub_record(hub_id)
-        path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+        path = connection_file(record)
         self.write_json({
             "snippet": f"from jupyter_hub_ctl import Client\nrc = Client(hub_id={hub_id!r})\nrc.wait_for_engines(1)",
             "magic": f"%load_ext jupyter_hub_ctl\n%hub connect {hub_id}",

@@ -114,12 +114,17 @@ def ended_model(record: dict, error) -> dict:
     }
 
 
+def first_line(error) -> str:
+    """The first line of an error's text ("" when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def _short(error) -> Optional[str]:
     """An error for people: its first line, without file paths."""
     if not error:
         return None
-    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return re.sub(r"(/[^\s:'\",()]+)+", "<path>", line)[:300]
+    return re.sub(r"(/[^\s:'\",()]+)+", "<path>", first_line(error))[:300]
 
 
 def engine_model(e: dict) -> dict:
@@ -184,6 +189,10 @@ def hosts_model(engines: list) -> dict:
         if isinstance(figures, dict) and e.get("host"):
             hosts[e["host"]] = {key: figures.get(key) for key in HOST_KEYS}
     return hosts
+
+
+#: the queue counts of a hub not asked yet (or not answering)
+NO_QUEUES = {"engines": {}, "unassigned": 0, "totals": {"queue": 0, "tasks": 0, "completed": 0}}
 
 
 def queues_model(status: dict) -> dict:

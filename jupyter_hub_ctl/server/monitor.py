@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Optional
 
+from ..cluster.state import connection_file
 from .models import (engine_model, engines_event, first_page_counts, health_model, hosts_model, hub_model, iso,
                      queues_model)
 
@@ -308,7 +309,7 @@ class HubMonitor:
     def _connect(self, hub_id: str, record: dict):
         from ..client.client import Client
 
-        path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+        path = connection_file(record)
         if not path:
             raise ConnectionError("its state file names no connection file")
         client = Client(path, timeout=self.query_timeout)

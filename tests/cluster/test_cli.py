@@ -12,6 +12,7 @@ import time
 
 import psutil
 import pytest
+from support.procs import end_process
 
 from .conftest import FAST, wait_for
 
@@ -272,12 +273,7 @@ def test_controller_and_engine_subcommands_run_in_the_foreground(hubenv):
     finally:
         for p in (eng, ctl):
             if p is not None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+                end_process(p, 10)
 
 
 @pytest.mark.skipif(not shutil.which("jupyter"), reason="the jupyter command is not on PATH")

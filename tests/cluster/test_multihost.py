@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from support.netns import ip as _ip
+from support.netns import ip as _ip, namespace, setup_steps
 
 from .conftest import FAST
 
@@ -30,38 +30,20 @@ os.execvp("ip", ["ip", "netns", "exec", host, "sh", "-c", remote])
 @pytest.fixture
 def netns_pair():
     """Two namespaces joined by veth: A has 10.231.<x>.1/30, B has 10.231.<x>.2/30."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-    tag = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"
-    ns_a, ns_b = f"hubctl-{tag}-a", f"hubctl-{tag}-b"
-    veth_a, veth_b = f"hc{tag}a", f"hc{tag}b"
-    subnet = f"10.231.{random.randrange(256)}"
-    made = []
-    try:
-        for ns in (ns_a, ns_b):
-            res = _ip("netns", "add", ns)
-            if res.returncode != 0:
-                pytest.skip(f"cannot create a network namespace: {res.stderr.strip()}")
-            made.append(ns)
-        steps = [
-            ("link", "add", veth_a, "type", "veth", "peer", "name", veth_b),
-            ("link", "set", veth_a, "netns", ns_a),
-            ("link", "set", veth_b, "netns", ns_b),
-            ("-n", ns_a, "addr", "add", f"{subnet}.1/30", "dev", veth_a),
-            ("-n", ns_b, "addr", "add", f"{subnet}.2/30", "dev", veth_b),
-            ("-n", ns_a, "link", "set", veth_a, "up"),
-            ("-n", ns_b, "link", "set", veth_b, "up"),
-            ("-n", ns_a, "link", "set", "lo", "up"),
-            ("-n", ns_b, "link", "set", "lo", "up"),
-        ]
-        for step in steps:
-            res = _ip(*step)
-            if res.returncode != 0:
-                pytest.skip(f"cannot set up the veth pair (ip {' '.join(step)}): {res.stderr.strip()}")
+    with namespace("hubctl-a") as ns_a, namespace("hubctl-b") as ns_b:  # deleting them removes the veth pair
+        tag = ns_a[len("hubctl-a"):]
+        veth_a, veth_b = f"hc{tag}a", f"hc{tag}b"
+        subnet = f"10.231.{random.randrange(256)}"
+        setup_steps(("link", "add", veth_a, "type", "veth", "peer", "name", veth_b),
+                    ("link", "set", veth_a, "netns", ns_a),
+                    ("link", "set", veth_b, "netns", ns_b),
+                    ("-n", ns_a, "addr", "add", f"{subnet}.1/30", "dev", veth_a),
+                    ("-n", ns_b, "addr", "add", f"{subnet}.2/30", "dev", veth_b),
+                    ("-n", ns_a, "link", "set", veth_a, "up"),
+                    ("-n", ns_b, "link", "set", veth_b, "up"),
+                    ("-n", ns_a, "link", "set", "lo", "up"),
+                    ("-n", ns_b, "link", "set", "lo", "up"))
         yield {"a": ns_a, "b": ns_b, "ip_a": f"{subnet}.1", "ip_b": f"{subnet}.2"}
-    finally:
-        for ns in made:
-            _ip("netns", "del", ns)  # also removes the veth pair
 
 
 def test_engines_in_another_namespace_reach_the_controller_over_tcp(hubenv, netns_pair, tmp_path):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 
 import pytest
+from support.procs import end_process, free_port
 
 from jupyter_hub_ctl import Client
 
@@ -20,27 +20,11 @@ from .conftest import FAST, wait_for
 NEEDED = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel", "sinfo")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tail(path, n=15) -> str:
     try:
         return "\n".join(open(path, errors="replace").read().splitlines()[-n:])
     except OSError:
         return ""
-
-
-def _end(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -66,7 +50,7 @@ def slurm(tmp_path, hubenv):
     conf = root / "slurm.conf"
     conf.write_text("\n".join([
         "ClusterName=hubctltest", f"SlurmctldHost={socket.gethostname().split('.')[0]}",
-        f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}", "SlurmUser=root", "SlurmdUser=root",
+        f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}", "SlurmUser=root", "SlurmdUser=root",
         "AuthType=auth/munge", f"AuthInfo=socket={sock}", "CredType=cred/munge",
         f"StateSaveLocation={root}/state", f"SlurmdSpoolDir={root}/spool",
         f"SlurmctldPidFile={root}/slurmctld.pid", f"SlurmdPidFile={root}/slurmd.pid",
@@ -110,7 +94,7 @@ def slurm(tmp_path, hubenv):
         yield env
     finally:
         for proc in reversed(procs):
-            _end(proc)
+            end_process(proc, 15)
         for f in logs:
             f.close()
 

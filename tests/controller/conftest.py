@@ -5,15 +5,7 @@ from __future__ import annotations
 import uuid as _uuid
 
 import pytest
-import zmq
 from support.procs import Controller
-
-
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(0)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from support.netns import ip as _ip
+from support.netns import ip as _ip, namespace, setup_steps
 from support.procs import wait_for
 
 PING_MS = 100
@@ -83,31 +83,21 @@ def test_engine_silent_past_the_grace_window_is_not_taken_back(hub_factory):
 @pytest.fixture
 def netns():
     """Namespace B joined to this one by a veth pair: here 10.233.<x>.1/30, B 10.233.<x>.2/30."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-    tag = f"{os.getpid() % 10000:04d}{random.randrange(100):02d}"
-    ns, veth_here, veth_there = f"hubctl-p{tag}", f"hp{tag}a", f"hp{tag}b"
-    subnet = f"10.233.{random.randrange(256)}"
-    res = _ip("netns", "add", ns)
-    if res.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {res.stderr.strip()}")
-    try:
-        for step in [
-            ("link", "add", veth_here, "type", "veth", "peer", "name", veth_there),
-            ("link", "set", veth_there, "netns", ns),
-            ("addr", "add", f"{subnet}.1/30", "dev", veth_here),
-            ("-n", ns, "addr", "add", f"{subnet}.2/30", "dev", veth_there),
-            ("link", "set", veth_here, "up"),
-            ("-n", ns, "link", "set", veth_there, "up"),
-            ("-n", ns, "link", "set", "lo", "up"),
-        ]:
-            res = _ip(*step)
-            if res.returncode != 0:
-                pytest.skip(f"cannot set up the veth pair (ip {' '.join(step)}): {res.stderr.strip()}")
-        yield {"ns": ns, "link": veth_here, "ip": f"{subnet}.1"}
-    finally:
-        _ip("link", "del", veth_here)
-        _ip("netns", "del", ns)
+    with namespace("hubctl-p") as ns:
+        tag = ns[len("hubctl-p"):]
+        veth_here, veth_there = f"hp{tag}a", f"hp{tag}b"
+        subnet = f"10.233.{random.randrange(256)}"
+        try:
+            setup_steps(("link", "add", veth_here, "type", "veth", "peer", "name", veth_there),
+                        ("link", "set", veth_there, "netns", ns),
+                        ("addr", "add", f"{subnet}.1/30", "dev", veth_here),
+                        ("-n", ns, "addr", "add", f"{subnet}.2/30", "dev", veth_there),
+                        ("link", "set", veth_here, "up"),
+                        ("-n", ns, "link", "set", veth_there, "up"),
+                        ("-n", ns, "link", "set", "lo", "up"))
+            yield {"ns": ns, "link": veth_here, "ip": f"{subnet}.1"}
+        finally:
+            _ip("link", "del", veth_here)
 
 
 def test_partitioned_engine_comes_back_with_its_id(hub_factory, netns, tmp_path):

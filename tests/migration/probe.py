@@ -20,6 +20,10 @@ import signal
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from controller_vs_ipcontroller import call_with_timeout  # noqa: E402  (the benchmarks' bounded call)
 
 MISSING_TYPES = (AttributeError, ImportError, NotImplementedError)
 # cases that fail on a client, with the reason (test_probe.py checks nothing else fails)
@@ -659,24 +663,7 @@ CASE_TIMEOUT = 60.0  # seconds one case may take; then it counts as an error (it
 
 def _call(run, p):
     """``run(p)`` in a helper thread, bounded by CASE_TIMEOUT (a case that hangs must not stop the probe)."""
-    import threading
-
-    box = {}
-
-    def target():
-        try:
-            box["value"] = run(p)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            box["error"] = e
-
-    t = threading.Thread(target=target, name="probe-case", daemon=True)
-    t.start()
-    t.join(CASE_TIMEOUT)
-    if t.is_alive():
-        raise RuntimeError(f"no outcome within {CASE_TIMEOUT:.0f}s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return call_with_timeout(lambda: run(p), CASE_TIMEOUT, "probe case")
 
 
 def classify(p: Probe, run, expected):
@@ -714,10 +701,14 @@ def tally(results: dict) -> dict:
     return out
 
 
+def counts_text(counts: dict) -> str:
+    """A tally in words: ``pass 80, missing 0, ...``."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
 def main(argv=None) -> int:
     import argparse
     import tempfile
-    from pathlib import Path
 
     here = Path(__file__).resolve()
     sys.path[:0] = [str(here.parents[1]), str(here.parents[2])]
@@ -742,7 +733,7 @@ def main(argv=None) -> int:
                     print(f"[{kind}] {outcome:9} {name}: {detail}")
     print(f"{len(CASES)} cases")
     for kind, counts in summary.items():
-        print(f"{kind:12} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"{kind:12} {counts_text(counts)}")
     return 0
 
 

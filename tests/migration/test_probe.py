@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .probe import CASES, KNOWN_FAILURES, run_probe, tally
+from .probe import CASES, KNOWN_FAILURES, counts_text, run_probe, tally
 
 
 def test_documented_cases_pass(stack):
     results = run_probe(stack.ipp, stack.rc)
     counts = tally(results)
-    print(f"{stack.kind}: {len(CASES)} cases: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"{stack.kind}: {len(CASES)} cases: {counts_text(counts)}")
     failing = {name: detail for name, (outcome, detail) in results.items() if outcome != "pass"}
     unexpected = {name: detail for name, detail in failing.items() if name not in KNOWN_FAILURES[stack.kind]}
     assert not unexpected, unexpected

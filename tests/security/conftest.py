@@ -4,17 +4,9 @@ the attacker (with or without the key)."""
 from __future__ import annotations
 
 import pytest
-import zmq
 from support.hubs import hub_fixture
 
 
 @pytest.fixture
 def hub_factory(tmp_path):
     yield from hub_fixture(tmp_path)
-
-
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(0)

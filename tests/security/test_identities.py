@@ -136,7 +136,9 @@ def test_a_request_waits_for_a_registered_engine_whose_connection_comes_up_late(
     sender = raw_peer(zctx, c.url("mux"))
     sent = session.send(sender, "execute_request", {"code": "1"}, ident=[late.encode()])
     refused = session.send(sender, "execute_request", {"code": "2"}, ident=[never.encode()])
-    time.sleep(0.5)  # the request is held meanwhile (the point of the test), then the shell connects
+    # the controller has the request while the engine's shell is not connected (the point of the test)
+    wait_for(lambda: beating() is not None and rc.db_query({"msg_id": sent["header"]["msg_id"]}, keys=["msg_id"]),
+             10, "the request received by the controller", interval=0.05)
     shell = raw_peer(zctx, c.url("mux", side="engine"), zmq.ROUTER, identity=late.encode())
     wait_for(lambda: beating() is not None and shell.poll(50), 10, "the held request delivered", interval=0)
     got = session.deserialize(session.feed_identities(shell.recv_multipart())[1])

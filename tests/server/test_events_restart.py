@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-from conftest import wait_api
-from support.procs import hub_processes, slow_engine_cmd
+from support.procs import end_process, free_port, hub_processes, slow_engine_cmd
 
 from jupyter_hub_ctl.cluster import list_hubs
 from jupyter_hub_ctl.server.app import EVENT_ID
@@ -45,14 +42,6 @@ async def test_events_announce_state_engines_and_removal(jp_ws_fetch, api, jp_fe
         await until(lambda d: d["action"] == "removed" and d["hub_id"] == "evt", "removal")
     finally:
         ws.close()
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Server:
@@ -93,18 +82,12 @@ class Server:
         raise TimeoutError(f"waiting for {path}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, 20, 5)
         self.log.close()
 
 
 def test_a_running_hub_survives_a_server_restart(tmp_path):
-    first = Server(tmp_path, _free_port())
+    first = Server(tmp_path, free_port())
     try:
         first.wait("version", lambda d: True)
         code, _ = first.call("POST", "hubs", {"name": "keep", "n": 1})
@@ -114,7 +97,7 @@ def test_a_running_hub_survives_a_server_restart(tmp_path):
         first.stop()
     (record,) = [h for h in list_hubs() if h["id"] == "keep"]
     assert record["alive"]  # the hub outlived the server
-    second = Server(tmp_path, _free_port())
+    second = Server(tmp_path, free_port())
     try:
         hub = second.wait("hubs/keep", lambda h: h["state"] == "running" and h["engines"] == 1)
         assert hub["id"] == "keep"
@@ -128,7 +111,7 @@ def test_a_running_hub_survives_a_server_restart(tmp_path):
 def test_stop_hubs_on_exit_stops_them_all_whatever_they_do(tmp_path):
     """With stop_hubs_on_exit, a server that stops takes its hubs along, running or still starting."""
     before = hub_processes(tmp_path)
-    server = Server(tmp_path, _free_port(), "--HubCtlExtension.stop_hubs_on_exit=True")
+    server = Server(tmp_path, free_port(), "--HubCtlExtension.stop_hubs_on_exit=True")
     try:
         server.wait("version", lambda d: True)
         assert server.call("POST", "hubs", {"name": "up", "n": 1})[0] == 202

@@ -42,6 +42,26 @@ async def until(cond, timeout: float, what: str, interval: float = 0.02):
     return value
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free at the moment of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def end_process(proc: subprocess.Popen, grace: float, after_kill: "float | None" = None):
+    """SIGTERM to ``proc`` if it still runs, ``grace`` seconds to exit, then SIGKILL (and up to
+    ``after_kill`` seconds, None: as long as it takes, for it to go); its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(after_kill)
+    return proc.returncode
+
+
 class Controller:
     """One controller process in its own profile dir."""
 
@@ -99,12 +119,7 @@ class Controller:
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        end_process(self.proc, 10, 5)
         self._log.close()
         return self.proc.returncode
 

@@ -7,8 +7,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from support.procs import wait_for  # noqa: F401  (re-exported for the UI tests)
+from support.procs import end_process, free_port, wait_for  # noqa: F401  (wait_for: re-exported for the UI tests)
 
 #: The lab extension's npm name, as `jupyter labextension list` shows it.
 LABEXTENSION = "jupyter-hub-ctl-labextension"
@@ -30,12 +28,6 @@ LABEXTENSION_OVERRIDE = "HUBCTL_UI_LABEXTENSION"
 SERVER_EXTENSION_MISSING = "server extension jupyter_hub_ctl.server not available yet"
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -174,12 +166,7 @@ class LabServer:
         except OSError:
             pass
         finally:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            end_process(self.proc, timeout, 10)
 
     def remove_runtime(self):
         """Remove the runtime directory, once the server is stopped for good."""
