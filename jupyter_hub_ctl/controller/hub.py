@@ -243,8 +243,7 @@ class Hub(HubRegistry, HubQueries, HubMetrics, HubUpkeep, LoggingConfigurable):
         self.count_error("handler-error")
         if not isinstance(exc, (KeyError, ValueError, IndexError, TypeError)):
             self.log.error("query %s failed", msg.msg_type, exc_info=exc)
-        reply_type = msg.msg_type.replace("_request", "_reply") if msg.msg_type.endswith("_request") else "hub_error"
-        self._reply(idents, reply_type, wrap_exception(exc), parent=msg.header)
+        self._reply(idents, reply_type(msg.header), wrap_exception(exc), parent=msg.header)
 
     # ================================================================ MUX traffic
     def save_queue_request(self, uuid: str, msg: Msg) -> None:
