@@ -14,6 +14,7 @@ stops updating when it is closed, when its frontend closes the widget, when its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -325,7 +326,7 @@ class LiveView(TextAndHtml, LoggingConfigurable):
             if self._widget is not None and not self._closed and self._widget_alive():
                 self._rendering = threading.get_ident()
                 try:
-                    with self._widget.hold_sync():
+                    with _holding(self._widget):
                         self._render()
                 finally:
                     self._rendering = None
@@ -379,14 +380,43 @@ class LiveView(TextAndHtml, LoggingConfigurable):
         return bundle
 
 
+def _tree(widget, seen=None) -> list:
+    """Every widget model of a tree, children first: its children's, then its layout and style
+    models (shared ones once), then the widget itself."""
+    seen = set() if seen is None else seen
+    found = []
+    for part in (*(getattr(widget, "children", ()) or ()), getattr(widget, "layout", None),
+                 getattr(widget, "style", None)):
+        if part is not None and hasattr(part, "hold_sync") and id(part) not in seen:
+            found += _tree(part, seen)
+    seen.add(id(widget))
+    return found + [widget]
+
+
+@contextlib.contextmanager
+def _holding(widget):
+    """Hold every model of a widget tree: each sends the traits a render changed as ONE update
+    message when the block ends, instead of one message per trait.
+
+    The volume matters: the kernel's IOPub socket silently drops messages (ZeroMQ's high-water
+    mark, 1000 by default) while the Jupyter server reads them slower than they come.  A lost
+    comm_open shows as "Error displaying widget: model not found"; a lost execute_result or
+    status leaves a cell that never ends.  A page of the results grid is ~180 widgets, with up to
+    five traits each that a render may change.
+    """
+    with contextlib.ExitStack() as stack:
+        for model in _tree(widget):
+            stack.enter_context(model.hold_sync())
+        yield
+
+
 def _each_widget(widget, action: str) -> None:
-    """Call ``widget.<action>()`` on every widget of a tree, children first (a failing one is skipped)."""
-    for child in getattr(widget, "children", ()) or ():
-        _each_widget(child, action)
-    try:
-        getattr(widget, action)()
-    except Exception:
-        pass
+    """Call ``<model>.<action>()`` on every model of a tree, children first (a failing one is skipped)."""
+    for model in _tree(widget):
+        try:
+            getattr(model, action)()
+        except Exception:
+            pass
 
 
 def _resend_tree(widget) -> None:
