@@ -142,7 +142,7 @@ class Stack(ClusterBase):
                  controller_args=("--dictdb",), curve: bool = False):
         super().__init__(kind, opts, tag)
         self.n_engines, self.connect, self.curve = engines, connect, curve
-        self.controller_args = list(controller_args)
+        self.controller_args = [*controller_args, *(getattr(opts, "controller_arg", []) if kind == "ours" else [])]
 
     def _start(self) -> None:
         opts = self.opts
@@ -546,6 +546,9 @@ def add_stack_options(p) -> None:
     p.add_argument("--start-timeout", type=float, default=60.0)
     p.add_argument("--task-timeout", type=float, default=120.0)
     p.add_argument("--json", metavar="OUT", help="also write every figure here")
+    p.add_argument("--controller-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for our controller (repeatable), e.g. "
+                   "--controller-arg=--TaskScheduler.prefetch=0")
 
 
 def parse_args(argv=None):

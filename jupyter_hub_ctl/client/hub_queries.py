@@ -202,7 +202,7 @@ class HubQueries:
         "hosts": {name: {"time", "load1", "cpus", "mem_total", "mem_used"}}}``: the hub's
         reporting interval (0: off), for each engine (``targets``: an id or a list; None: all)
         its latest sample (None for engines that report nothing, such as ipyparallel's) and up
-        to ``history`` earlier ones, oldest first, and the latest figures of their hosts.  A
+        to ``history`` of its last samples, oldest first (the latest is the last), and the latest figures of their hosts.  A
         sample is ``{"time", "cpu", "rss", "threads", "task", "task_name", "host", "pid"}``:
         hub time (epoch s), CPU % (100 = one core), resident bytes, threads, the msg_id and
         name of the running task (None when idle), and where the engine runs.

@@ -2,9 +2,10 @@
 
 A payload is a list of buffers: ``[MAGIC + pickle stream, *out_of_band]``.
 Objects are pickled with cloudpickle (functions, closures and lambdas by
-value) at protocol 5; large contiguous buffers (numpy arrays, bytes,
-bytearrays) travel out of band as their own zmq frames, so they are neither
-copied into the pickle stream nor, on receipt, out of the received frames.
+value) at protocol 5; large contiguous buffers that pickle protocol 5 hands
+out of band (numpy arrays and other PickleBuffer providers; not bytes or
+bytearray, which pickle in band) travel as their own zmq frames, so they are
+neither copied into the pickle stream nor, on receipt, out of the received frames.
 """
 
 from __future__ import annotations

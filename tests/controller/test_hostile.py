@@ -176,6 +176,12 @@ def test_bad_task_metadata_fails_that_task_only(peers, zctx):
     task.send("apply_request", {}, metadata={"after": ["never-submitted"]})
     reply = task.recv()
     assert reply["content"]["ename"] == "InvalidDependency"
+    assert reply["msg_type"] == "apply_reply"
+    # a refused execute_request is answered as what it asked for
+    task.send("execute_request", {"code": "1"}, metadata={"after": ["never-submitted"]})
+    reply = task.recv()
+    assert reply["content"]["ename"] == "InvalidDependency"
+    assert reply["msg_type"] == "execute_reply"
     still_serving(good)
     task.close()
 

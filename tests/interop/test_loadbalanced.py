@@ -1,12 +1,13 @@
 """LoadBalancedView through the task scheduler: schemes and high-water mark (PROTOCOL.md §11.3)."""
 
+import functools
 import math
 import time
 
 import pytest
 from ipyparallel import error
 
-from .harness import scaled, wait_for
+from .harness import IS_REFERENCE, scaled, wait_for
 from .remote import wait_for_gate
 
 pytestmark = pytest.mark.timeout(180)
@@ -79,7 +80,8 @@ def _placement(client, msg_ids):
 
 def test_hwm_one_keeps_one_task_per_engine_and_queues_the_rest(client, gate):
     lview = client.load_balanced_view()
-    ars = [lview.apply_async(wait_for_gate, str(gate), i) for i in range(6)]
+    # a function this hub never ran: not timed, so not sent ahead (TaskScheduler.prefetch)
+    ars = [lview.apply_async(functools.partial(wait_for_gate, str(gate)), i) for i in range(6)]
     msg_ids = [ar.msg_ids[0] for ar in ars]
 
     def one_each_rest_queued():
@@ -114,6 +116,29 @@ def test_hwm_zero_assigns_every_task_at_once(hub_factory, gate):
     gate.open()
     assert [ar.get(timeout=T) for ar in ars] == list(range(6))
     assert {ar.engine_id for ar in ars} == set(client.ids)
+
+
+@pytest.mark.skipif(IS_REFERENCE, reason="sending short tasks ahead (TaskScheduler.prefetch) is this "
+                    "controller's scheduling; ipcontroller sends one task at a time")
+def test_short_tasks_of_an_ipyparallel_client_are_sent_ahead(hub_factory, gate, tmp_path):
+    hub = hub_factory(n_engines=2, args=["--TaskScheduler.prefetch=0.2"])
+    client = hub.connect(n_engines=2)
+    lview = client.load_balanced_view()
+    opened = tmp_path / "open"
+    opened.touch()
+    # the same function (its serialized form is what the hub times), short while its gate is open
+    assert [ar.get(timeout=T) for ar in [lview.apply_async(wait_for_gate, str(opened), i) for i in range(40)]] \
+        == list(range(40))
+    ars = [lview.apply_async(wait_for_gate, str(gate), i) for i in range(6)]
+    msg_ids = [ar.msg_ids[0] for ar in ars]
+
+    def all_held_evenly():
+        per_engine, unassigned = _placement(client, msg_ids)
+        return not unassigned and sorted(len(v) for v in per_engine.values()) == [3, 3]
+
+    wait_for(all_held_evenly, 10, "6 short tasks held 3 and 3 by the engines, none at the hub")
+    gate.open()
+    assert [ar.get(timeout=T) for ar in ars] == list(range(6))
 
 
 @pytest.mark.parametrize("scheme", ["leastload", "lru", "plainrandom", "twobin", "weighted"])

@@ -17,8 +17,9 @@ from traitlets.config import LoggingConfigurable
 
 from ...wire.session import DELIM, WireSession, frame_bytes
 from ..errors import engine_died, error_content
-from ..intake import accept
+from ..intake import accept, reply_type
 from .dependency import Dependency, DependencyError
+from .prefetch import Durations, task_kind
 from .stall import StallWatch
 
 SCHEMES = ("leastload", "lru", "plainrandom", "twobin", "weighted")
@@ -31,10 +32,10 @@ class Job:
 
     __slots__ = (
         "msg_id", "client", "frames", "header", "targets", "after", "follow",
-        "retries", "timeout", "blacklist", "timer", "engine", "label",
+        "retries", "timeout", "blacklist", "timer", "engine", "kind", "sent", "ahead",
     )
 
-    def __init__(self, msg_id, client, frames, header, targets, after, follow, retries, timeout):
+    def __init__(self, msg_id, client, frames, header, targets, after, follow, retries, timeout, kind=None):
         self.msg_id = msg_id
         self.client = client  # list of routing frames, or None for hub-originated work
         self.frames = frames  # [sig, header, parent, metadata, content, *buffers]
@@ -47,6 +48,9 @@ class Job:
         self.blacklist: set = set()
         self.timer = None
         self.engine: Optional[str] = None
+        self.kind = kind  # what it runs (see ``task_kind``): tasks of one kind are timed together
+        self.sent = 0.0  # loop time it went to its engine
+        self.ahead = None  # its expected seconds if it was sent ahead of an engine's running task
 
 
 def _choose_lru(loads):
@@ -96,6 +100,19 @@ class TaskScheduler(LoggingConfigurable):
         config=True,
         help="Most tasks outstanding on one engine at a time (0 = no limit). 1 gives the "
         "best balance; larger values hide latency for very short tasks.",
+    )
+    prefetch = Float(
+        0.02,
+        config=True,
+        help="With hwm=1: seconds of expected work an engine may hold beyond its running task when "
+        "its tasks are short (timed by the hub, per function, to take less than this), "
+        "so that short tasks do not wait for a round trip through the hub. Tasks not timed yet, "
+        "or longer, go one at a time. 0: never send ahead.",
+    )
+    max_prefetch = Integer(
+        16,
+        config=True,
+        help="With prefetch: most tasks outstanding on one engine at a time.",
     )
     stranded_delay = Float(
         5.0,
@@ -149,6 +166,14 @@ class TaskScheduler(LoggingConfigurable):
         # (O(1) per task, whatever the number of engines)
         self.free: "OrderedDict[str, None]" = OrderedDict()
         self._first_free = self.hwm == 1 and self.scheme_name in ("leastload", "lru")
+        # sending ahead (hwm 1 only): engines running short tasks that may hold more, in the
+        # order they got room, and the seconds of work each holds ahead of its running task
+        self._prefetch = self.prefetch if self.hwm == 1 else 0.0
+        self._max_ahead = max(1, self.max_prefetch)
+        self.durations = Durations()
+        self.topup: "OrderedDict[str, None]" = OrderedDict()
+        self.ahead: dict = {}  # uuid -> seconds of short work it holds (None: a task not short)
+        self.last_reply: dict = {}  # uuid -> loop time of its last reply
         self.pending: dict = {}  # uuid -> {msg_id: Job}
         self.stranded: dict = {}  # uuid of a departed engine -> {msg_id: Job}
         self.engine_done: dict = {}  # uuid -> set of msg_ids finished there
@@ -172,6 +197,7 @@ class TaskScheduler(LoggingConfigurable):
         self.free[uuid] = None
         self.free.move_to_end(uuid, last=False)
         self.loads[uuid] = 0
+        self.ahead[uuid] = 0.0
         self.pending[uuid] = {}
         self.engine_done.setdefault(uuid, set())
         self.engine_failed.setdefault(uuid, set())
@@ -186,7 +212,10 @@ class TaskScheduler(LoggingConfigurable):
             return
         del self.engines[uuid]
         self.free.pop(uuid, None)
+        self.topup.pop(uuid, None)
         del self.loads[uuid]
+        self.ahead.pop(uuid, None)
+        self.last_reply.pop(uuid, None)
         for msg_id, (target, on_reply) in list(self.internal.items()):
             if target == uuid:
                 del self.internal[msg_id]
@@ -248,7 +277,8 @@ class TaskScheduler(LoggingConfigurable):
             self._fail(Job(msg_id, client, frames, header, set(), None, None, 0, None),
                        "InvalidDependency", str(e))
             return
-        job = Job(msg_id, client, frames, header, set(targets), after, follow, retries, timeout)
+        job = Job(msg_id, client, frames, header, set(targets), after, follow, retries, timeout,
+                  task_kind(header, md, frames))
         if after or follow:  # (most jobs have neither: nothing to check)
             for dep in (after, follow):
                 if msg_id in dep or not dep.issubset(self.all_ids):
@@ -291,11 +321,14 @@ class TaskScheduler(LoggingConfigurable):
             if self._first_free and not job.targets and not job.blacklist and not job.follow:
                 for uuid in self.free:
                     return [uuid]
+                for uuid in self.topup:  # the engine that has had room longest, if the job fits
+                    return [uuid] if self._fits(uuid, job) else []
                 return []
             hwm = self._hwm
+        topup = self.topup
         out = []
         for uuid in self.engines:
-            if hwm and self.loads[uuid] >= hwm:
+            if hwm and self.loads[uuid] >= hwm and not (uuid in topup and self._fits(uuid, job)):
                 continue
             if uuid in job.blacklist:
                 continue
@@ -330,7 +363,34 @@ class TaskScheduler(LoggingConfigurable):
         return None
 
     def _has_capacity(self) -> bool:
-        return bool(self.free)
+        if self.free:
+            return True
+        if not self.topup:
+            return False
+        for job in self.waiting.values():  # the oldest job goes first: only it may be sent ahead
+            for uuid in self.topup:
+                return self._fits(uuid, job)
+        return False
+
+    def _fits(self, uuid: str, job: Job) -> bool:
+        """May ``job`` be sent to busy engine ``uuid`` ahead of its running task?"""
+        est = self.durations.estimate(job.kind)
+        return est is not None and est < self._prefetch and self.ahead[uuid] + est <= self._prefetch
+
+    def _room_changed(self, uuid: str, load: int) -> None:
+        """After ``uuid``'s load changed: may it take a task, or a short one ahead of its running task?"""
+        if not self._hwm or load < self._hwm:
+            if uuid not in self.free:
+                self.free[uuid] = None
+            self.topup.pop(uuid, None)
+            return
+        self.free.pop(uuid, None)
+        ahead = self.ahead[uuid]
+        if self._prefetch and ahead is not None and load < self._max_ahead and ahead < self._prefetch:
+            self.topup[uuid] = None
+            self.topup.move_to_end(uuid)  # the others' turn first: short tasks spread evenly
+        else:
+            self.topup.pop(uuid, None)
 
     def _schedule(self) -> None:
         """Dispatch waiting jobs, oldest first, while any engine has room."""
@@ -373,8 +433,16 @@ class TaskScheduler(LoggingConfigurable):
             job.timer.cancel()
             job.timer = None
         load = self.loads[uuid] = self.loads[uuid] + 1
+        if self._prefetch:
+            job.sent = self.loop.time()
+            est = self.durations.estimate(job.kind)
+            if load == 1:  # runs at once; only while it is short may more be sent ahead of it
+                self.ahead[uuid] = 0.0 if est is not None and est < self._prefetch else None
+            else:  # sent ahead (it fit): counts against the engine's prefetch until it replies
+                job.ahead = est
+                self.ahead[uuid] += est
         if self._hwm and load >= self._hwm:
-            del self.free[uuid]
+            self._room_changed(uuid, load)
         self.engines.move_to_end(uuid)
         job.engine = uuid
         self.pending[uuid][job.msg_id] = job
@@ -413,8 +481,9 @@ class TaskScheduler(LoggingConfigurable):
             jobs.pop(job.msg_id, None)
         if uuid in self.loads:
             load = self.loads[uuid] = self.loads[uuid] - 1
-            if uuid not in self.free and (not self._hwm or load < self._hwm):
-                self.free[uuid] = None
+            if self._prefetch and job.sent:
+                self._timed(uuid, job)
+            self._room_changed(uuid, load)
         job.engine = None
         if md.get("dependencies_met", True) is False:
             job.blacklist.add(uuid)
@@ -434,11 +503,24 @@ class TaskScheduler(LoggingConfigurable):
         if msg is not None and job.client is not None:
             self.client_reader.send([*job.client, msg.idents[0], DELIM, *msg.frames])
         elif msg is None and job.client is not None:
-            frames = self.session.serialize("apply_reply", content, parent=job.header, metadata=md)
+            frames = self.session.serialize(reply_type(job.header), content, parent=job.header, metadata=md)
             self.client_reader.send([*job.client, uuid.encode(), *frames])
         self.monitor.save_task_result(job.msg_id, uuid, msg, content, md)
         self._finished(job.msg_id, status == "ok", uuid)
         self._schedule()
+
+    def _timed(self, uuid: str, job: Job) -> None:
+        """A reply from ``uuid``: time its task (from when the engine could start it) and release
+        what it held ahead."""
+        now = self.loop.time()
+        self.durations.add(job.kind, now - max(job.sent, self.last_reply.get(uuid, 0.0)))
+        self.last_reply[uuid] = now
+        if self.loads[uuid] == 0:
+            self.ahead[uuid] = 0.0  # nothing outstanding, nothing held
+        elif job.ahead is not None and self.ahead[uuid] is not None:
+            self.ahead[uuid] = max(0.0, self.ahead[uuid] - job.ahead)
+        job.sent = 0.0
+        job.ahead = None
 
     def _fail(self, job: Job, ename: str, evalue: str) -> None:
         if job.timer is not None:
@@ -449,7 +531,7 @@ class TaskScheduler(LoggingConfigurable):
 
     def _answer(self, client, header: dict, content: dict) -> None:
         """A submission failed or refused by the controller (its error content says why)."""
-        self.client_reader.send([*client, *self.session.serialize("apply_reply", content, parent=header,
+        self.client_reader.send([*client, *self.session.serialize(reply_type(header), content, parent=header,
                                                                   metadata=ERROR_MD)])
 
     def _reply_error(self, client, header, ename, evalue, record=True, msg_id=None) -> None:
