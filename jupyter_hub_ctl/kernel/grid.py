@@ -4,7 +4,9 @@ The grid is a ``GridBox`` whose cells are flat ``Button`` s (a click anywhere on
 record; a click on a heading sorts by it) and a ``Checkbox`` per row (the selection).  Its
 columns are fractions of the cell's width with a minimum of zero, so it always fits the output
 area (long values end in an ellipsis and show whole in the tooltip).  The page's row widgets
-are made once and only their values change, so paging and live updates send small diffs.
+are made once and only their values change; the rows share one layout and one style model, and
+the rows of a short page are hidden by a class, so paging and live updates send one small
+message per changed cell (see ``LiveView._do_render``), never a model per cell.
 Everything is styled by ``templates/style.css`` from JupyterLab's theme variables.
 """
 
@@ -20,11 +22,11 @@ GRID_COLUMNS = "28px auto minmax(0, 2fr) auto auto auto auto auto auto minmax(0,
 ALL = "all"  # the engine filter's "every engine" (a Dropdown cannot show None as a choice)
 
 
-def _button(widgets, description="", tooltip="", classes=()):
-    b = widgets.Button(description=description, tooltip=tooltip, layout=widgets.Layout(width="auto"))
-    for c in classes:
-        b.add_class(c)
-    return b
+def _button(widgets, description="", tooltip="", classes=(), layout=None, style=None):
+    """A flat button; its classes go out with its model (not as one more message each)."""
+    extra = {} if style is None else {"style": style}
+    return widgets.Button(description=description, tooltip=tooltip, _dom_classes=tuple(classes),
+                          layout=widgets.Layout(width="auto") if layout is None else layout, **extra)
 
 
 def build_grid(view, widgets):
@@ -60,12 +62,16 @@ def build_grid(view, widgets):
         view._w_heads.append(head)
     view._w_rows = []
     cells = [view._w_check_page, *view._w_heads]
+    # the rows' cells share one layout and one style model (the checkboxes the heading's): a page is
+    # ~180 widget models, not ~540
+    cell_layout, cell_style = widgets.Layout(width="auto"), widgets.ButtonStyle()
+    check_layout, check_style = view._w_check_page.layout, view._w_check_page.style
     for i in range(view.page_size):
-        check = widgets.Checkbox(value=False, indent=False, description="")
+        check = widgets.Checkbox(value=False, indent=False, description="", layout=check_layout, style=check_style)
         check.observe(cb(lambda c, i=i: _row_checked(view, i, c["new"]), "check"), "value")
         row = [check]
         for key, _ in COLUMNS:
-            cell = _button(widgets, classes=("hubctl-cell",))
+            cell = _button(widgets, classes=("hubctl-cell",), layout=cell_layout, style=cell_style)
             cell.on_click(cb(lambda _b, i=i: _row_clicked(view, i), "select"))
             row.append(cell)
         view._w_rows.append(row)
@@ -155,7 +161,7 @@ def render_grid(view) -> None:
     for i, row in enumerate(view._w_rows):
         record = view.records[i] if i < len(view.records) else None
         check, cells = row[0], row[1:]
-        check.layout.display = None if record else "none"  # a short last page has no empty rows
+        _set_classes(check, [] if record else ["hubctl-blank"])  # a short last page has no empty rows
         check.value = bool(record) and record["msg_id"] in checked
         texts = cells_of(record) if record else {}
         base = ["hubctl-cell"] + (["hubctl-odd"] if i % 2 else [])
@@ -170,7 +176,6 @@ def render_grid(view) -> None:
             cell.description = text
             cell.tooltip = (record["msg_id"] if key == "msg_id" else text) if record else ""
             cell.disabled = record is None
-            cell.layout.display = None if record else "none"
             _set_classes(cell, base + ([f"hubctl-state-{record['state']}"] if record and key == "state" else []))
     view._w_page.value = template("pager.html.j2").render(page=view.page + 1, pages=view.pages, total=view.total,
                                                           checked=len(checked))

@@ -6,14 +6,17 @@ thread (``updater``) runs its polls and renders, so it stays live while a cell b
 and control callbacks run on whatever thread the kernel delivers them on (a subshell thread in
 JupyterLab >= 4.4).  Both sides hold the view's lock while they change its state or widgets,
 so they never interleave; blocking queries run outside the lock.  Renders are throttled to
-``max_updates_per_second``; an error in a poll or a callback is shown inside the widget.  A view
-stops updating when it is closed, when its frontend closes the widget, when its source ends
-(the hub stopped) or when the interpreter exits.
+``max_updates_per_second``; a render sends one message per changed widget, and a live render
+waits while the kernel's live views have sent ``max_messages_per_second`` messages in the last
+second.  An error in a poll or a callback is shown inside the widget.  A view stops updating
+when it is closed, when its frontend closes the widget, when its source ends (the hub
+stopped) or when the interpreter exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -63,6 +66,12 @@ class LiveView(TextAndHtml, LoggingConfigurable):
     max_updates_per_second = Float(2.0, config=True,
                                    help="Upper bound on re-renders (and polls) per second; changes arriving "
                                         "faster are coalesced into the next render.")
+    max_messages_per_second = Float(200.0, config=True,
+                                    help="Comm messages per second that the live views of this kernel together "
+                                         "may send while they update on their own (0: no limit): a render due "
+                                         "beyond it waits, and its changes coalesce.  The kernel's IOPub socket "
+                                         "drops the messages the Jupyter server does not read in time.  A user's "
+                                         "own actions render at once whatever the count.")
     query_timeout = Float(5.0, config=True,
                           help="Seconds one hub query of a poll may take; a hub that does not answer in time "
                                "is reported in the view, which tries again later.")
@@ -227,13 +236,18 @@ class LiveView(TextAndHtml, LoggingConfigurable):
             if self.ended or self._closed:
                 return None
         with self._lock:
-            if self._dirty and time.monotonic() >= self._last_render + self._gap():
+            if self._dirty and self._render_wait() <= 0:
                 self._do_render()
             now = time.monotonic()
             wait = self._last_poll + self.update_interval + self._backoff - now
             if self._dirty:
-                wait = min(wait, self._last_render + self._gap() - now)
+                wait = min(wait, self._render_wait())
         return max(0.0, wait)
+
+    def _render_wait(self) -> float:
+        """Seconds until a live render may go out: the view's throttle, then the kernel's message budget."""
+        throttle = self._last_render + self._gap() - time.monotonic()
+        return max(throttle, updater().budget_wait(self.max_messages_per_second))
 
     def _poll_once(self) -> None:
         try:
@@ -299,13 +313,14 @@ class LiveView(TextAndHtml, LoggingConfigurable):
 
     # ------------------------------------------------------------------ throttled rendering
     def request_render(self) -> None:
-        """Render now, or (while live) as soon as the throttle allows."""
+        """Render now, or (while live) as soon as the throttle and the kernel's message budget allow."""
         with self._lock:
-            if not self.live or time.monotonic() >= self._last_render + self._gap():
+            wait = self._render_wait() if self.live else 0.0
+            if wait <= 0:
                 self._do_render()
                 return
             self._dirty = True
-        updater().schedule(self, self._last_render + self._gap())
+        updater().schedule(self, time.monotonic() + wait)
 
     def render_now(self) -> None:
         """Render at once, bypassing the throttle: for changes a user just made."""
@@ -324,11 +339,13 @@ class LiveView(TextAndHtml, LoggingConfigurable):
             self._last_render = time.monotonic()
             if self._widget is not None and not self._closed and self._widget_alive():
                 self._rendering = threading.get_ident()
+                held = _Held(self._widget)
                 try:
-                    with self._widget.hold_sync():
+                    with held:
                         self._render()
                 finally:
                     self._rendering = None
+                    updater().spent(held.sent)
             self.renders += 1
 
     def _update_handle(self) -> None:
@@ -379,14 +396,52 @@ class LiveView(TextAndHtml, LoggingConfigurable):
         return bundle
 
 
+def _tree(widget, seen=None) -> list:
+    """Every widget model of a tree, children first: its children's, then its layout and style
+    models (shared ones once), then the widget itself."""
+    seen = set() if seen is None else seen
+    found = []
+    for part in (*(getattr(widget, "children", ()) or ()), getattr(widget, "layout", None),
+                 getattr(widget, "style", None)):
+        if part is not None and hasattr(part, "hold_sync") and id(part) not in seen:
+            found += _tree(part, seen)
+    seen.add(id(widget))
+    return found + [widget]
+
+
+class _Held:
+    """Holds every model of a widget tree: each sends the traits changed in the block as ONE update
+    message when it ends, instead of one message per trait; ``sent`` counts those messages.
+
+    The volume matters: the kernel's IOPub socket silently drops messages (ZeroMQ's high-water
+    mark, 1000 by default) while the Jupyter server reads them slower than they come.  A lost
+    comm_open shows as "Error displaying widget: model not found"; a lost execute_result or
+    status leaves a cell that never ends.  A page of the results grid is ~180 widgets, with up to
+    five traits each that a render may change.
+    """
+
+    def __init__(self, widget):
+        self.models = _tree(widget)
+        self.sent = 0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "_Held":
+        for model in self.models:
+            self._stack.enter_context(model.hold_sync())
+        return self
+
+    def __exit__(self, *exc):
+        self.sent = sum(1 for model in self.models if getattr(model, "_states_to_send", None))
+        return self._stack.__exit__(*exc)
+
+
 def _each_widget(widget, action: str) -> None:
-    """Call ``widget.<action>()`` on every widget of a tree, children first (a failing one is skipped)."""
-    for child in getattr(widget, "children", ()) or ():
-        _each_widget(child, action)
-    try:
-        getattr(widget, action)()
-    except Exception:
-        pass
+    """Call ``<model>.<action>()`` on every model of a tree, children first (a failing one is skipped)."""
+    for model in _tree(widget):
+        try:
+            getattr(model, action)()
+        except Exception:
+            pass
 
 
 def _resend_tree(widget) -> None:

@@ -10,7 +10,11 @@ messages from any thread; button callbacks, which JupyterLab >= 4.4 delivers on 
 subshell thread, take the same per-view lock.
 
 So the views keep updating while the kernel's main thread blocks in a cell (``ar.get()``,
-``time.sleep``), and nothing depends on the kernel's event loop.  The thread stops at
+``time.sleep``), and nothing depends on the kernel's event loop.  The updater also keeps the
+count of comm messages the views' renders sent in the last second: a live view whose render is
+due waits while that count is over its ``max_messages_per_second`` (its changes coalesce), so
+many live views together cannot flood the kernel's IOPub socket, which drops what the Jupyter
+server does not read in time.  The thread stops at
 interpreter exit (kernel shutdown or restart) before the interpreter tears down its modules.
 """
 
@@ -20,6 +24,7 @@ import atexit
 import logging
 import threading
 import time
+from collections import deque
 from typing import Optional
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,8 @@ class Updater:
         self._due: dict = {}  # view -> monotonic time it is due
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
+        self._sent: deque = deque()  # (monotonic time, comm messages) of the last second's renders
+        self._sent_total = 0
         self.ticks = 0  # ticks run (for tests and diagnostics)
 
     # ------------------------------------------------------------------ scheduling
@@ -51,6 +58,36 @@ class Updater:
                 self._cond.notify()
             self._ensure_thread()
         return True
+
+    # ------------------------------------------------------------------ the kernel's message budget
+    def spent(self, messages: int) -> None:
+        """Count the comm messages a render just sent (any view, any thread)."""
+        if messages > 0:
+            now = time.monotonic()
+            with self._cond:
+                self._forget_sent(now)
+                self._sent.append((now, messages))
+                self._sent_total += messages
+
+    def _forget_sent(self, now: float) -> None:
+        while self._sent and self._sent[0][0] <= now - 1.0:
+            self._sent_total -= self._sent.popleft()[1]
+
+    def budget_wait(self, per_second: float) -> float:
+        """Seconds until the views' messages of the last second fall below ``per_second`` (0: now;
+        ``per_second`` <= 0: no budget)."""
+        if per_second <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._cond:
+            self._forget_sent(now)
+            left, wait = self._sent_total, 0.0
+            for at, messages in self._sent:  # oldest first: wait until enough of them leave the window
+                if left < per_second:
+                    break
+                left -= messages
+                wait = at + 1.0 - now
+            return max(0.0, wait)
 
     def remove(self, view) -> None:
         with self._cond:

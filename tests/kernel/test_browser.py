@@ -5,6 +5,7 @@ hub's reason shown in the widget) and export of the selection to pandas."""
 from __future__ import annotations
 
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import cloudpickle
@@ -174,3 +175,52 @@ def test_export_the_selection_to_pandas(filled, ip, comms):
     assert "exported 2 rows to `results_df`" in browser.message
     browser._w_uncheck.click()
     assert len(browser.to_dataframe()) == 30  # nothing checked: every matching row
+
+
+
+def test_a_render_sends_one_message_per_changed_widget(filled, comms):
+    """The grid is built from few models (its cells share their layout and style) and one render sends
+    each widget's changed traits together: a sort that changes most cells of the page costs one update
+    per changed widget, not one per trait (bursts of per-trait messages overflow the kernel's IOPub
+    queue, which then drops messages: a lost comm_open is "model not found" in the frontend)."""
+    from collections import Counter
+
+    browser = filled.results(live=False)
+    browser.widget
+    opened = [m for m in comms.messages if m["msg_type"] == "comm_open"]
+    shown = len(comms.messages)  # what showing the browser sends: its models, then its first render
+    before = len(comms.messages)
+    with browser._lock:
+        browser.sort_key, browser.descending = "msg_id", False
+        browser._recompute()  # one render (the browser is not live)
+    updates = [m for m in comms.messages[before:] if m["msg_type"] == "comm_msg"]
+    per_model = Counter(m["comm_id"] for m in updates)
+    print(f"grid: {len(opened)} models opened, {shown} messages to show it; a sort sent {len(updates)} updates "
+          f"to {len(per_model)} models")
+    assert len(per_model) > 15, "the sort should have changed a cell of every row"
+    assert max(per_model.values()) == 1, per_model.most_common(3)
+    assert any(len(m["data"]["state"]) > 1 for m in updates), "no widget had several traits changed"
+    assert len(opened) <= 250 and shown <= 500, (len(opened), shown)
+    browser.close()
+
+
+
+def test_live_renders_keep_to_the_kernels_message_budget(filled, comms):
+    """While tasks stream in, a live render waits while the kernel's views have sent
+    ``max_messages_per_second`` comm messages in the last second (its changes coalesce into the
+    next render); the grid still ends up showing every task."""
+    budget = 40
+    browser = filled.results(update_interval=0.1, max_updates_per_second=20, max_messages_per_second=budget)
+    browser.widget
+    before, start = len(comms.messages), time.monotonic()
+    lb = filled.client.load_balanced_view()
+    for i in range(40):  # a task every 50 ms: each poll finds new rows, which push the page's rows down
+        lb.apply_async(square, i)
+        time.sleep(0.05)
+    wait_for(lambda: "of 74" in comms.state(browser._w_summary.model_id)["value"], 30, "every task in the grid")
+    elapsed = time.monotonic() - start
+    sent = sum(1 for m in comms.messages[before:] if m["msg_type"] == "comm_msg")
+    print(f"{sent} updates in {elapsed:.1f}s, {browser.renders} renders (budget {budget}/s)")
+    # each render starts within the budget; the last one may overshoot it by at most a page of widgets
+    assert sent <= budget * (elapsed + 1) + 200, (sent, elapsed)
+    browser.close()
