@@ -242,7 +242,7 @@ def start(config, progress, timeout: float, stop_on_exit: bool = False) -> HubCo
             record = state.read_state(hub_id)
             current = record.get("state") if record else None
             if client is None and current in ("starting", "running"):
-                path = ((record.get("connection_files") or {}).get("client") or {}).get("path")
+                path = state.connection_file(record)
                 if path and os.path.exists(path):
                     client = _try_client(path)
                     if client is not None:
