@@ -6,7 +6,7 @@ from __future__ import annotations
 import types
 from typing import Optional
 
-from ..wire.session import parse_date
+from ..wire.dates import parse_date
 from .errors import RemoteError, collect_exceptions
 
 

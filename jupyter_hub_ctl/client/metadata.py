@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..wire.session import parse_date
+from ..wire.dates import parse_date
 
 KEYS = ("msg_id", "submitted", "started", "completed", "received", "engine_uuid", "engine_id", "follow", "after",
         "status", "execute_input", "execute_result", "error", "stdout", "stderr", "outputs", "data", "label",

@@ -16,7 +16,8 @@ from typing import Optional
 from traitlets import Any, Dict, Float, Integer, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
-from ..wire.session import MessageError, Msg, WireSession, frame_bytes, parse_date, unpack, utcnow
+from ..wire.dates import parse_date
+from ..wire.session import MessageError, Msg, WireSession, frame_bytes, unpack, utcnow
 from .errors import error_content, wrap_exception
 from . import dask, limits
 from .intake import refusal, reply_type

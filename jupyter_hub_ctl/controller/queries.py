@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..wire.session import parse_date, utcnow
+from ..wire.dates import parse_date
+from ..wire.session import utcnow
 from .records import DATE_KEYS, RECORD_KEYS, task_name
 
 #: most tasks one task_stream_request may ask for

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..wire.session import Msg, parse_date
+from ..wire.dates import parse_date
+from ..wire.session import Msg
 from .db.base import RECORD_KEYS
 
 DATE_KEYS = ("submitted", "started", "completed", "received")

@@ -21,6 +21,7 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
+from .dates import parse_date
 from .errors import MessageError
 
 _MICRO = 1_000_000
@@ -52,15 +53,8 @@ class ReplayCache:
 def header_time(header: dict) -> Optional[int]:
     """The header's ``date`` in microseconds since the epoch; None if missing or not ISO-8601."""
     value = header.get("date")
-    if not isinstance(value, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:  # jupyter_client always sends an aware UTC date; a naive one is taken as UTC
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // _US
+    dt = parse_date(value) if isinstance(value, str) else None  # a naive date is taken as UTC
+    return None if dt is None else (dt - _EPOCH) // _US
 
 
 class ReplayWindow:

@@ -116,21 +116,6 @@ def unpack(data, max_bytes: Optional[int] = None) -> Any:
         raise MessageError("bad-json", str(e)[:80]) from None
 
 
-def parse_date(value: Any) -> Optional[datetime]:
-    """ISO-8601 string (or datetime) to an aware UTC datetime; None if unparsable."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt
-
-
 def nbytes(part) -> int:
     """Size in bytes of a message part (bytes, buffer or zmq.Frame)."""
     return len(part) if isinstance(part, bytes) else memoryview(part).nbytes
