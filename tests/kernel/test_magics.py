@@ -6,6 +6,7 @@ import _thread
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,16 @@ from .helpers import processes_marked
 def shown(cap) -> str:
     """Everything the user saw: stdout, then the plain text of rich outputs (results, displays)."""
     return cap.stdout + "".join(o.data.get("text/plain", "") + "\n" for o in cap.outputs)
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C as a kernel delivers it while a cell runs: SIGINT raises KeyboardInterrupt in the main
+    thread (``_thread.interrupt_main`` does nothing while SIGINT is ignored or left to the default
+    action, which a process started in the background may have)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield _thread.interrupt_main
+    signal.signal(signal.SIGINT, previous)
 
 
 def hub_magic(ip, line):
@@ -180,7 +191,7 @@ def test_group_outputs_by_order_or_by_engine(ip, hub_dirs):
     assert cap.stdout.splitlines() == ["[stdout:0] zero", "[stdout:1] one", "[stdout:1] one again"]
 
 
-def test_ctrl_c_while_waiting_sends_sigint_to_the_engines(ip, hub_dirs):
+def test_ctrl_c_while_waiting_sends_sigint_to_the_engines(ip, hub_dirs, ctrl_c):
     hub_magic(ip, "start -n 2")
     hub = ip.user_ns["hub"]
     hub[:].scatter("eid", [0, 1], flatten=True, block=True)
@@ -191,7 +202,7 @@ def test_ctrl_c_while_waiting_sends_sigint_to_the_engines(ip, hub_dirs):
 
     def interrupt():
         wait_for(lambda: len(os.listdir(marks)) == 2, 30, "both engines to run the cell")
-        _thread.interrupt_main()  # what ipykernel does on an interrupt request: KeyboardInterrupt here
+        ctrl_c()  # what ipykernel does on an interrupt request: KeyboardInterrupt here
 
     helper = threading.Thread(target=interrupt)
     helper.start()
@@ -266,10 +277,10 @@ def test_failed_start_reports_the_reason_and_leaves_nothing_running(ip, hub_dirs
     wait_for(lambda: processes_marked(str(hub_dirs)) == [], 20, "the failed hub's processes to exit")
 
 
-def test_ctrl_c_during_start_stops_the_hub_being_started(ip, hub_dirs):
+def test_ctrl_c_during_start_stops_the_hub_being_started(ip, hub_dirs, ctrl_c):
     def interrupt():
         wait_for(lambda: (state.read_state("halfway") or {}).get("controller"), 30, "the controller to start")
-        _thread.interrupt_main()
+        ctrl_c()
 
     helper = threading.Thread(target=interrupt)
     helper.start()
