@@ -5,12 +5,18 @@ socket is drained in batches with NOBLOCK receives.  The FD is edge-triggered,
 so after every send on a socket (which may consume the edge) and whenever a
 batch stops early, a drain is scheduled again with ``call_soon``.  This keeps
 per-message overhead to a plain function call, with no Future per message.
+
+Where the small C module ``_zmqbatch`` was built (it is, by the package's build), whole
+batches of messages are received, and whole messages sent, with one call each into the libzmq
+pyzmq loaded, instead of one Python-level pyzmq call per frame; elsewhere, or with
+``JUPYTER_HUB_CTL_PURE_PYTHON=1`` in the environment, the same is done through pyzmq.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Callable
 
 import zmq
@@ -31,6 +37,42 @@ _recv = zmq.backend.Socket.recv
 _send = zmq.backend.Socket.send
 
 
+def _libzmq_path():
+    """The file of the libzmq this process loaded for pyzmq (None if it is not a shared library)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split(maxsplit=5)[-1].strip()
+                if os.path.basename(path).startswith("libzmq"):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def _load_native():
+    """The bound C module, or None (not built, libzmq not found, or turned off)."""
+    if os.environ.get("JUPYTER_HUB_CTL_PURE_PYTHON"):
+        return None
+    try:
+        from . import _zmqbatch
+    except ImportError:
+        return None
+    path = _libzmq_path()
+    if path is None:
+        return None
+    try:
+        _zmqbatch.bind(path)
+    except (OSError, RuntimeError) as e:
+        log.warning("batched zmq calls unavailable (%s); using pyzmq's calls", e)
+        return None
+    return _zmqbatch
+
+
+native = _load_native()
+
+
+
 def readable(sock: zmq.Socket) -> bool:
     """Is a message waiting?  (Also processes the socket's pending commands, re-arming ZMQ_FD.)"""
     return bool(_get(sock, EVENTS) & POLLIN)
@@ -42,6 +84,15 @@ def recv_frames(sock: zmq.Socket, copy: bool = True):
     Frames are received as `zmq.Frame` (whose ``more`` flag saves a RCVMORE query per frame);
     with ``copy`` they are returned as bytes.
     """
+    if native is not None and copy is True:
+        if sock.closed:
+            raise zmq.ZMQError(zmq.ENOTSOCK)
+        messages, err = native.recv(sock.underlying, 1)
+        if messages:
+            return messages[0]
+        if err:
+            raise zmq.ZMQError(err)
+        return None
     if not _get(sock, EVENTS) & POLLIN:
         return None
     frame = _recv(sock, NOBLOCK, False)
@@ -64,6 +115,13 @@ def send_frames(sock: zmq.Socket, frames, copy: bool = True) -> None:
     buffer until it is sent: do not modify it meanwhile) and small bytes frames are copied,
     which is cheaper for them.
     """
+    if native is not None and (copy or _all_small(frames)):
+        if sock.closed:
+            raise zmq.ZMQError(zmq.ENOTSOCK)
+        err = native.send(sock.underlying, frames if type(frames) is list else list(frames))
+        if err:
+            raise zmq.ZMQError(err)
+        return
     last = len(frames) - 1
     if copy:
         for i in range(last):
@@ -76,6 +134,14 @@ def send_frames(sock: zmq.Socket, frames, copy: bool = True) -> None:
             _send(sock, frame, flags)
         else:
             _send(sock, frame, flags, False)
+
+
+def _all_small(frames) -> bool:
+    """Would ``send_frames(copy=False)`` copy every frame anyway?"""
+    for frame in frames:
+        if type(frame) is not bytes or len(frame) >= ZERO_COPY_MIN:
+            return False
+    return True
 
 
 class SocketReader:
@@ -121,6 +187,9 @@ class SocketReader:
             self._draining = False
 
     def _drain(self, sock, handler, copy, small_only) -> None:
+        if native is not None and copy is True:
+            self._drain_batch(sock, handler)
+            return
         for _ in range(self.batch):
             try:
                 frames = recv_frames(sock, False if small_only else copy)
@@ -140,6 +209,27 @@ class SocketReader:
             except Exception:
                 log.exception("error handling a message on %s", self.name)
         self.kick()
+
+    def _drain_batch(self, sock, handler) -> None:
+        """One C call receives every waiting message (up to ``batch``), then each is handled."""
+        if sock.closed:
+            self.close()
+            return
+        messages, err = native.recv(sock.underlying, self.batch)
+        for frames in messages:
+            try:
+                handler(frames)
+            except Exception:
+                log.exception("error handling a message on %s", self.name)
+        if err in (zmq.ETERM, zmq.ENOTSOCK):
+            self.close()
+            return
+        if err:
+            raise zmq.ZMQError(err)
+        # the receive that found nothing left re-armed the FD; a handler's send on this socket
+        # since then may have taken its edge: check, as the pure-Python drain's next receive does
+        if len(messages) == self.batch or (not sock.closed and _get(sock, EVENTS) & POLLIN):
+            self.kick()
 
     def kick(self) -> None:
         """Schedule a drain soon (after a send, or when a batch was cut short)."""
